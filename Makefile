@@ -1,0 +1,26 @@
+# Aspen: one entry point for the checks CI runs.
+GO ?= go
+PKGS ?= ./...
+
+.PHONY: check test vet fmt build devnet bench
+
+## check: formatting, vet and the race-enabled test suite (what CI runs)
+check: fmt vet test
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+test:
+	$(GO) test -race -timeout 15m $(PKGS)
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+devnet: build
+	./bin/aspen-node devnet
+
+bench: build
+	./bin/aspen-node bench
