@@ -252,3 +252,15 @@ func DecodeBlobResponse(b []byte) (*BlobResponse, error) {
 	}
 	return p, nil
 }
+
+// EnvelopeBytes returns the exact encoding of an opened envelope, so a
+// verified message can be stored and re-verified later with Open.
+func EnvelopeBytes(e *Envelope) []byte {
+	w := writer{b: make([]byte, 0, 16+len(e.Signer)+len(e.Body)+len(e.Sig))}
+	w.u8(Version)
+	w.u8(uint8(e.Type))
+	w.peer(e.Signer)
+	w.bytes(e.Body)
+	w.bytes(e.Sig)
+	return w.b
+}

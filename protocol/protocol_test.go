@@ -250,3 +250,18 @@ func BenchmarkSealOpenAssignment(b *testing.B) {
 		}
 	}
 }
+
+func TestEnvelopeBytes(t *testing.T) {
+	key, _ := testKey(t, 9)
+	sealed, err := Seal(key, sampleMessages(t)["receipt"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := Open(sealed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(EnvelopeBytes(e), sealed) {
+		t.Fatal("EnvelopeBytes differs from the sealed bytes")
+	}
+}
