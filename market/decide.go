@@ -89,12 +89,15 @@ type group struct {
 // not modify it). In order:
 //
 //  1. Aborted → failed.
-//  2. A replica still assigned, or the verifier's run pending → wait.
-//  3. The verifier ran (not stopped) → verified: its result is the
+//  2. The verifier ran (not stopped): wait while a replica is still
+//     assigned, then verified: its result is the
 //     verified one, its L = t_b × s_b the reference; every reported replica
 //     with another result is a culprit (strike, unpaid); one with the
 //     verified result is paid iff L_b ≥ t_w × s_w × (1 − tol), i.e. its
 //     effective speed L_b/t_w is at most tol below its rated speed.
+//  3. A replica still assigned, or the verifier's run pending: if fewer
+//     than Replicas replicas are running or reported (some failed or timed
+//     out), need the difference now; otherwise wait.
 //  4. Otherwise, with R the reported replicas: if |R| < Replicas, need
 //     Replicas − |R| more (failed or timed-out replicas are replaced).
 //     Else a result k is verified when it is reported by replicas of at
@@ -118,14 +121,29 @@ func (t *Task) Decide() Decision {
 			running++
 		}
 	}
-	if running > 0 {
-		return Decision{Kind: DecisionWait, Reason: fmt.Sprintf("%d replica(s) running", running)}
-	}
-	if t.VerifierPending {
-		return Decision{Kind: DecisionWait, Reason: "verifier run pending"}
-	}
 	if v := t.Verifier; v != nil && !v.Stopped && v.ExecMicros <= t.Terms.MaxRunMicros {
+		if running > 0 {
+			return Decision{Kind: DecisionWait, Reason: fmt.Sprintf("%d replica(s) running", running)}
+		}
 		return t.verifiedTrusted(*v)
+	}
+	if running > 0 || t.VerifierPending {
+		// Replace failed or timed-out replicas at once, without waiting
+		// for the running ones.
+		live := running
+		for _, r := range t.Runs {
+			if r.State == ReplicaReported {
+				live++
+			}
+		}
+		if need := t.Replicas - live; need > 0 && len(t.Runs)+need <= t.Terms.MaxRuns {
+			return Decision{Kind: DecisionNeed, Need: need,
+				Reason: fmt.Sprintf("%d of %d replicas running or reported", live, t.Replicas)}
+		}
+		if running > 0 {
+			return Decision{Kind: DecisionWait, Reason: fmt.Sprintf("%d replica(s) running", running)}
+		}
+		return Decision{Kind: DecisionWait, Reason: "verifier run pending"}
 	}
 
 	var reported []int

@@ -67,6 +67,7 @@ var cmdSpecs = map[string]cmdSpec{
 	"decide": {keys: map[string]kind{}},
 	"settle": {keys: map[string]kind{}},
 	"rating": {worker: true, keys: map[string]kind{}},
+	"seen":   {worker: true, keys: map[string]kind{"at": kDuration}},
 }
 
 type kv struct{ k, v string }
@@ -286,7 +287,10 @@ func (r *runner) exec(s step) []string {
 }
 
 func (r *runner) do(s step) ([]string, error) {
-	if s.cmd != "config" && s.cmd != "task" && s.cmd != "rating" && r.task == nil {
+	if r.reps == nil {
+		r.reps = Reputations{}
+	}
+	if s.cmd != "config" && s.cmd != "task" && s.cmd != "rating" && s.cmd != "seen" && r.task == nil {
 		return nil, errors.New("no task yet")
 	}
 	t := r.task
@@ -382,15 +386,12 @@ func (r *runner) do(s step) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if r.reps == nil {
-			r.reps = Reputations{}
-		}
 		r.reps.ObserveAll(st.Decision)
 		return formatSettlement(st), nil
+	case "seen":
+		r.reps.Get(s.worker).Seen(s.ms("at"), r.cfg)
+		return nil, nil
 	case "rating":
-		if r.reps == nil {
-			r.reps = Reputations{}
-		}
 		rep := r.reps.Get(s.worker)
 		mttf := "none"
 		if ms, ok := rep.MTTF(); ok {
