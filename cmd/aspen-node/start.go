@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/aspen-market/aspen/node"
+	"github.com/aspen-market/aspen/node/p2p"
+	"github.com/aspen-market/aspen/protocol"
+)
+
+func init() {
+	register("init", command{summary: "create a data directory: identity key, API token, config", run: cmdInit})
+	register("start", command{summary: "run the node (worker, consumer or both)", run: cmdStart})
+}
+
+// fileConfig is the node's config.json: what init writes and start reads.
+// Flags and ASPEN_* environment variables override it.
+type fileConfig struct {
+	Listen    []string `json:"listen"`
+	Bootstrap []string `json:"bootstrap,omitempty"`
+	Verifier  string   `json:"verifier"` // multiaddr with /p2p/ID, or a bare peer ID
+	Role      string   `json:"role"`
+	MinPrice  string   `json:"min_price"` // per hour, decimal
+	Slots     int      `json:"slots"`
+	Owner     string   `json:"owner,omitempty"`
+	API       string   `json:"api"`
+	MaxMemory string   `json:"max_memory,omitempty"`
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("ASPEN_DATA"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".aspen"
+	}
+	return filepath.Join(home, ".aspen")
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// nodeFlags are shared by init and start.
+type nodeFlags struct {
+	data, verifier, role, minPrice, owner, api, maxMemory, logFormat, logLevel string
+	slots                                                                     int
+	listen, bootstrap                                                         listFlag
+}
+
+func (f *nodeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.data, "data", defaultDataDir(), "data directory (env ASPEN_DATA)")
+	fs.StringVar(&f.verifier, "verifier", os.Getenv("ASPEN_VERIFIER"), "the verifier's multiaddr with /p2p/ID (pinned; env ASPEN_VERIFIER)")
+	fs.StringVar(&f.role, "role", os.Getenv("ASPEN_ROLE"), "worker, consumer or both (env ASPEN_ROLE)")
+	fs.StringVar(&f.minPrice, "min-price", os.Getenv("ASPEN_MIN_PRICE"), "worker's minimum price per hour, e.g. 0.02 (env ASPEN_MIN_PRICE)")
+	fs.IntVar(&f.slots, "slots", 0, "jobs a worker runs at once (default 1)")
+	fs.StringVar(&f.owner, "owner", os.Getenv("ASPEN_OWNER"), "owner label for payouts")
+	fs.StringVar(&f.api, "api", os.Getenv("ASPEN_API_LISTEN"), "local API listen address (default 127.0.0.1:7341)")
+	fs.StringVar(&f.maxMemory, "max-memory", "", "memory cap per job, e.g. 256MiB")
+	fs.Var(&f.listen, "listen", "libp2p listen multiaddr (repeatable)")
+	fs.Var(&f.bootstrap, "bootstrap", "bootstrap peer multiaddr (repeatable)")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+func (f *nodeFlags) merge(fc *fileConfig) {
+	if f.verifier != "" {
+		fc.Verifier = f.verifier
+	}
+	if f.role != "" {
+		fc.Role = f.role
+	}
+	if f.minPrice != "" {
+		fc.MinPrice = f.minPrice
+	}
+	if f.slots > 0 {
+		fc.Slots = f.slots
+	}
+	if f.owner != "" {
+		fc.Owner = f.owner
+	}
+	if f.api != "" {
+		fc.API = f.api
+	}
+	if f.maxMemory != "" {
+		fc.MaxMemory = f.maxMemory
+	}
+	if len(f.listen) > 0 {
+		fc.Listen = f.listen
+	}
+	if len(f.bootstrap) > 0 {
+		fc.Bootstrap = f.bootstrap
+	}
+}
+
+func configPath(data string) string { return filepath.Join(data, "config.json") }
+
+func readFileConfig(data string) (fileConfig, error) {
+	d := node.DefaultConfig()
+	fc := fileConfig{Listen: d.Listen, Role: d.Role.String(), MinPrice: d.MinPrice.String(), Slots: d.Slots, API: d.APIAddr}
+	b, err := os.ReadFile(configPath(data))
+	if errors.Is(err, os.ErrNotExist) {
+		return fc, nil
+	} else if err != nil {
+		return fc, err
+	}
+	if err := json.Unmarshal(b, &fc); err != nil {
+		return fc, fmt.Errorf("%s: %w", configPath(data), err)
+	}
+	return fc, nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+func cmdInit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f nodeFlags
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fc, err := readFileConfig(f.data)
+	if err != nil {
+		fmt.Fprintln(stderr, "aspen-node: init:", err)
+		return 1
+	}
+	f.merge(&fc)
+	if err := os.MkdirAll(f.data, 0o700); err != nil {
+		fmt.Fprintln(stderr, "aspen-node: init:", err)
+		return 1
+	}
+	key, err := p2p.LoadOrCreateKey(filepath.Join(f.data, node.KeyFile))
+	if err != nil {
+		fmt.Fprintln(stderr, "aspen-node: init:", err)
+		return 1
+	}
+	if _, err := node.LoadOrCreateToken(filepath.Join(f.data, node.TokenFile)); err != nil {
+		fmt.Fprintln(stderr, "aspen-node: init:", err)
+		return 1
+	}
+	b, _ := json.MarshalIndent(fc, "", "  ")
+	if err := os.WriteFile(configPath(f.data), append(b, '\n'), 0o600); err != nil {
+		fmt.Fprintln(stderr, "aspen-node: init:", err)
+		return 1
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	fmt.Fprintf(stdout, "initialized %s\npeer ID: %s\n", f.data, id)
+	if fc.Verifier == "" {
+		fmt.Fprintln(stdout, "next: set the verifier with 'aspen-node init --verifier /ip4/.../p2p/ID' or ASPEN_VERIFIER")
+	}
+	return 0
+}
+
+// parseVerifier accepts a full multiaddr with /p2p/ID or a bare peer ID.
+func parseVerifier(s string) (peer.AddrInfo, error) {
+	if s == "" {
+		return peer.AddrInfo{}, errors.New("no verifier configured: pass --verifier MULTIADDR/p2p/ID or set ASPEN_VERIFIER")
+	}
+	if strings.HasPrefix(s, "/") {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return peer.AddrInfo{}, fmt.Errorf("verifier address: %w", err)
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil {
+			return peer.AddrInfo{}, fmt.Errorf("verifier address must end in /p2p/ID: %w", err)
+		}
+		return *ai, nil
+	}
+	id, err := peer.Decode(s)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("verifier peer ID: %w", err)
+	}
+	return peer.AddrInfo{ID: id}, nil
+}
+
+// parseSize parses sizes like 256MiB, 1GiB, 512KiB, 1000.
+func parseSize(s string) (uint64, error) {
+	s = strings.TrimSpace(s)
+	mult := uint64(1)
+	for _, u := range []struct {
+		suffix string
+		m      uint64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	var v uint64
+	if _, err := fmt.Sscanf(s, "%d", &v); err != nil || fmt.Sprint(v) != s {
+		return 0, fmt.Errorf("bad size %q (want e.g. 256MiB)", s)
+	}
+	return v * mult, nil
+}
+
+func buildNodeConfig(fc fileConfig, data string, log *slog.Logger) (node.Config, error) {
+	cfg := node.DefaultConfig()
+	cfg.DataDir = data
+	cfg.Logger = log
+	var err error
+	if cfg.Verifier, err = parseVerifier(fc.Verifier); err != nil {
+		return cfg, err
+	}
+	if cfg.Role, err = node.ParseRole(fc.Role); err != nil {
+		return cfg, err
+	}
+	if cfg.MinPrice, err = protocol.ParseAmount(fc.MinPrice); err != nil {
+		return cfg, fmt.Errorf("min price: %w", err)
+	}
+	if fc.Slots > 0 {
+		cfg.Slots = fc.Slots
+	}
+	cfg.Owner = fc.Owner
+	cfg.APIAddr = fc.API
+	cfg.Listen = fc.Listen
+	cfg.Bootstrap = fc.Bootstrap
+	if fc.MaxMemory != "" {
+		if cfg.Sandbox.MaxMemory, err = parseSize(fc.MaxMemory); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, nil
+}
+
+func cmdStart(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("start", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f nodeFlags
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := newLogger(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "aspen-node: start:", err)
+		return 2
+	}
+	fc, err := readFileConfig(f.data)
+	if err != nil {
+		fmt.Fprintln(stderr, "aspen-node: start:", err)
+		return 1
+	}
+	f.merge(&fc)
+	cfg, err := buildNodeConfig(fc, f.data, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "aspen-node: start:", err)
+		return 2
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "aspen-node: start:", err)
+		return 1
+	}
+	if err := n.Start(ctx); err != nil {
+		n.Close()
+		fmt.Fprintln(stderr, "aspen-node: start:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "aspen-node %s running as %s\npeer ID: %s\n", version, cfg.Role, n.ID())
+	for _, a := range n.Addrs() {
+		fmt.Fprintf(stdout, "listening: %s\n", a)
+	}
+	if n.APIAddr() != "" {
+		fmt.Fprintf(stdout, "local API: http://%s (token in %s)\n", n.APIAddr(), filepath.Join(f.data, node.TokenFile))
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "shutting down")
+	if err := n.Close(); err != nil {
+		fmt.Fprintln(stderr, "aspen-node: close:", err)
+		return 1
+	}
+	return 0
+}
+
+const version = "0.1.0"

@@ -1,0 +1,125 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/sandbox"
+)
+
+// Role says what a node does in the market.
+type Role uint8
+
+const (
+	RoleWorker   Role = 1 << iota // sells cycles
+	RoleConsumer                  // buys cycles
+)
+
+// Has reports whether r includes x.
+func (r Role) Has(x Role) bool { return r&x != 0 }
+
+func (r Role) String() string {
+	switch r {
+	case RoleWorker:
+		return "worker"
+	case RoleConsumer:
+		return "consumer"
+	case RoleWorker | RoleConsumer:
+		return "both"
+	}
+	return fmt.Sprintf("role(%d)", uint8(r))
+}
+
+// ParseRole parses "worker", "consumer" or "both".
+func ParseRole(s string) (Role, error) {
+	switch s {
+	case "worker":
+		return RoleWorker, nil
+	case "consumer":
+		return RoleConsumer, nil
+	case "both":
+		return RoleWorker | RoleConsumer, nil
+	}
+	return 0, fmt.Errorf("%w: role %q (want worker, consumer or both)", ErrBadRequest, s)
+}
+
+// Config configures a Node. Start from DefaultConfig.
+type Config struct {
+	// DataDir holds the identity key, the store and the API token.
+	DataDir string
+	// Listen are the libp2p listen multiaddrs.
+	Listen []string
+	// Bootstrap peers (multiaddrs with /p2p/ID) connected at start.
+	Bootstrap []string
+	// Verifier is the pinned verifier: its peer ID (required) and addrs.
+	// The node trusts no other verifier key.
+	Verifier peer.AddrInfo
+	// Role: worker, consumer or both.
+	Role Role
+	// MinPrice is the worker's minimum price per hour.
+	MinPrice protocol.Micros
+	// Slots is how many jobs a worker runs at once.
+	Slots int
+	// QueueDepth is how many accepted replicas a worker may hold per slot.
+	QueueDepth int
+	// Owner labels the worker's owner (payout account) for the verifier.
+	Owner string
+	// APIAddr is the local HTTP API address ("" disables the API).
+	APIAddr string
+	// OfferInterval is how often a worker re-announces its offer.
+	OfferInterval time.Duration
+	// HeartbeatInterval is how often a worker heartbeats to the verifier.
+	HeartbeatInterval time.Duration
+	// RequestTimeout bounds one request/response exchange with a peer.
+	RequestTimeout time.Duration
+	// Sandbox configures the job runner (workers; consumers use it to
+	// compile-check modules).
+	Sandbox sandbox.Config
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns a consumer+worker configuration listening on all
+// interfaces with the API on 127.0.0.1:7341.
+func DefaultConfig() Config {
+	sb := sandbox.DefaultConfig()
+	return Config{
+		Listen:            []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"},
+		Role:              RoleWorker | RoleConsumer,
+		MinPrice:          10_000, // 0.01 per hour
+		Slots:             1,
+		QueueDepth:        64,
+		APIAddr:           "127.0.0.1:7341",
+		OfferInterval:     10 * time.Second,
+		HeartbeatInterval: 2 * time.Second,
+		RequestTimeout:    30 * time.Second,
+		Sandbox:           sb,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.DataDir == "":
+		return fmt.Errorf("%w: DataDir is required", ErrBadRequest)
+	case c.Verifier.ID == "":
+		return fmt.Errorf("%w: the verifier's peer ID is required", ErrBadRequest)
+	case c.Role == 0 || c.Role > RoleWorker|RoleConsumer:
+		return fmt.Errorf("%w: bad role %d", ErrBadRequest, c.Role)
+	case c.MinPrice < 0:
+		return fmt.Errorf("%w: negative minimum price", ErrBadRequest)
+	case c.Role.Has(RoleWorker) && c.Slots < 1:
+		return fmt.Errorf("%w: a worker needs at least one slot", ErrBadRequest)
+	case c.QueueDepth < 1:
+		return fmt.Errorf("%w: queue depth must be at least 1", ErrBadRequest)
+	case c.OfferInterval <= 0 || c.HeartbeatInterval <= 0 || c.RequestTimeout <= 0:
+		return fmt.Errorf("%w: intervals must be positive", ErrBadRequest)
+	}
+	return c.Sandbox.Validate()
+}

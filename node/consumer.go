@@ -1,0 +1,626 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/store"
+)
+
+// GroupSpec is what a consumer submits: a module, its inputs (in order)
+// and the terms.
+type GroupSpec struct {
+	Name      string
+	Module    []byte
+	Inputs    [][]byte
+	MaxPrice  protocol.Micros // per hour
+	MinSpeed  protocol.Speed
+	Replicas  int
+	Timeout   time.Duration
+	MaxMemory uint64
+}
+
+// GroupStatus is a job group's progress.
+type GroupStatus struct {
+	GroupRecord
+	Pending  int             `json:"pending"`
+	Fetching int             `json:"fetching"`
+	Verified int             `json:"verified"`
+	Failed   int             `json:"failed"`
+	Canceled int             `json:"canceled"`
+	Spent    protocol.Micros `json:"spent"`
+	Done     bool            `json:"done"`
+	State    string          `json:"state"`
+}
+
+type consumer struct {
+	n      *Node
+	mu     sync.Mutex
+	groups map[protocol.ID]*groupState
+	fetchq chan fetchReq
+	bidSeq uint64
+}
+
+type groupState struct {
+	rec    GroupRecord
+	counts map[string]int
+	spent  protocol.Micros
+}
+
+type fetchReq struct {
+	group protocol.ID
+	task  TaskRecord
+}
+
+func newConsumer(n *Node) *consumer {
+	return &consumer{n: n, groups: map[protocol.ID]*groupState{}, fetchq: make(chan fetchReq, 1<<16)}
+}
+
+func (c *consumer) start() error {
+	n := c.n
+	// Load groups and task counts; re-queue result fetches; resume submits.
+	var resubmit []protocol.ID
+	err := n.store.Scan(nsGroup, nil, func(key, val []byte) error {
+		var g GroupRecord
+		if err := json.Unmarshal(val, &g); err != nil {
+			return fmt.Errorf("group record: %w", err)
+		}
+		id, err := protocol.ParseID(g.ID)
+		if err != nil {
+			return err
+		}
+		gs := &groupState{rec: g, counts: map[string]int{}}
+		c.groups[id] = gs
+		if g.Submitted < g.Tasks && !g.Canceled && g.Error == "" {
+			resubmit = append(resubmit, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var refetch []fetchReq
+	for id, gs := range c.groups {
+		err := n.store.Scan(nsTask, id[:], func(_, val []byte) error {
+			var t TaskRecord
+			if err := json.Unmarshal(val, &t); err != nil {
+				return err
+			}
+			gs.counts[t.State]++
+			gs.spent += t.Charged
+			if t.State == TaskFetching {
+				refetch = append(refetch, fetchReq{group: id, task: t})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	n.host.Handle(protocol.ProtoRelease, c.handleRelease)
+	for i := 0; i < 4; i++ {
+		n.go_(c.fetchLoop)
+	}
+	for _, r := range refetch {
+		c.fetchq <- r
+	}
+	for _, id := range resubmit {
+		id := id
+		n.go_(func() {
+			if err := c.submitRemaining(n.ctx, id); err != nil && n.ctx.Err() == nil {
+				n.log.Warn("resuming submission failed", "group", id.String(), "err", err)
+			}
+		})
+	}
+	return nil
+}
+
+// SubmitGroup stores the module and inputs, checks the module compiles,
+// records the group durably and submits it to the verifier. It returns
+// once the verifier has accepted (or refused) the group.
+func (n *Node) SubmitGroup(ctx context.Context, spec GroupSpec) (protocol.ID, error) {
+	if n.c == nil {
+		return protocol.ID{}, ErrNotConsumer
+	}
+	return n.c.submit(ctx, spec)
+}
+
+func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, error) {
+	n := c.n
+	switch {
+	case len(spec.Module) == 0:
+		return protocol.ID{}, fmt.Errorf("%w: no module", ErrBadRequest)
+	case len(spec.Inputs) == 0:
+		return protocol.ID{}, fmt.Errorf("%w: no inputs", ErrBadRequest)
+	case spec.Replicas < 2 || spec.Replicas > protocol.MaxReplicas:
+		return protocol.ID{}, fmt.Errorf("%w: replicas must be 2..%d (every job runs on at least two workers)", ErrBadRequest, protocol.MaxReplicas)
+	case spec.MaxPrice <= 0:
+		return protocol.ID{}, fmt.Errorf("%w: max price per hour must be positive", ErrBadRequest)
+	case spec.Timeout <= 0 || spec.Timeout > protocol.MaxJobTimeout:
+		return protocol.ID{}, fmt.Errorf("%w: timeout must be in (0, %s]", ErrBadRequest, protocol.MaxJobTimeout)
+	}
+	if spec.MaxMemory == 0 {
+		spec.MaxMemory = n.cfg.Sandbox.MaxMemory
+	}
+	modCID, err := n.store.PutBlob(spec.Module)
+	if err != nil {
+		return protocol.ID{}, fmt.Errorf("node: store module: %w", err)
+	}
+	if err := n.sb.Compile(ctx, modCID.String(), spec.Module); err != nil {
+		return protocol.ID{}, fmt.Errorf("%w: %v", ErrInvalidModule, err)
+	}
+	id := protocol.NewID()
+	now := n.now().UnixMilli()
+	g := GroupRecord{ID: id.String(), Name: spec.Name, Module: modCID.String(), ModuleSize: uint64(len(spec.Module)),
+		Tasks: len(spec.Inputs), MaxPrice: spec.MaxPrice, MinSpeed: spec.MinSpeed, Replicas: spec.Replicas,
+		TimeoutMS: uint64(spec.Timeout.Milliseconds()), MaxMemory: spec.MaxMemory, Created: now}
+	tasks := make([]TaskRecord, len(spec.Inputs))
+	for i, in := range spec.Inputs {
+		var ic cid.Cid
+		if len(in) <= protocol.MaxInline {
+			ic = protocol.BlobCID(in)
+		} else if ic, err = n.store.PutBlob(in); err != nil {
+			return protocol.ID{}, fmt.Errorf("node: store input %d: %w", i, err)
+		}
+		tasks[i] = TaskRecord{Index: uint32(i), Input: ic.String(), Size: uint64(len(in)), State: TaskPending, Updated: now}
+	}
+	// Small inputs travel inline; keep their bytes in the store too so the
+	// group can be resubmitted after a restart.
+	for i, in := range spec.Inputs {
+		if len(in) <= protocol.MaxInline && len(in) > 0 {
+			if _, err := n.store.PutBlob(in); err != nil {
+				return protocol.ID{}, fmt.Errorf("node: store input %d: %w", i, err)
+			}
+		}
+	}
+	for start := 0; start < len(tasks); start += 1000 {
+		end := min(start+1000, len(tasks))
+		err := n.store.Durable(ctx, func(tx *store.Tx) error {
+			if start == 0 {
+				if err := tx.Put(nsGroup, id[:], mustJSON(g)); err != nil {
+					return err
+				}
+			}
+			for _, t := range tasks[start:end] {
+				if err := tx.Put(nsTask, taskKey(id, t.Index), mustJSON(t)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return protocol.ID{}, fmt.Errorf("node: persist group: %w", err)
+		}
+	}
+	c.mu.Lock()
+	c.groups[id] = &groupState{rec: g, counts: map[string]int{TaskPending: len(tasks)}}
+	c.mu.Unlock()
+	n.log.Info("job group created", "group", id.String(), "tasks", len(tasks), "module", modCID.String())
+	c.publishBid(id, g)
+	if err := c.submitRemaining(ctx, id); err != nil {
+		return id, err
+	}
+	return id, nil
+}
+
+func (c *consumer) publishBid(id protocol.ID, g GroupRecord) {
+	n := c.n
+	mod, _ := cid.Decode(g.Module)
+	c.mu.Lock()
+	c.bidSeq++
+	seq := c.bidSeq
+	c.mu.Unlock()
+	b := &protocol.Bid{Consumer: n.id, Group: id, Seq: uint64(n.now().UnixMilli())<<8 | seq&0xff, Module: mod, Tasks: uint32(g.Tasks),
+		MaxPrice: g.MaxPrice, MinSpeed: g.MinSpeed, Replicas: uint8(g.Replicas), Expires: n.now().Add(5 * time.Minute).UnixMilli()}
+	if err := n.host.PublishBid(n.ctx, b); err != nil {
+		n.log.Debug("bid not published", "err", err)
+	}
+}
+
+// submitRemaining sends the group's not-yet-acknowledged tasks to the
+// verifier in batches bounded by count and bytes.
+func (c *consumer) submitRemaining(ctx context.Context, id protocol.ID) error {
+	n := c.n
+	c.mu.Lock()
+	gs := c.groups[id]
+	if gs == nil {
+		c.mu.Unlock()
+		return ErrUnknownGroup
+	}
+	g := gs.rec
+	c.mu.Unlock()
+	mod, err := cid.Decode(g.Module)
+	if err != nil {
+		return err
+	}
+	var all []TaskRecord
+	if err := n.store.Scan(nsTask, id[:], func(_, val []byte) error {
+		var t TaskRecord
+		if err := json.Unmarshal(val, &t); err != nil {
+			return err
+		}
+		all = append(all, t)
+		return nil
+	}); err != nil {
+		return err
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Index < all[j].Index })
+	for start := g.Submitted; start < len(all); {
+		sub := &protocol.Submit{Consumer: n.id, Group: id, Module: mod, ModuleSize: g.ModuleSize, MaxPrice: g.MaxPrice,
+			MinSpeed: g.MinSpeed, Replicas: uint8(g.Replicas), TimeoutMillis: g.TimeoutMS, MaxMemory: g.MaxMemory,
+			Addrs: n.localAddrs(), Time: n.now().UnixMilli()}
+		bytes := 0
+		end := start
+		for end < len(all) && len(sub.Tasks) < protocol.MaxTasksPerMessage && bytes < 2<<20 {
+			t := all[end]
+			ic, err := cid.Decode(t.Input)
+			if err != nil {
+				return err
+			}
+			ti := protocol.TaskInput{Index: t.Index, Input: ic, Size: t.Size}
+			if t.Size <= protocol.MaxInline && t.Size > 0 {
+				b, err := n.store.GetBlob(ic)
+				if err != nil {
+					return fmt.Errorf("input %d: %w", t.Index, err)
+				}
+				ti.Inline = b
+			}
+			bytes += 64 + len(ti.Inline)
+			sub.Tasks = append(sub.Tasks, ti)
+			end++
+		}
+		var ack protocol.Ack
+		if err := n.requestVerifier(ctx, protocol.ProtoSubmit, sub, &ack); err != nil {
+			return fmt.Errorf("node: submit to verifier: %w", err)
+		}
+		if !ack.OK {
+			reason := fmt.Sprintf("refused by verifier: %s", ack.Error)
+			if ack.Code == protocol.AckInsufficientFunds {
+				reason = "insufficient funds: " + ack.Error
+			} else if ack.Code == protocol.AckNoWorkers {
+				reason = "no eligible workers: " + ack.Error
+			}
+			c.failGroup(ctx, id, reason)
+			return fmt.Errorf("%w: %s", ErrRefused, reason)
+		}
+		start = end
+		c.mu.Lock()
+		gs.rec.Submitted = start
+		g = gs.rec
+		c.mu.Unlock()
+		if err := n.store.Put(nsGroup, id[:], mustJSON(g)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// failGroup marks a refused group's pending tasks failed with reason.
+func (c *consumer) failGroup(ctx context.Context, id protocol.ID, reason string) {
+	n := c.n
+	now := n.now().UnixMilli()
+	c.mu.Lock()
+	gs := c.groups[id]
+	gs.rec.Error = reason
+	g := gs.rec
+	c.mu.Unlock()
+	var ts []TaskRecord
+	_ = n.store.Scan(nsTask, id[:], func(_, val []byte) error {
+		var t TaskRecord
+		if json.Unmarshal(val, &t) == nil && t.State == TaskPending {
+			ts = append(ts, t)
+		}
+		return nil
+	})
+	_ = n.store.Durable(ctx, func(tx *store.Tx) error {
+		if err := tx.Put(nsGroup, id[:], mustJSON(g)); err != nil {
+			return err
+		}
+		for _, t := range ts {
+			t.State, t.Reason, t.Updated = TaskFailed, reason, now
+			if err := tx.Put(nsTask, taskKey(id, t.Index), mustJSON(t)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	c.mu.Lock()
+	gs.counts[TaskPending] -= len(ts)
+	gs.counts[TaskFailed] += len(ts)
+	c.mu.Unlock()
+	n.log.Warn("job group refused", "group", id.String(), "reason", reason)
+}
+
+// handleRelease records the verifier's verdicts. Inline results are
+// checked against their CID and stored at once; others are fetched from a
+// holder in the background.
+func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protocol.Envelope) (protocol.Message, error) {
+	n := c.n
+	if env.Signer != n.cfg.Verifier.ID {
+		return refuse(protocol.ID{}, protocol.AckUnauthorized, "releases are accepted only from the pinned verifier"), nil
+	}
+	var rel protocol.Release
+	if err := env.Decode(&rel); err != nil {
+		return refuse(protocol.ID{}, protocol.AckBadRequest, "%v", err), nil
+	}
+	c.mu.Lock()
+	gs := c.groups[rel.Group]
+	c.mu.Unlock()
+	if gs == nil {
+		return refuse(rel.Group, protocol.AckUnknown, "unknown group"), nil
+	}
+	now := n.now().UnixMilli()
+	var updated []TaskRecord
+	var fetch []fetchReq
+	for _, r := range rel.Tasks {
+		b, err := n.store.Get(nsTask, taskKey(rel.Group, r.Index))
+		if err != nil {
+			continue // not ours
+		}
+		var t TaskRecord
+		if err := json.Unmarshal(b, &t); err != nil {
+			continue
+		}
+		if t.State == TaskVerified || t.State == TaskFetching || t.State == TaskFailed {
+			continue // already released: idempotent
+		}
+		prev := t.State
+		t.Updated = now
+		t.Charged = r.Charged
+		t.Replicas = r.Replicas
+		switch r.Outcome {
+		case protocol.OutcomeVerified:
+			t.Result, t.Status, t.ExitCode = r.Result.String(), r.Status, r.ExitCode
+			t.Holders = t.Holders[:0]
+			for _, h := range r.Holders {
+				t.Holders = append(t.Holders, h.String())
+			}
+			if len(r.Inline) > 0 {
+				if err := n.store.PutBlobVerified(r.Result, r.Inline); err != nil {
+					n.log.Warn("inline result does not match its CID", "group", rel.Group.String(), "task", r.Index, "err", err)
+					t.State = TaskFetching
+				} else {
+					t.State = TaskVerified
+				}
+			} else {
+				t.State = TaskFetching
+			}
+			if t.State == TaskFetching {
+				fetch = append(fetch, fetchReq{group: rel.Group, task: t})
+			}
+		case protocol.OutcomeFailed:
+			t.State, t.Reason = TaskFailed, r.Reason
+		case protocol.OutcomeCanceled:
+			t.State, t.Reason = TaskCanceled, "canceled"
+		}
+		updated = append(updated, t)
+		c.mu.Lock()
+		gs.counts[prev]--
+		gs.counts[t.State]++
+		gs.spent += t.Charged
+		c.mu.Unlock()
+	}
+	if len(updated) > 0 {
+		err := n.store.Durable(ctx, func(tx *store.Tx) error {
+			for _, t := range updated {
+				if err := tx.Put(nsTask, taskKey(rel.Group, t.Index), mustJSON(t)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return refuse(rel.Group, protocol.AckInternal, "persist: %v", err), nil
+		}
+	}
+	for _, f := range fetch {
+		select {
+		case c.fetchq <- f:
+		default:
+			go func(f fetchReq) { c.fetchq <- f }(f)
+		}
+	}
+	return &protocol.Ack{Ref: rel.Group, OK: true, Count: uint32(len(updated))}, nil
+}
+
+func (c *consumer) fetchLoop() {
+	n := c.n
+	for {
+		var f fetchReq
+		select {
+		case <-n.ctx.Done():
+			return
+		case f = <-c.fetchq:
+		}
+		rc, err := cid.Decode(f.task.Result)
+		if err != nil {
+			continue
+		}
+		var holders []peer.ID
+		for _, h := range f.task.Holders {
+			if p, err := peer.Decode(h); err == nil {
+				holders = append(holders, p)
+			}
+		}
+		backoff := 500 * time.Millisecond
+		for {
+			if _, ok, _ := n.store.HasBlob(rc); ok {
+				break
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Minute)
+			_, err = n.host.FetchBlob(ctx, rc, holders, protocol.MaxBlobSize)
+			cancel()
+			if err == nil {
+				break
+			}
+			if n.ctx.Err() != nil {
+				return
+			}
+			n.log.Warn("fetching result failed; retrying", "group", f.group.String(), "task", f.task.Index, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-n.ctx.Done():
+				return
+			}
+			if backoff < 30*time.Second {
+				backoff *= 2
+			}
+		}
+		t := f.task
+		t.State, t.Updated = TaskVerified, n.now().UnixMilli()
+		if err := n.store.Durable(n.ctx, func(tx *store.Tx) error {
+			return tx.Put(nsTask, taskKey(f.group, t.Index), mustJSON(t))
+		}); err != nil {
+			continue
+		}
+		c.mu.Lock()
+		if gs := c.groups[f.group]; gs != nil {
+			gs.counts[TaskFetching]--
+			gs.counts[TaskVerified]++
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (gs *groupState) status() GroupStatus {
+	s := GroupStatus{GroupRecord: gs.rec, Pending: gs.counts[TaskPending], Fetching: gs.counts[TaskFetching],
+		Verified: gs.counts[TaskVerified], Failed: gs.counts[TaskFailed], Canceled: gs.counts[TaskCanceled], Spent: gs.spent}
+	s.Done = s.Pending == 0 && s.Fetching == 0
+	switch {
+	case !s.Done && gs.rec.Canceled:
+		s.State = "canceling"
+	case !s.Done:
+		s.State = "running"
+	case s.Failed > 0 || s.Canceled > 0:
+		s.State = "finished with failures"
+	default:
+		s.State = "verified"
+	}
+	return s
+}
+
+// Groups lists the consumer's job groups, newest first.
+func (n *Node) Groups() ([]GroupStatus, error) {
+	if n.c == nil {
+		return nil, ErrNotConsumer
+	}
+	n.c.mu.Lock()
+	out := make([]GroupStatus, 0, len(n.c.groups))
+	for _, gs := range n.c.groups {
+		out = append(out, gs.status())
+	}
+	n.c.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Created > out[j].Created })
+	return out, nil
+}
+
+// Group returns one group's progress.
+func (n *Node) Group(id protocol.ID) (GroupStatus, error) {
+	if n.c == nil {
+		return GroupStatus{}, ErrNotConsumer
+	}
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	gs := n.c.groups[id]
+	if gs == nil {
+		return GroupStatus{}, ErrUnknownGroup
+	}
+	return gs.status(), nil
+}
+
+// Tasks returns a group's tasks in input order.
+func (n *Node) Tasks(id protocol.ID) ([]TaskRecord, error) {
+	if _, err := n.Group(id); err != nil {
+		return nil, err
+	}
+	var out []TaskRecord
+	err := n.store.Scan(nsTask, id[:], func(_, val []byte) error {
+		var t TaskRecord
+		if err := json.Unmarshal(val, &t); err != nil {
+			return err
+		}
+		out = append(out, t)
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out, err
+}
+
+// Result returns the verified output of one task.
+func (n *Node) Result(id protocol.ID, index uint32) (*protocol.Output, TaskRecord, error) {
+	b, err := n.store.Get(nsTask, taskKey(id, index))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, TaskRecord{}, ErrUnknownTask
+	} else if err != nil {
+		return nil, TaskRecord{}, err
+	}
+	var t TaskRecord
+	if err := json.Unmarshal(b, &t); err != nil {
+		return nil, t, err
+	}
+	if t.State != TaskVerified {
+		return nil, t, fmt.Errorf("%w: task %d is %s", ErrNotReady, index, t.State)
+	}
+	rc, err := cid.Decode(t.Result)
+	if err != nil {
+		return nil, t, err
+	}
+	blob, err := n.store.GetBlob(rc)
+	if err != nil {
+		return nil, t, err
+	}
+	o, err := protocol.DecodeOutput(blob)
+	return o, t, err
+}
+
+// Cancel asks the verifier to stop a group's unfinished tasks and refund
+// their escrow.
+func (n *Node) Cancel(ctx context.Context, id protocol.ID) error {
+	if n.c == nil {
+		return ErrNotConsumer
+	}
+	c := n.c
+	c.mu.Lock()
+	gs := c.groups[id]
+	if gs == nil {
+		c.mu.Unlock()
+		return ErrUnknownGroup
+	}
+	gs.rec.Canceled = true
+	g := gs.rec
+	c.mu.Unlock()
+	if err := n.store.Put(nsGroup, id[:], mustJSON(g)); err != nil {
+		return err
+	}
+	var ack protocol.Ack
+	if err := n.requestVerifier(ctx, protocol.ProtoCancel, &protocol.Cancel{Consumer: n.id, Group: id, Time: n.now().UnixMilli()}, &ack); err != nil {
+		return fmt.Errorf("node: cancel: %w", err)
+	}
+	if !ack.OK {
+		return fmt.Errorf("%w: %s", ErrRefused, ack.Error)
+	}
+	n.log.Info("job group canceled", "group", id.String())
+	return nil
+}
+
+// Statement asks the verifier for this node's signed account statement.
+func (n *Node) Statement(ctx context.Context) (*protocol.Statement, error) {
+	req := &protocol.StatementRequest{Peer: n.id, Nonce: protocol.NewID(), Time: n.now().UnixMilli()}
+	var st protocol.Statement
+	if err := n.requestVerifier(ctx, protocol.ProtoStatement, req, &st); err != nil {
+		return nil, fmt.Errorf("node: statement: %w", err)
+	}
+	if st.Nonce != req.Nonce || st.Peer != n.id {
+		return nil, fmt.Errorf("%w: statement does not answer our request", ErrRefused)
+	}
+	return &st, nil
+}

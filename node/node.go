@@ -1,0 +1,276 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/aspen-market/aspen/node/p2p"
+	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/sandbox"
+	"github.com/aspen-market/aspen/store"
+)
+
+// Node is a running Aspen peer.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	key   crypto.PrivKey
+	id    peer.ID
+	store *store.Store
+	host  *p2p.Host
+	sb    *sandbox.Sandbox
+	token string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	api     *http.Server
+	apiAddr string
+
+	w *worker   // nil unless RoleWorker
+	c *consumer // nil unless RoleConsumer
+
+	offersMu sync.Mutex
+	offers   map[peer.ID]offerSeen
+	bidsMu   sync.Mutex
+	bids     map[protocol.ID]bidSeen
+}
+
+type offerSeen struct {
+	Offer  protocol.Offer
+	Rating *protocol.Rating
+	Seen   time.Time
+}
+
+type bidSeen struct {
+	Bid  protocol.Bid
+	Seen time.Time
+}
+
+// Paths inside a data directory.
+const (
+	KeyFile   = "identity.key"
+	TokenFile = "api.token"
+	AddrFile  = "api.addr"
+	StoreDir  = "store"
+	CacheDir  = "wasm-cache"
+)
+
+// New opens the node's data directory (creating the identity key and API
+// token on first use) and builds its parts. Start brings it online.
+func New(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("node: data dir: %w", err)
+	}
+	key, err := p2p.LoadOrCreateKey(filepath.Join(cfg.DataDir, KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("node: identity: %w", err)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	token, err := LoadOrCreateToken(filepath.Join(cfg.DataDir, TokenFile))
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", shortID(id)), key: key, id: id, token: token,
+		offers: map[peer.ID]offerSeen{}, bids: map[protocol.ID]bidSeen{}}
+
+	scfg := store.DefaultConfig()
+	scfg.Dir = filepath.Join(cfg.DataDir, StoreDir)
+	scfg.Logger = cfg.Logger
+	if n.store, err = store.Open(scfg); err != nil {
+		return nil, fmt.Errorf("node: store: %w", err)
+	}
+	sbc := cfg.Sandbox
+	if sbc.CacheDir == "" {
+		sbc.CacheDir = filepath.Join(cfg.DataDir, CacheDir)
+	}
+	if !cfg.Role.Has(RoleWorker) {
+		sbc.Slots = 1
+	} else if sbc.Slots < cfg.Slots {
+		sbc.Slots = cfg.Slots
+	}
+	sbc.Logger = cfg.Logger
+	if n.sb, err = sandbox.New(sbc); err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node: sandbox: %w", err)
+	}
+	pcfg := p2p.DefaultConfig()
+	pcfg.Key = key
+	pcfg.Listen = cfg.Listen
+	pcfg.Bootstrap = cfg.Bootstrap
+	pcfg.Protected = []peer.AddrInfo{cfg.Verifier}
+	pcfg.Blobs = n.store
+	pcfg.Logger = cfg.Logger
+	if n.host, err = p2p.New(pcfg); err != nil {
+		n.sb.Close()
+		n.store.Close()
+		return nil, fmt.Errorf("node: host: %w", err)
+	}
+	if cfg.Role.Has(RoleWorker) {
+		n.w = newWorker(n)
+	}
+	if cfg.Role.Has(RoleConsumer) {
+		n.c = newConsumer(n)
+	}
+	return n, nil
+}
+
+// Start brings the node online: host, gossip, handlers, worker and
+// consumer loops, the local API. It returns once everything listens.
+func (n *Node) Start(ctx context.Context) error {
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.host.Start(n.ctx); err != nil {
+		return fmt.Errorf("node: start host: %w", err)
+	}
+	n.host.OnOffer(n.onOffer)
+	n.host.OnBid(n.onBid)
+	if len(n.cfg.Verifier.Addrs) > 0 {
+		cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		err := n.host.Connect(cctx, n.cfg.Verifier)
+		cancel()
+		if err != nil {
+			n.log.Warn("verifier not reachable yet; will retry", "err", err)
+		}
+	}
+	if n.c != nil {
+		if err := n.c.start(); err != nil {
+			return err
+		}
+	}
+	if n.w != nil {
+		if err := n.w.start(); err != nil {
+			return err
+		}
+	}
+	if n.cfg.APIAddr != "" {
+		if err := n.startAPI(); err != nil {
+			return err
+		}
+	}
+	n.log.Info("node started", "peer", n.id.String(), "role", n.cfg.Role.String(), "api", n.apiAddr)
+	return nil
+}
+
+// Close stops the node: cancels its loops, waits for them, and closes the
+// API, host, sandbox and store in that order. It is safe to call twice.
+func (n *Node) Close() error {
+	var err error
+	n.once.Do(func() {
+		if n.cancel != nil {
+			n.cancel()
+		}
+		if n.api != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = n.api.Shutdown(sctx)
+			cancel()
+		}
+		n.wg.Wait()
+		err = n.host.Close()
+		if e := n.sb.Close(); err == nil {
+			err = e
+		}
+		if e := n.store.Close(); err == nil {
+			err = e
+		}
+	})
+	return err
+}
+
+// ID is the node's peer ID.
+func (n *Node) ID() peer.ID { return n.id }
+
+// Addrs are the node's full libp2p multiaddrs.
+func (n *Node) Addrs() []ma.Multiaddr { return n.host.Addrs() }
+
+// APIAddr is the address the local API listens on ("" when disabled).
+func (n *Node) APIAddr() string { return n.apiAddr }
+
+// Token is the API bearer token.
+func (n *Node) Token() string { return n.token }
+
+// Role is the node's role.
+func (n *Node) Role() Role { return n.cfg.Role }
+
+func (n *Node) now() time.Time { return n.cfg.Now() }
+
+func (n *Node) go_(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// request sends a sealed request to the verifier and waits for its reply.
+func (n *Node) requestVerifier(ctx context.Context, proto string, req, resp protocol.Message) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	return n.host.Request(ctx, n.cfg.Verifier.ID, proto, req, resp)
+}
+
+func (n *Node) onOffer(from peer.ID, o *protocol.Offer) {
+	var r *protocol.Rating
+	if len(o.Rating) > 0 {
+		var rt protocol.Rating
+		if signer, err := protocol.OpenAs(o.Rating, &rt); err == nil && signer == n.cfg.Verifier.ID && rt.Worker == o.Worker {
+			r = &rt
+		}
+	}
+	n.offersMu.Lock()
+	n.offers[o.Worker] = offerSeen{Offer: *o, Rating: r, Seen: n.now()}
+	n.offersMu.Unlock()
+}
+
+func (n *Node) onBid(from peer.ID, b *protocol.Bid) {
+	n.bidsMu.Lock()
+	n.bids[b.Group] = bidSeen{Bid: *b, Seen: n.now()}
+	n.bidsMu.Unlock()
+}
+
+// localAddrs returns the node's multiaddrs as strings (for messages).
+func (n *Node) localAddrs() []string {
+	var out []string
+	for _, a := range n.host.ListenAddrs() {
+		out = append(out, a.String())
+		if len(out) == protocol.MaxAddrs {
+			break
+		}
+	}
+	return out
+}
+
+func shortID(p peer.ID) string {
+	s := p.String()
+	if len(s) > 8 {
+		return s[len(s)-8:]
+	}
+	return s
+}
+
+func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }

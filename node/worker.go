@@ -1,0 +1,681 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/sandbox"
+	"github.com/aspen-market/aspen/store"
+)
+
+// worker takes assignments signed by the pinned verifier, runs them in the
+// sandbox and reports receipts.
+type worker struct {
+	n       *Node
+	queue   chan *job
+	results chan *finished
+
+	mu      sync.Mutex
+	holding map[protocol.ID]*held // accepted assignments not yet fully reported
+	rating  []byte                // sealed Rating from the verifier
+	parsed  *protocol.Rating
+	running int
+	offerSeq uint64
+	hbSeq   uint64
+
+	fetchMu sync.Mutex
+	fetches map[cid.Cid]*fetchCall
+}
+
+type held struct {
+	asg       *protocol.Assignment
+	rec       AssignmentRecord
+	remaining int
+}
+
+type job struct {
+	asg *protocol.Assignment
+	pos int
+}
+
+type finished struct {
+	asg    *protocol.Assignment
+	pos    int
+	result protocol.TaskResult
+	rec    JobRecord
+}
+
+type fetchCall struct {
+	done chan struct{}
+	err  error
+}
+
+func newWorker(n *Node) *worker {
+	depth := n.cfg.Slots * n.cfg.QueueDepth
+	return &worker{
+		n:       n,
+		queue:   make(chan *job, depth),
+		results: make(chan *finished, depth),
+		holding: map[protocol.ID]*held{},
+		fetches: map[cid.Cid]*fetchCall{},
+	}
+}
+
+func (w *worker) start() error {
+	n := w.n
+	if b, err := n.store.Get(nsMeta, []byte("rating")); err == nil {
+		w.setRating(b)
+	}
+	if err := w.resume(); err != nil {
+		return fmt.Errorf("node: resume assignments: %w", err)
+	}
+	n.host.Handle(protocol.ProtoAssign, w.handleAssign)
+	for i := 0; i < n.cfg.Slots; i++ {
+		n.go_(w.runLoop)
+	}
+	n.go_(w.receiptLoop)
+	n.go_(w.registerLoop)
+	n.go_(w.heartbeatLoop)
+	n.go_(w.offerLoop)
+	return nil
+}
+
+// resume re-queues every accepted assignment whose tasks were not all
+// reported before a restart. Jobs are deterministic, so re-running a task
+// whose receipt was lost is safe; the verifier counts the first receipt.
+func (w *worker) resume() error {
+	var pending []*held
+	err := w.n.store.Scan(nsAssignment, nil, func(key, val []byte) error {
+		var rec AssignmentRecord
+		if err := json.Unmarshal(val, &rec); err != nil {
+			return fmt.Errorf("assignment record: %w", err)
+		}
+		if rec.Reported {
+			return nil
+		}
+		var asg protocol.Assignment
+		signer, err := protocol.OpenAs(rec.Sealed, &asg)
+		if err != nil || signer != w.n.cfg.Verifier.ID {
+			w.n.log.Warn("dropping stored assignment that no longer verifies", "err", err)
+			return nil
+		}
+		h := &held{asg: &asg, rec: rec}
+		for i := range asg.Tasks {
+			if !rec.Done[uint32(i)] {
+				h.remaining++
+			}
+		}
+		pending = append(pending, h)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, h := range pending {
+		w.holding[h.asg.ID] = h
+		w.addConsumerAddrs(h.asg)
+		for i := range h.asg.Tasks {
+			if !h.rec.Done[uint32(i)] {
+				select {
+				case w.queue <- &job{asg: h.asg, pos: i}:
+				default:
+					go func(j *job) { w.queue <- j }(&job{asg: h.asg, pos: i})
+				}
+			}
+		}
+		w.n.log.Info("resumed assignment", "assignment", h.asg.ID.String(), "remaining", h.remaining)
+	}
+	return nil
+}
+
+func (w *worker) setRating(sealed []byte) {
+	var r protocol.Rating
+	signer, err := protocol.OpenAs(sealed, &r)
+	if err != nil || signer != w.n.cfg.Verifier.ID || r.Worker != w.n.id {
+		w.n.log.Warn("ignoring rating not signed by the pinned verifier for us", "err", err)
+		return
+	}
+	w.mu.Lock()
+	w.rating, w.parsed = sealed, &r
+	w.mu.Unlock()
+}
+
+// Rating returns the worker's current rating, if any.
+func (w *worker) Rating() (*protocol.Rating, []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.parsed, w.rating
+}
+
+func (w *worker) capacity() (free, slots uint32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	total := w.n.cfg.Slots * w.n.cfg.QueueDepth
+	used := 0
+	for _, h := range w.holding {
+		used += h.remaining
+	}
+	if used > total {
+		used = total
+	}
+	return uint32(total - used), uint32(total)
+}
+
+func refuse(ref protocol.ID, code protocol.AckCode, format string, args ...any) *protocol.Ack {
+	return &protocol.Ack{Ref: ref, Code: code, Error: fmt.Sprintf(format, args...)}
+}
+
+// handleAssign accepts an assignment: only from the pinned verifier, only
+// for us, only unexpired and at or above our minimum price. It is
+// persisted before it is acknowledged.
+func (w *worker) handleAssign(ctx context.Context, from peer.ID, env *protocol.Envelope) (protocol.Message, error) {
+	n := w.n
+	if env.Signer != n.cfg.Verifier.ID {
+		n.log.Warn("refused assignment not signed by the pinned verifier", "signer", env.Signer.String())
+		return refuse(protocol.ID{}, protocol.AckUnauthorized, "assignments are accepted only from the pinned verifier"), nil
+	}
+	var asg protocol.Assignment
+	if err := env.Decode(&asg); err != nil {
+		return refuse(protocol.ID{}, protocol.AckBadRequest, "%v", err), nil
+	}
+	now := n.now().UnixMilli()
+	switch {
+	case asg.Worker != n.id:
+		return refuse(asg.ID, protocol.AckUnauthorized, "assignment is for %s", asg.Worker), nil
+	case asg.Expires < now:
+		return refuse(asg.ID, protocol.AckExpired, "assignment expired %d ms ago", now-asg.Expires), nil
+	case asg.Price < n.cfg.MinPrice:
+		return refuse(asg.ID, protocol.AckPriceTooLow, "price %s/h below minimum %s/h", asg.Price, n.cfg.MinPrice), nil
+	case len(asg.Tasks) == 0:
+		return refuse(asg.ID, protocol.AckBadRequest, "assignment has no tasks"), nil
+	}
+	if asg.MaxMemory > n.cfg.Sandbox.MaxMemory {
+		return refuse(asg.ID, protocol.AckBadRequest, "memory %d above this worker's cap %d", asg.MaxMemory, n.cfg.Sandbox.MaxMemory), nil
+	}
+	w.mu.Lock()
+	if _, dup := w.holding[asg.ID]; dup {
+		w.mu.Unlock()
+		return &protocol.Ack{Ref: asg.ID, OK: true, Count: uint32(len(asg.Tasks))}, nil
+	}
+	w.mu.Unlock()
+	if _, err := n.store.Get(nsAssignment, asg.ID[:]); err == nil {
+		// Seen before and finished: a replay. Answer OK without running it
+		// again (the verifier may be retrying after a lost ack).
+		return &protocol.Ack{Ref: asg.ID, OK: true, Count: uint32(len(asg.Tasks))}, nil
+	}
+	free, _ := w.capacity()
+	if int(free) < len(asg.Tasks) {
+		return refuse(asg.ID, protocol.AckBusy, "%d tasks offered, %d free", len(asg.Tasks), free), nil
+	}
+	sealed := append([]byte(nil), envBytes(env)...)
+	rec := AssignmentRecord{Sealed: sealed, Received: now}
+	if err := n.store.Durable(ctx, func(tx *store.Tx) error {
+		return tx.Put(nsAssignment, asg.ID[:], mustJSON(rec))
+	}); err != nil {
+		return refuse(asg.ID, protocol.AckInternal, "persist: %v", err), nil
+	}
+	h := &held{asg: &asg, rec: rec, remaining: len(asg.Tasks)}
+	w.mu.Lock()
+	w.holding[asg.ID] = h
+	w.mu.Unlock()
+	w.addConsumerAddrs(&asg)
+	for i := range asg.Tasks {
+		select {
+		case w.queue <- &job{asg: &asg, pos: i}:
+		case <-n.ctx.Done():
+			return nil, ErrClosed
+		}
+	}
+	n.log.Debug("accepted assignment", "assignment", asg.ID.String(), "tasks", len(asg.Tasks), "price", asg.Price.String())
+	return &protocol.Ack{Ref: asg.ID, OK: true, Count: uint32(len(asg.Tasks))}, nil
+}
+
+// envBytes re-seals nothing: it rebuilds the exact envelope bytes from a
+// verified envelope so it can be stored and re-verified after a restart.
+func envBytes(env *protocol.Envelope) []byte { return protocol.EnvelopeBytes(env) }
+
+func (w *worker) addConsumerAddrs(asg *protocol.Assignment) {
+	var addrs []ma.Multiaddr
+	for _, s := range asg.ConsumerAddrs {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	if len(addrs) > 0 {
+		w.n.host.AddAddrs(asg.Consumer, addrs)
+	}
+}
+
+func (w *worker) runLoop() {
+	ctx := w.n.ctx
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-w.queue:
+			f := w.run(ctx, j)
+			if f == nil {
+				return
+			}
+			select {
+			case w.results <- f:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// run executes one replica. Failures to fetch blobs become a
+// StatusFetchFailed result, which is not deterministic and so never counts
+// as agreement.
+func (w *worker) run(ctx context.Context, j *job) *finished {
+	n := w.n
+	asg := j.asg
+	t := asg.Tasks[j.pos]
+	started := n.now()
+	out := &protocol.Output{}
+	var dur time.Duration
+	module, err := w.blob(ctx, asg.Module, asg.ModuleSize, asg.Consumer)
+	var input []byte
+	if err == nil {
+		if len(t.Inline) > 0 || t.Size == 0 {
+			input = t.Inline
+		} else {
+			input, err = w.blob(ctx, t.Input, t.Size, asg.Consumer)
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		out.Status = protocol.StatusFetchFailed
+		out.Message = truncate(err.Error(), protocol.MaxTextLen)
+	} else {
+		res, err := n.sb.Run(ctx, sandbox.Job{
+			ModuleID:  asg.Module.String(),
+			Module:    module,
+			Input:     input,
+			Timeout:   time.Duration(asg.TimeoutMillis) * time.Millisecond,
+			MaxMemory: asg.MaxMemory,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			out.Status = protocol.StatusFetchFailed
+			out.Message = truncate("sandbox: "+err.Error(), protocol.MaxTextLen)
+		} else {
+			*out = outputOf(res)
+			dur = res.Duration
+		}
+	}
+	enc := protocol.EncodeOutput(out)
+	c, err := n.store.PutBlob(enc)
+	if err != nil {
+		n.log.Error("storing result", "err", err)
+		c = protocol.BlobCID(enc)
+	}
+	execUS := uint64(dur.Microseconds())
+	if execUS == 0 && dur > 0 {
+		execUS = 1
+	}
+	r := protocol.TaskResult{
+		Index: t.Index, Replica: t.Replica, Status: out.Status, ExitCode: out.ExitCode,
+		Result: c, ResultSize: uint64(len(enc)), ExecMicros: execUS,
+	}
+	if len(enc) <= protocol.MaxInline {
+		r.Inline = enc
+	}
+	rec := JobRecord{
+		Assignment: asg.ID.String(), Group: asg.Group.String(), Index: t.Index, Replica: t.Replica,
+		Consumer: asg.Consumer.String(), Price: asg.Price, Status: out.Status, StatusText: out.Status.String(),
+		ExitCode: out.ExitCode, ExecMicros: execUS, Result: c.String(),
+		Started: started.UnixMilli(), Finished: n.now().UnixMilli(),
+		Value: prorate(asg.Price, execUS),
+	}
+	return &finished{asg: asg, pos: j.pos, result: r, rec: rec}
+}
+
+// prorate is price per hour × time, floored to a micro-unit.
+func prorate(perHour protocol.Micros, micros uint64) protocol.Micros {
+	if perHour <= 0 {
+		return 0
+	}
+	// 128-bit safe enough: price ≤ 9e18, micros ≤ 8.64e10 (24h); divide first
+	// when the product would overflow.
+	p := uint64(perHour)
+	if micros != 0 && p > ^uint64(0)/micros {
+		return protocol.Micros(p / 3_600_000_000 * micros)
+	}
+	return protocol.Micros(p * micros / 3_600_000_000)
+}
+
+func outputOf(res sandbox.Result) protocol.Output {
+	o := protocol.Output{ExitCode: res.ExitCode, Stdout: res.Stdout, Stderr: res.Stderr, Message: truncate(res.Message, protocol.MaxTextLen)}
+	switch res.Status {
+	case sandbox.StatusOK:
+		o.Status = protocol.StatusOK
+	case sandbox.StatusExit:
+		o.Status = protocol.StatusExit
+	case sandbox.StatusTrap:
+		o.Status = protocol.StatusTrap
+	case sandbox.StatusTimeout:
+		o.Status = protocol.StatusTimeout
+	case sandbox.StatusMemoryLimit:
+		o.Status = protocol.StatusMemoryLimit
+	case sandbox.StatusOutputLimit:
+		o.Status = protocol.StatusOutputLimit
+	case sandbox.StatusInvalidModule:
+		o.Status = protocol.StatusInvalidModule
+	case sandbox.StatusMissingImport:
+		o.Status = protocol.StatusMissingImport
+	default:
+		o.Status = protocol.StatusTrap
+	}
+	if len(o.Stderr) > protocol.MaxStderr {
+		o.Stderr = o.Stderr[:protocol.MaxStderr]
+	}
+	return o
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// blob returns a blob from the store, fetching it from the consumer when
+// missing. Concurrent requests for one CID share a single fetch.
+func (w *worker) blob(ctx context.Context, c cid.Cid, size uint64, from peer.ID) ([]byte, error) {
+	if b, err := w.n.store.GetBlob(c); err == nil {
+		return b, nil
+	}
+	w.fetchMu.Lock()
+	call, ok := w.fetches[c]
+	if !ok {
+		call = &fetchCall{done: make(chan struct{})}
+		w.fetches[c] = call
+		go func() {
+			fctx, cancel := context.WithTimeout(w.n.ctx, 10*time.Minute)
+			_, call.err = w.n.host.FetchBlob(fctx, c, []peer.ID{from}, int64(size))
+			cancel()
+			close(call.done)
+			w.fetchMu.Lock()
+			delete(w.fetches, c)
+			w.fetchMu.Unlock()
+		}()
+	}
+	w.fetchMu.Unlock()
+	select {
+	case <-call.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if call.err != nil {
+		return nil, fmt.Errorf("fetch %s from %s: %w", c, shortID(from), call.err)
+	}
+	return w.n.store.GetBlob(c)
+}
+
+// receiptLoop batches finished replicas by assignment and reports them to
+// the verifier, retrying until acknowledged.
+func (w *worker) receiptLoop() {
+	ctx := w.n.ctx
+	sem := make(chan struct{}, 8)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
+	for {
+		var batch []*finished
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-w.results:
+			batch = append(batch, f)
+		}
+	drain:
+		for len(batch) < protocol.MaxTasksPerMessage {
+			select {
+			case f := <-w.results:
+				batch = append(batch, f)
+			default:
+				break drain
+			}
+		}
+		byAsg := map[protocol.ID][]*finished{}
+		var order []protocol.ID
+		for _, f := range batch {
+			if _, ok := byAsg[f.asg.ID]; !ok {
+				order = append(order, f.asg.ID)
+			}
+			byAsg[f.asg.ID] = append(byAsg[f.asg.ID], f)
+		}
+		for _, id := range order {
+			fs := byAsg[id]
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				defer func() { <-sem }()
+				w.report(ctx, fs)
+			}()
+		}
+	}
+}
+
+func (w *worker) report(ctx context.Context, fs []*finished) {
+	n := w.n
+	asg := fs[0].asg
+	rc := &protocol.Receipt{Worker: n.id, Assignment: asg.ID, Group: asg.Group}
+	for _, f := range fs {
+		rc.Results = append(rc.Results, f.result)
+	}
+	backoff := 200 * time.Millisecond
+	for {
+		var ack protocol.Ack
+		err := n.requestVerifier(ctx, protocol.ProtoReceipt, rc, &ack)
+		if err == nil {
+			if !ack.OK {
+				n.log.Warn("verifier refused receipt", "assignment", asg.ID.String(), "code", ack.Code, "err", ack.Error)
+			}
+			if len(ack.Data) > 0 {
+				w.setRating(ack.Data)
+				_ = n.store.Put(nsMeta, []byte("rating"), ack.Data)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		n.log.Warn("receipt not delivered; retrying", "assignment", asg.ID.String(), "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+	w.mu.Lock()
+	h := w.holding[asg.ID]
+	var rec AssignmentRecord
+	if h != nil {
+		if h.rec.Done == nil {
+			h.rec.Done = map[uint32]bool{}
+		}
+		for _, f := range fs {
+			if !h.rec.Done[uint32(f.pos)] {
+				h.rec.Done[uint32(f.pos)] = true
+				h.remaining--
+			}
+		}
+		if h.remaining <= 0 {
+			h.rec.Reported = true
+			h.rec.Done = nil
+			delete(w.holding, asg.ID)
+		}
+		rec = h.rec
+		rec.Done = copyDone(h.rec.Done)
+	}
+	w.mu.Unlock()
+	now := n.now().UnixMilli()
+	err := n.store.Durable(ctx, func(tx *store.Tx) error {
+		for _, f := range fs {
+			if err := tx.Put(nsJob, jobKey(now, asg.ID, f.pos), mustJSON(f.rec)); err != nil {
+				return err
+			}
+		}
+		if h != nil {
+			return tx.Put(nsAssignment, asg.ID[:], mustJSON(rec))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		n.log.Error("persisting job history", "err", err)
+	}
+}
+
+func copyDone(m map[uint32]bool) map[uint32]bool {
+	if m == nil {
+		return nil
+	}
+	out := make(map[uint32]bool, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// registerLoop registers with the verifier until it answers, then again
+// whenever the rating is missing or close to expiry.
+func (w *worker) registerLoop() {
+	n := w.n
+	backoff := 250 * time.Millisecond
+	for {
+		r, _ := w.Rating()
+		wait := backoff
+		if r == nil || r.Expires-n.now().UnixMilli() < int64(time.Hour/time.Millisecond) {
+			reg := &protocol.Register{Worker: n.id, Owner: n.cfg.Owner, MinPrice: n.cfg.MinPrice,
+				Slots: uint32(n.cfg.Slots), Addrs: n.localAddrs(), Nonce: protocol.NewID(), Time: n.now().UnixMilli()}
+			var ack protocol.Ack
+			err := n.requestVerifier(n.ctx, protocol.ProtoRegister, reg, &ack)
+			switch {
+			case err != nil:
+				n.log.Info("registration not delivered; retrying", "err", err)
+			case !ack.OK:
+				n.log.Warn("verifier refused registration", "code", ack.Code, "err", ack.Error)
+			default:
+				if len(ack.Data) > 0 {
+					w.setRating(ack.Data)
+					_ = n.store.Put(nsMeta, []byte("rating"), ack.Data)
+				}
+				n.log.Info("registered with verifier; awaiting benchmark")
+				wait = 30 * time.Second
+			}
+			if backoff < 10*time.Second {
+				backoff *= 2
+			}
+		} else {
+			wait = 5 * time.Minute
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (w *worker) heartbeatLoop() {
+	n := w.n
+	t := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		w.hbSeq++
+		hb := &protocol.Heartbeat{Worker: n.id, Seq: w.hbSeq, Time: n.now().UnixMilli()}
+		for id := range w.holding {
+			if len(hb.Holding) < protocol.MaxHolding {
+				hb.Holding = append(hb.Holding, id)
+			}
+		}
+		w.mu.Unlock()
+		free, _ := w.capacity()
+		hb.Capacity = free
+		var ack protocol.Ack
+		if err := n.requestVerifier(n.ctx, protocol.ProtoHeartbeat, hb, &ack); err != nil && n.ctx.Err() == nil {
+			n.log.Debug("heartbeat not delivered", "err", err)
+		}
+	}
+}
+
+func (w *worker) offerLoop() {
+	n := w.n
+	t := time.NewTicker(n.cfg.OfferInterval)
+	defer t.Stop()
+	for {
+		_, sealed := w.Rating()
+		if sealed != nil {
+			free, slots := w.capacity()
+			w.mu.Lock()
+			w.offerSeq++
+			o := &protocol.Offer{Worker: n.id, Seq: w.offerSeq, MinPrice: n.cfg.MinPrice, Capacity: free, Slots: slots,
+				Rating: sealed, Addrs: n.localAddrs(), Expires: n.now().Add(3 * n.cfg.OfferInterval).UnixMilli()}
+			w.mu.Unlock()
+			if 3*n.cfg.OfferInterval > protocol.MaxOfferTTL {
+				o.Expires = n.now().Add(protocol.MaxOfferTTL).UnixMilli()
+			}
+			if err := n.host.PublishOffer(n.ctx, o); err != nil && n.ctx.Err() == nil {
+				n.log.Debug("offer not published", "err", err)
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Jobs returns the worker's job history, newest first, at most limit.
+func (n *Node) Jobs(limit int) ([]JobRecord, error) {
+	if n.w == nil {
+		return nil, ErrNotWorker
+	}
+	var out []JobRecord
+	err := n.store.Scan(nsJob, nil, func(_, val []byte) error {
+		var r JobRecord
+		if err := json.Unmarshal(val, &r); err != nil {
+			return err
+		}
+		out = append(out, r)
+		return nil
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, err
+}
