@@ -1,0 +1,273 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+func TestDurableConcurrentWritersAreGrouped(t *testing.T) {
+	s := openTest(t, "", nil)
+	const writers, each = 32, 40
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				key := fmt.Appendf(nil, "w%02d/%03d", w, i)
+				if err := s.Durable(context.Background(), func(tx *Tx) error {
+					return tx.Put("d", key, key)
+				}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := s.Scan("d", nil, func(k, v []byte) error {
+		if string(k) != string(v) {
+			t.Errorf("key %q value %q", k, v)
+		}
+		n++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != writers*each {
+		t.Fatalf("%d records, want %d", n, writers*each)
+	}
+	st := s.Stats()
+	if st.DurableWrites != writers*each {
+		t.Fatalf("DurableWrites = %d, want %d", st.DurableWrites, writers*each)
+	}
+	if st.Commits >= st.DurableWrites || st.Syncs >= st.DurableWrites {
+		t.Fatalf("no group commit: %+v", st)
+	}
+	t.Logf("stats: %+v (%.1f writes per sync)", st, float64(st.DurableWrites)/float64(st.Syncs))
+}
+
+// holdCommitter blocks the committer inside a Durable function until the
+// returned release is called, so that the test can queue requests that will
+// then be committed as one batch.
+func holdCommitter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	entered, gate := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Durable(context.Background(), func(tx *Tx) error {
+			select {
+			case <-entered:
+			default:
+				close(entered)
+			}
+			<-gate
+			return tx.Put("hold", []byte("k"), nil)
+		})
+	}()
+	<-entered
+	return func() {
+		close(gate)
+		if err := <-done; err != nil {
+			t.Errorf("holding request: %v", err)
+		}
+	}
+}
+
+// waitQueued waits until n requests sit in the committer's queue.
+func waitQueued(s *Store, n int) {
+	for len(s.reqs) < n {
+		runtime.Gosched()
+	}
+}
+
+func TestDurableFailingCallerDoesNotPoisonBatch(t *testing.T) {
+	s := openTest(t, "", nil)
+	release := holdCommitter(t, s)
+	boom := errors.New("boom")
+	fns := []struct {
+		name    string
+		fn      func(tx *Tx) error
+		wantErr error
+	}{
+		{"ok1", func(tx *Tx) error { return tx.Put("d", []byte("ok1"), nil) }, nil},
+		{"dirty", func(tx *Tx) error {
+			if err := tx.Put("d", []byte("dirty"), nil); err != nil {
+				return err
+			}
+			return boom
+		}, boom},
+		{"ok2", func(tx *Tx) error { return tx.Put("d", []byte("ok2"), nil) }, nil},
+		{"clean", func(tx *Tx) error { return boom }, boom},
+		{"panics", func(tx *Tx) error {
+			_ = tx.Put("d", []byte("panics"), nil)
+			panic("bad caller")
+		}, nil},
+		{"reads-ok2", func(tx *Tx) error {
+			if _, err := tx.Get("d", []byte("ok2")); err != nil {
+				return fmt.Errorf("earlier write not visible: %w", err)
+			}
+			return tx.Put("d", []byte("reads-ok2"), nil)
+		}, nil},
+	}
+	results := make([]chan error, len(fns))
+	for i, f := range fns {
+		results[i] = make(chan error, 1)
+		go func() { results[i] <- s.Durable(context.Background(), f.fn) }()
+		waitQueued(s, i+1)
+	}
+	release()
+	for i, f := range fns {
+		err := <-results[i]
+		switch {
+		case f.name == "panics":
+			if err == nil {
+				t.Errorf("%s: no error", f.name)
+			}
+		case !errors.Is(err, f.wantErr) || (f.wantErr == nil && err != nil):
+			t.Errorf("%s: err %v, want %v", f.name, err, f.wantErr)
+		}
+	}
+	for _, k := range []string{"ok1", "ok2", "reads-ok2"} {
+		if _, err := s.Get("d", []byte(k)); err != nil {
+			t.Errorf("%s missing: %v", k, err)
+		}
+	}
+	for _, k := range []string{"dirty", "panics"} {
+		if _, err := s.Get("d", []byte(k)); !errors.Is(err, ErrNotFound) {
+			t.Errorf("failed caller's write %s visible: %v", k, err)
+		}
+	}
+}
+
+func TestDurableTooBigAloneFailsOthersCommit(t *testing.T) {
+	s := openTest(t, "", nil)
+	release := holdCommitter(t, s)
+	big := func(tx *Tx) error {
+		val := make([]byte, 1000)
+		for i := 0; ; i++ {
+			if err := tx.Put("big", binary.BigEndian.AppendUint32(nil, uint32(i)), val); err != nil {
+				return err
+			}
+		}
+	}
+	var res [3]chan error
+	for i, fn := range []func(*Tx) error{
+		func(tx *Tx) error { return tx.Put("d", []byte("before"), nil) },
+		big,
+		func(tx *Tx) error { return tx.Put("d", []byte("after"), nil) },
+	} {
+		res[i] = make(chan error, 1)
+		go func() { res[i] <- s.Durable(context.Background(), fn) }()
+		waitQueued(s, i+1)
+	}
+	release()
+	if err := <-res[0]; err != nil {
+		t.Errorf("before: %v", err)
+	}
+	if err := <-res[1]; !errors.Is(err, ErrTooLarge) {
+		t.Errorf("big: %v, want ErrTooLarge", err)
+	}
+	if err := <-res[2]; err != nil {
+		t.Errorf("after: %v", err)
+	}
+	n := 0
+	_ = s.Scan("big", nil, func(k, v []byte) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("%d records of the too-big transaction are visible", n)
+	}
+}
+
+func TestDurableCancelledBeforeRunNeverRuns(t *testing.T) {
+	s := openTest(t, "", nil)
+	release := holdCommitter(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := false
+	res := make(chan error, 1)
+	go func() {
+		res <- s.Durable(ctx, func(tx *Tx) error {
+			ran = true
+			return tx.Put("d", []byte("x"), nil)
+		})
+	}()
+	waitQueued(s, 1)
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Durable = %v, want context.Canceled", err)
+	}
+	release()
+	// A later request is committed after the abandoned one was skipped.
+	if err := s.Durable(context.Background(), func(tx *Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ran {
+		t.Fatal("abandoned function was run")
+	}
+	if _, err := s.Get("d", []byte("x")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("abandoned write visible: %v", err)
+	}
+	if err := s.Durable(ctx, func(tx *Tx) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Durable with a done ctx = %v", err)
+	}
+}
+
+func TestDurableAndUpdateCountersDoNotLoseIncrements(t *testing.T) {
+	// Durable and Update increment the same counter concurrently; badger's
+	// conflict detection plus re-runs must not lose any increment.
+	s := openTest(t, "", nil)
+	incr := func(tx *Tx) error {
+		var n uint64
+		v, err := tx.Get("c", []byte("n"))
+		switch {
+		case err == nil:
+			n = binary.BigEndian.Uint64(v)
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		return tx.Put("c", []byte("n"), binary.BigEndian.AppendUint64(nil, n+1))
+	}
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range each {
+				var err error
+				if w%2 == 0 {
+					err = s.Durable(context.Background(), incr)
+				} else {
+					err = s.Update(incr)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	v, err := s.Get("c", []byte("n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := binary.BigEndian.Uint64(v); got != workers*each {
+		t.Fatalf("counter = %d, want %d", got, workers*each)
+	}
+}
+
+func TestDurableNil(t *testing.T) {
+	s := openTest(t, "", nil)
+	mustErrIs(t, s.Durable(context.Background(), nil), ErrInvalid)
+}
