@@ -76,9 +76,9 @@ type Store struct {
 
 // Stats are counters since Open.
 type Stats struct {
-	DurableWrites  uint64 // Durable calls committed
-	Commits        uint64 // group-commit transactions (Durable and Update)
-	Syncs          uint64 // fsync rounds performed
+	DurableWrites uint64 // Durable calls committed
+	Commits       uint64 // group-commit transactions (Durable and Update)
+	Syncs         uint64 // fsync rounds performed
 }
 
 // Open opens (creating if needed) the store in cfg.Dir, removes leftovers of
@@ -190,9 +190,9 @@ func (s *Store) leave() {
 // Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	return Stats{
-		DurableWrites:  s.stats.durableWrites.Load(),
+		DurableWrites: s.stats.durableWrites.Load(),
 		Commits:       s.stats.commits.Load(),
-		Syncs:          s.stats.syncs.Load(),
+		Syncs:         s.stats.syncs.Load(),
 	}
 }
 
