@@ -114,10 +114,10 @@ func (r *BlobReader) chunk(idx int64) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		if item.ValueSize() != want {
-			return fmt.Errorf("%w: blob %s chunk %d is %d bytes, want %d", ErrCorrupt, r.c, idx, item.ValueSize(), want)
-		}
 		r.cache, err = item.ValueCopy(r.cache[:0])
+		if err == nil && int64(len(r.cache)) != want {
+			err = fmt.Errorf("%w: blob %s chunk %d is %d bytes, want %d", ErrCorrupt, r.c, idx, len(r.cache), want)
+		}
 		return err
 	})
 	if errors.Is(err, badger.ErrKeyNotFound) {
