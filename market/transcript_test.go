@@ -507,6 +507,8 @@ func FuzzParseTranscript(f *testing.F) {
 	}
 	f.Add("task max=1 replicas=2\nassign W1 price=0.5 speed=0.25 at=1m\n> ok\n")
 	f.Add("config tol=15.5% tiebreak=worker\n>\n")
+	f.Add("receipt W1 result=x exit=1 time=2h stopped=true\nsettle\n> x\n")
+	f.Add("verifier result=x time=1m speed=0.5\nsweep at=3m\n# c\n\nspotcheck seed=4\n")
 	f.Fuzz(func(t *testing.T, src string) {
 		steps, err := parseTranscript(src)
 		if err != nil {

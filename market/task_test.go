@@ -1,0 +1,508 @@
+package market
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/aspen-market/aspen/protocol"
+	"pgregory.net/rapid"
+)
+
+func genConfig(t *rapid.T) Config {
+	c := DefaultConfig()
+	c.SpeedTolerancePPM = rapid.Uint32Range(0, 500_000).Draw(t, "tol")
+	c.OperatorCutPPM = rapid.SampledFrom([]uint32{0, 1, 50_000, 333_333, PPM}).Draw(t, "cut")
+	c.MaxRunTime = time.Duration(rapid.Int64Range(1, 3*3600).Draw(t, "maxrun")) * time.Second
+	c.MaxExtraReplicas = rapid.IntRange(0, 4).Draw(t, "extra")
+	c.VerifierTiebreak = rapid.Bool().Draw(t, "tiebreak")
+	if err := c.Validate(); err != nil {
+		t.Fatalf("generated config invalid: %v", err)
+	}
+	return c
+}
+
+func genBid(t *rapid.T, c Config) Bid {
+	return Bid{
+		Consumer: "C", Group: "g",
+		MaxPrice: protocol.Micros(rapid.Int64Range(0, 50_000_000_000).Draw(t, "maxprice")),
+		MinSpeed: protocol.Speed(rapid.Uint32Range(0, 3000).Draw(t, "minspeed")),
+		Replicas: rapid.IntRange(MinReplicas, 4).Draw(t, "replicas"),
+	}
+}
+
+// genExec draws an execution time biased towards the interesting edges.
+func genExec(t *rapid.T, maxRun int64, label string) int64 {
+	return rapid.OneOf(
+		rapid.Int64Range(0, maxRun),
+		rapid.Int64Range(maxRun-2, maxRun+2),
+		rapid.Int64Range(0, 3),
+		rapid.Int64Range(maxRun, 2*maxRun),
+	).Draw(t, label)
+}
+
+// drive plays a random sequence of events on a task, then follows Decide
+// until the task is final. It returns the task.
+func drive(t *rapid.T, c Config) *Task {
+	bid := genBid(t, c)
+	task, err := NewTask(bid, 0, c)
+	if err != nil {
+		t.Fatalf("NewTask: %v", err)
+	}
+	if task.Escrowed != ReplicaEscrow(bid.MaxPrice, c.MaxRunTime.Microseconds())*protocol.Micros(bid.Replicas) {
+		t.Fatalf("initial escrow %s", task.Escrowed)
+	}
+	results := []string{"bafyA", "bafyA", "bafyA", "bafyB", "bafyC"}
+	maxRun := task.Terms.MaxRunMicros
+	// The job's true length in Work at speed 1000, so that honest workers
+	// report times consistent with their speed (± up to 30%).
+	jobMicros := rapid.Int64Range(0, maxRun).Draw(t, "job")
+	honest := func(s protocol.Speed, label string) int64 {
+		if rapid.IntRange(0, 3).Draw(t, label+"-liar") == 3 {
+			return genExec(t, maxRun, label)
+		}
+		f := rapid.Int64Range(700_000, 1_300_000).Draw(t, label+"-jitter")
+		return int64(mulDiv(uint64(jobMicros*1000/int64(s)), uint64(f), PPM))
+	}
+	next := 0
+	now := int64(1)
+	assign := func() {
+		w := fmt.Sprintf("W%d", next)
+		next++
+		m := Match{
+			Worker: w,
+			Owner:  rapid.SampledFrom([]string{"", "o1", "o2", "o3", w}).Draw(t, "owner"),
+			Price:  protocol.Micros(rapid.Int64Range(0, int64(bid.MaxPrice)).Draw(t, "price")),
+			Speed:  protocol.Speed(rapid.Uint32Range(max(uint32(bid.MinSpeed), 1), 5000).Draw(t, "speed")),
+		}
+		before := task.Escrowed
+		top, err := task.Assign(m, now)
+		if err != nil {
+			if !errors.Is(err, ErrTaskFinal) && !errors.Is(err, ErrConstraint) {
+				t.Fatalf("Assign: %v", err)
+			}
+			return
+		}
+		if task.Escrowed != before+top {
+			t.Fatalf("top-up %s does not match escrow %s → %s", top, before, task.Escrowed)
+		}
+	}
+	running := func() []string {
+		var ws []string
+		for _, r := range task.Runs {
+			if r.State == ReplicaAssigned {
+				ws = append(ws, r.Worker)
+			}
+		}
+		return ws
+	}
+	receipt := func(w string) {
+		rc := Receipt{
+			ResultCID: rapid.SampledFrom(results).Draw(t, "result"),
+			ExitCode:  int32(rapid.IntRange(0, 1).Draw(t, "exit")),
+			Stopped:   rapid.IntRange(0, 20).Draw(t, "stopped") == 7,
+		}
+		for _, r := range task.Runs {
+			if r.Worker == w {
+				rc.ExecMicros = honest(r.Speed, "exec")
+			}
+		}
+		if err := task.Receipt(w, rc, now); err != nil && !errors.Is(err, ErrTaskFinal) {
+			t.Fatalf("Receipt: %v", err)
+		}
+	}
+	verifierRun := func() {
+		run := VerifierRun{
+			ResultCID: rapid.SampledFrom(results).Draw(t, "vresult"),
+			ExitCode:  int32(rapid.IntRange(0, 1).Draw(t, "vexit")),
+			Speed:     protocol.Speed(rapid.Uint32Range(1, 5000).Draw(t, "vspeed")),
+		}
+		run.ExecMicros = honest(run.Speed, "vexec")
+		err := task.VerifierResult(run)
+		if err != nil && !errors.Is(err, ErrTaskFinal) && !errors.Is(err, ErrVerifierDone) {
+			t.Fatalf("VerifierResult: %v", err)
+		}
+	}
+	// Random prefix of events.
+	for range rapid.IntRange(0, 12).Draw(t, "events") {
+		now += rapid.Int64Range(0, 400_000).Draw(t, "dt")
+		switch rapid.IntRange(0, 7).Draw(t, "event") {
+		case 0, 1:
+			assign()
+		case 2, 3:
+			if ws := running(); len(ws) > 0 {
+				receipt(rapid.SampledFrom(ws).Draw(t, "who"))
+			}
+		case 4:
+			if ws := running(); len(ws) > 0 {
+				_ = task.Fail(rapid.SampledFrom(ws).Draw(t, "who"), "gone")
+			}
+		case 5:
+			task.Sweep(now, c)
+		case 6:
+			_ = task.RequestVerifier()
+		case 7:
+			if rapid.IntRange(0, 3).Draw(t, "vnow") == 2 {
+				verifierRun()
+			}
+		}
+		if rapid.IntRange(0, 40).Draw(t, "abort") == 17 {
+			_ = task.Abort("test")
+		}
+	}
+	// Follow the decisions to the end.
+	for steps := 0; ; steps++ {
+		if steps > 200 {
+			t.Fatalf("task did not finish: %+v", task.Decide())
+		}
+		d := task.Decide()
+		switch d.Kind {
+		case DecisionVerified, DecisionFailed:
+			return task
+		case DecisionNeed:
+			if d.Verifier {
+				if d.Need != 0 {
+					t.Fatalf("verifier decision also asks for %d workers", d.Need)
+				}
+				if err := task.RequestVerifier(); err != nil {
+					t.Fatalf("RequestVerifier after need: %v", err)
+				}
+				verifierRun()
+				continue
+			}
+			if d.Need < 1 || len(task.Runs)+d.Need > task.Terms.MaxRuns {
+				t.Fatalf("need %d with %d of %d runs", d.Need, len(task.Runs), task.Terms.MaxRuns)
+			}
+			for range d.Need {
+				assign()
+			}
+		case DecisionWait:
+			if ws := running(); len(ws) > 0 {
+				receipt(ws[0])
+			} else if task.VerifierPending {
+				verifierRun()
+			} else {
+				t.Fatalf("wait with nothing pending: %+v", d)
+			}
+		}
+	}
+}
+
+func bigOf(v ...int64) *big.Int {
+	r := big.NewInt(1)
+	for _, x := range v {
+		r.Mul(r, big.NewInt(x))
+	}
+	return r
+}
+
+// oraclePaid is the speed rule, restated with big integers.
+func oraclePaid(task *Task, d Decision, r Replica) bool {
+	if r.State != ReplicaReported || r.Receipt.ResultCID != d.Result || r.Receipt.ExitCode != d.ExitCode {
+		return false
+	}
+	tol := int64(task.Terms.TolerancePPM)
+	l := bigOf(int64(r.Speed), r.Receipt.ExecMicros)
+	if d.Trusted {
+		v := task.Verifier
+		lb := bigOf(int64(v.Speed), v.ExecMicros, PPM)
+		return lb.Cmp(l.Mul(l, big.NewInt(PPM-tol))) >= 0
+	}
+	var ref *big.Int
+	for _, o := range task.Runs {
+		if o.State == ReplicaReported && o.Receipt.ResultCID == d.Result && o.Receipt.ExitCode == d.ExitCode {
+			if lo := bigOf(int64(o.Speed), o.Receipt.ExecMicros); ref == nil || lo.Cmp(ref) < 0 {
+				ref = lo
+			}
+		}
+	}
+	return l.Mul(l, big.NewInt(PPM)).Cmp(ref.Mul(ref, big.NewInt(PPM+tol))) <= 0
+}
+
+func TestTaskProperties(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		c := genConfig(t)
+		task := drive(t, c)
+		d := task.Decide()
+
+		// Persisted and resumed, the task decides the same.
+		js, err := json.Marshal(task)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Task
+		if err := json.Unmarshal(js, &back); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(back.Decide(), d) {
+			t.Fatalf("decision changed across JSON round trip")
+		}
+
+		if len(d.Verdicts) != len(task.Runs) {
+			t.Fatalf("%d verdicts for %d replicas", len(d.Verdicts), len(task.Runs))
+		}
+		paid := map[string]bool{}
+		for i, v := range d.Verdicts {
+			r := task.Runs[i]
+			if v.Worker != r.Worker {
+				t.Fatalf("verdict %d is for %s, replica is %s", i, v.Worker, r.Worker)
+			}
+			wrong := d.Kind == DecisionVerified && r.State == ReplicaReported &&
+				(r.Receipt.ResultCID != d.Result || r.Receipt.ExitCode != d.ExitCode)
+			if v.Strike != wrong || (v.Outcome == OutcomeWrong) != wrong {
+				t.Fatalf("replica %s: strike %v outcome %s, wrong result %v", r.Worker, v.Strike, v.Outcome, wrong)
+			}
+			want := d.Kind == DecisionVerified && oraclePaid(task, d, r)
+			if (v.Outcome == OutcomePaid) != want {
+				t.Fatalf("replica %s (%s, %+v): outcome %s, oracle paid %v; decision %+v", r.Worker, r.State, r.Receipt, v.Outcome, want, d)
+			}
+			if v.Outcome == OutcomePaid {
+				paid[r.Worker] = true
+				if v.BilledMicros < 0 || v.BilledMicros > r.Receipt.ExecMicros || v.BilledMicros > task.Terms.MaxRunMicros {
+					t.Fatalf("billed %dµs for a %dµs run", v.BilledMicros, r.Receipt.ExecMicros)
+				}
+			} else if v.BilledMicros != 0 {
+				t.Fatalf("unpaid replica billed %dµs", v.BilledMicros)
+			}
+		}
+		if d.Kind == DecisionVerified && !d.Trusted {
+			// The reference is the smallest L with the verified result, and paid.
+			i := -1
+			for j, r := range task.Runs {
+				if r.Worker == d.Reference {
+					i = j
+				}
+			}
+			if i < 0 || d.Verdicts[i].Outcome != OutcomePaid || d.Verdicts[i].Work != d.ReferenceWork {
+				t.Fatalf("reference %s missing or unpaid", d.Reference)
+			}
+		}
+
+		s, err := task.Settle()
+		if err != nil {
+			t.Fatalf("Settle: %v", err)
+		}
+		if _, err := task.Settle(); !errors.Is(err, ErrAlreadySettled) {
+			t.Fatalf("second Settle: %v", err)
+		}
+		if _, err := back.Settle(); err != nil {
+			t.Fatalf("Settle of the resumed copy: %v", err)
+		}
+		if s.Escrowed != task.Escrowed || s.Escrowed != ReplicaEscrow(task.MaxPrice, task.Terms.MaxRunMicros)*protocol.Micros(task.EscrowSlots) {
+			t.Fatalf("escrowed %s, task %s, slots %d", s.Escrowed, task.Escrowed, task.EscrowSlots)
+		}
+		if s.Escrowed != s.Charged+s.Refund || s.Refund < 0 || s.Charged < 0 || s.OperatorCut < 0 {
+			t.Fatalf("escrow %s ≠ charged %s + refund %s", s.Escrowed, s.Charged, s.Refund)
+		}
+		var sumPay, sumCut, sumCharge protocol.Micros
+		billed := big.NewInt(0)
+		for _, p := range s.Payouts {
+			if !paid[p.Worker] {
+				t.Fatalf("payout to unpaid %s", p.Worker)
+			}
+			delete(paid, p.Worker)
+			if p.Pay < 0 || p.Cut < 0 || p.Charge != p.Pay+p.Cut || p.Price > task.MaxPrice {
+				t.Fatalf("bad payout %+v", p)
+			}
+			// Rounding never makes money: charge ≤ price × t / 3.6e9 exactly.
+			exact := bigOf(int64(p.Price), p.BilledMicros)
+			if bigOf(int64(p.Charge), microsPerHour).Cmp(exact) > 0 {
+				t.Fatalf("charge %s exceeds price × time", p.Charge)
+			}
+			if bigOf(int64(p.Cut), PPM).Cmp(bigOf(int64(p.Charge), int64(task.Terms.OperatorCutPPM))) > 0 {
+				t.Fatalf("cut %s exceeds its share of %s", p.Cut, p.Charge)
+			}
+			sumPay += p.Pay
+			sumCut += p.Cut
+			sumCharge += p.Charge
+			billed.Add(billed, big.NewInt(p.BilledMicros))
+		}
+		if len(paid) != 0 {
+			t.Fatalf("paid replicas without payout: %v", paid)
+		}
+		if sumCharge != s.Charged || sumPay+sumCut != s.Charged || sumCut != s.OperatorCut {
+			t.Fatalf("charged %s ≠ Σ pay %s + cut %s", s.Charged, sumPay, sumCut)
+		}
+		// Never above max price × billed time, nor max price × max time × replicas paid.
+		if bigOf(int64(s.Charged), microsPerHour).Cmp(billed.Mul(billed, big.NewInt(int64(task.MaxPrice)))) > 0 {
+			t.Fatalf("charged %s above max price × billed time", s.Charged)
+		}
+		if bigOf(int64(s.Charged), microsPerHour).Cmp(bigOf(int64(task.MaxPrice), task.Terms.MaxRunMicros, int64(len(s.Payouts)))) > 0 {
+			t.Fatalf("charged %s above max price × max time × %d paid", s.Charged, len(s.Payouts))
+		}
+		if d.Kind == DecisionFailed && (s.Charged != 0 || len(s.Payouts) != 0) {
+			t.Fatalf("failed task charged %s", s.Charged)
+		}
+		// A settled task takes no more events.
+		if _, err := task.Assign(Match{Worker: "late", Speed: 1000}, 0); !errors.Is(err, ErrAlreadySettled) {
+			t.Fatalf("Assign after settle: %v", err)
+		}
+	})
+}
+
+func TestAssignRefusesOutsideBid(t *testing.T) {
+	c := DefaultConfig()
+	task, err := NewTask(Bid{Consumer: "C", MaxPrice: 1_000_000, MinSpeed: 500, Replicas: 2}, 0, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []Match{
+		{Worker: "W", Price: 1_000_001, Speed: 1000},
+		{Worker: "W", Price: -1, Speed: 1000},
+		{Worker: "W", Price: 1, Speed: 499},
+		{Worker: "", Price: 1, Speed: 1000},
+	} {
+		if _, err := task.Assign(m, 0); !errors.Is(err, ErrConstraint) {
+			t.Errorf("Assign(%+v) = %v, want ErrConstraint", m, err)
+		}
+	}
+	if len(task.Runs) != 0 {
+		t.Fatalf("refused assignments were recorded: %+v", task.Runs)
+	}
+	// Keep failing replicas: the task fails once no further replicas can
+	// make up the wanted count, and then refuses assignments.
+	var err2 error
+	for i := 0; err2 == nil; i++ {
+		w := fmt.Sprintf("W%d", i)
+		if _, err2 = task.Assign(Match{Worker: w, Price: 1, Speed: 1000}, 0); err2 == nil {
+			if err := task.Fail(w, "gone"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !errors.Is(err2, ErrTaskFinal) || len(task.Runs) > task.Terms.MaxRuns {
+		t.Fatalf("after %d replicas: %v", len(task.Runs), err2)
+	}
+	if d := task.Decide(); d.Kind != DecisionFailed {
+		t.Fatalf("all replicas failed, decision %+v", d)
+	}
+}
+
+func TestReceiptValidation(t *testing.T) {
+	task, _ := NewTask(Bid{Consumer: "C", MaxPrice: 1, Replicas: 2}, 0, DefaultConfig())
+	if _, err := task.Assign(Match{Worker: "W", Speed: 1000}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Receipt("W", Receipt{ResultCID: "x", ExecMicros: -1}, 0); !errors.Is(err, ErrBadReceipt) {
+		t.Errorf("negative time: %v", err)
+	}
+	if err := task.Receipt("W", Receipt{ExecMicros: 5}, 0); !errors.Is(err, ErrBadReceipt) {
+		t.Errorf("empty result: %v", err)
+	}
+	if err := task.Receipt("nobody", Receipt{ResultCID: "x"}, 0); !errors.Is(err, ErrUnknownReplica) {
+		t.Errorf("unknown worker: %v", err)
+	}
+	if err := task.Receipt("W", Receipt{ResultCID: "x", ExecMicros: 5}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Receipt("W", Receipt{ResultCID: "x", ExecMicros: 5}, 0); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("second receipt: %v", err)
+	}
+	if err := task.VerifierResult(VerifierRun{ResultCID: "x", ExecMicros: 1}); !errors.Is(err, ErrBadReceipt) {
+		t.Errorf("verifier run without speed: %v", err)
+	}
+	if err := task.VerifierResult(VerifierRun{ResultCID: "x", ExecMicros: 5, Speed: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	if err := task.VerifierResult(VerifierRun{ResultCID: "x", ExecMicros: 5, Speed: 1000}); !errors.Is(err, ErrTaskFinal) {
+		t.Errorf("second verifier run: %v", err)
+	}
+	d := task.Decide()
+	if d.Kind != DecisionVerified || !d.Trusted || d.Verdicts[0].Outcome != OutcomePaid {
+		t.Fatalf("decision %+v", d)
+	}
+}
+
+func TestChargeMatchesBigInt(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		p := rapid.Int64Range(0, 1<<62).Draw(t, "price")
+		us := rapid.Int64Range(0, maxRunTimeLimit.Microseconds()).Draw(t, "micros")
+		want := new(big.Int).Quo(bigOf(p, us), big.NewInt(microsPerHour))
+		got := Charge(protocol.Micros(p), us)
+		if !want.IsInt64() {
+			if got != protocol.Micros(1<<63-1) {
+				t.Fatalf("overflowing charge %d not saturated", got)
+			}
+			return
+		}
+		if int64(got) != want.Int64() {
+			t.Fatalf("Charge(%d, %d) = %d, want %s", p, us, got, want)
+		}
+	})
+}
+
+func TestWorkArithmetic(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		s := rapid.Uint32().Draw(t, "speed")
+		us := rapid.Int64Range(0, 1<<62).Draw(t, "micros")
+		m := rapid.Uint64Range(0, 2*PPM).Draw(t, "mul")
+		d := rapid.Uint64Range(1, 1<<50).Draw(t, "div")
+		w := WorkOf(protocol.Speed(s), us)
+		big128 := func(w Work) *big.Int {
+			v := new(big.Int).Lsh(new(big.Int).SetUint64(w.Hi), 64)
+			return v.Or(v, new(big.Int).SetUint64(w.Lo))
+		}
+		if big128(w).Cmp(bigOf(int64(s), us)) != 0 {
+			t.Fatalf("WorkOf(%d, %d) = %v", s, us, w)
+		}
+		prod := new(big.Int).Mul(big128(w), new(big.Int).SetUint64(m))
+		if prod.BitLen() <= 128 && big128(w.mul(m)).Cmp(prod) != 0 {
+			t.Fatalf("mul wrong")
+		}
+		q := new(big.Int).Quo(big128(w), new(big.Int).SetUint64(d))
+		if q.IsUint64() && w.div(d) != q.Uint64() {
+			t.Fatalf("div wrong")
+		}
+		v := WorkOf(protocol.Speed(rapid.Uint32().Draw(t, "s2")), rapid.Int64Range(0, 1<<62).Draw(t, "t2"))
+		if w.Cmp(v) != big128(w).Cmp(big128(v)) {
+			t.Fatalf("Cmp wrong")
+		}
+	})
+	if got := WorkOf(250, 2*3600*1_000_000).String(); got != "0.5" {
+		t.Errorf("0.25 × 2h = %s, want 0.5", got)
+	}
+	if got := WorkOf(1000, 3600*1_000_000).String(); got != "1.0" {
+		t.Errorf("1.0 × 1h = %s, want 1.0", got)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	d := DefaultConfig()
+	if d.SpeedTolerancePPM != 150_000 || d.SpotCheckPPM != 50_000 || d.OperatorCutPPM != 50_000 ||
+		d.MaxRunTime != 2*time.Hour || d.StrikesToExclude != 3 || !d.VerifierTiebreak {
+		t.Fatalf("defaults changed: %+v", d)
+	}
+	bad := []func(*Config){
+		func(c *Config) { c.SpeedTolerancePPM = PPM },
+		func(c *Config) { c.SpotCheckPPM = PPM + 1 },
+		func(c *Config) { c.OperatorCutPPM = PPM + 1 },
+		func(c *Config) { c.MaxRunTime = 0 },
+		func(c *Config) { c.MaxRunTime = 8 * 24 * time.Hour },
+		func(c *Config) { c.HeartbeatTimeout = 0 },
+		func(c *Config) { c.DeadlineSlack = -1 },
+		func(c *Config) { c.MaxReplicas = 1 },
+		func(c *Config) { c.MaxExtraReplicas = -1 },
+		func(c *Config) { c.StrikesToExclude = 0 },
+		func(c *Config) { c.RatingPrior = -1 },
+	}
+	for i, f := range bad {
+		c := DefaultConfig()
+		f(&c)
+		if err := c.Validate(); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("case %d: Validate = %v, want ErrInvalidConfig", i, err)
+		}
+	}
+	if _, err := NewTask(Bid{Consumer: "C", MaxPrice: 1 << 62, Replicas: 2}, 0, DefaultConfig()); !errors.Is(err, ErrOverflow) {
+		t.Errorf("huge bid: %v", err)
+	}
+	if _, err := NewTask(Bid{Consumer: "C", MaxPrice: 1, Replicas: 1}, 0, DefaultConfig()); !errors.Is(err, ErrInvalidBid) {
+		t.Errorf("one replica: %v", err)
+	}
+}
