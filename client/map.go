@@ -1,0 +1,407 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aspen-market/aspen/protocol"
+)
+
+// Limits of how Map sends inputs: an input up to MaxInlineInput bytes is
+// sent inside the submit request, as long as the request's inline bytes stay
+// under MaxInlineTotal; other inputs are uploaded as blobs first.
+const (
+	MaxInlineInput = 64 << 10
+	MaxInlineTotal = 64 << 20
+)
+
+const (
+	uploadWorkers = 4
+	resultsPage   = 256
+	// pollGiveUp is how long Map and Wait keep polling a node that is
+	// unreachable or failing (e.g. restarting) before giving up.
+	pollGiveUp = 30 * time.Second
+	// cancelTimeout bounds the cancel request sent when a map's context is
+	// canceled.
+	cancelTimeout = 10 * time.Second
+)
+
+// MapOptions are the terms of a map. MaxPrice is required.
+type MapOptions struct {
+	Name      string          // a label shown in listings
+	MaxPrice  protocol.Micros // maximum price per hour of a worker's machine
+	MinSpeed  protocol.Speed  // minimum worker speed; 0 means any
+	Replicas  int             // workers per input; 0 means 2 (the minimum)
+	Timeout   time.Duration   // running time limit per job; 0 means the node's default (2h)
+	MaxMemory uint64          // memory cap per job in bytes; 0 means the node's default
+	// Progress, when set, is called after every poll of the group's status,
+	// from the goroutine running the map.
+	Progress func(Progress)
+}
+
+// Progress is a map's progress, reported on every poll.
+type Progress struct {
+	Group    string // the job group's ID
+	Total    int    // inputs
+	Pending  int    // not finished yet
+	Verified int    // verified by the verifier (including jobs that trapped or exited non-zero)
+	Failed   int    // failed by the verifier (e.g. no eligible workers)
+	Canceled int
+	Errors   int             // finished results that carry an error (failed, canceled, trap, non-zero exit, ...)
+	Spent    protocol.Micros // charged so far
+	Elapsed  time.Duration   // since the group was submitted
+	Rate     float64         // finished tasks per second so far
+	ETA      time.Duration   // estimated time to finish; 0 when unknown or done
+}
+
+// Finished is the number of inputs whose result is final.
+func (p Progress) Finished() int { return p.Verified + p.Failed + p.Canceled }
+
+// Result is the outcome of one input.
+type Result struct {
+	Index    int    // the input's position
+	Stdout   []byte // the job's output (when the job ran)
+	Stderr   []byte
+	ExitCode uint32
+	Status   string // how the job ended: ok, exit, trap, timeout, ... ("" when it did not run)
+	Message  string // the sandbox's description of a trap or limit
+	Charged  protocol.Micros
+	// Err is nil when the job exited 0. Otherwise it is a *TaskError (a
+	// trap, a non-zero exit, a limit, a task failed by the verifier or
+	// canceled), or, for an input that had not finished when Map returned,
+	// an error wrapping ErrNotFinished.
+	Err error
+}
+
+// Map runs module on every input through the market and returns one Result
+// per input, in input order. The module is uploaded once; inputs up to
+// MaxInlineInput bytes travel inline, larger ones are uploaded as blobs.
+//
+// The returned error concerns the call as a whole; per-input failures are
+// in Result.Err. If ctx is canceled, Map cancels the group on the node (so
+// the escrow of unfinished tasks is refunded) and returns the results
+// received so far with an error wrapping ctx.Err(); unfinished inputs have
+// Err wrapping ErrNotFinished. If the verifier refuses the group (e.g.
+// insufficient funds), the refused inputs fail and the error wraps
+// ErrRefused. Results is nil only when nothing was submitted.
+func (c *Client) Map(ctx context.Context, module []byte, inputs [][]byte, opts MapOptions) ([]Result, error) {
+	res := make([]Result, len(inputs))
+	got := make([]bool, len(inputs))
+	submitted, err := c.mapStream(ctx, module, inputs, opts, func(r Result) {
+		res[r.Index], got[r.Index] = r, true
+	})
+	if !submitted {
+		return nil, err
+	}
+	for i := range res {
+		if !got[i] {
+			res[i] = Result{Index: i, Err: fmt.Errorf("input %d: %w", i, ErrNotFinished)}
+		}
+	}
+	return res, err
+}
+
+// MapStream is Map delivering each result to fn as soon as it is final, in
+// whatever order tasks finish. fn is called from the calling goroutine,
+// never concurrently, exactly once per finished input. It returns when
+// every input has been delivered, or with the same errors as Map.
+func (c *Client) MapStream(ctx context.Context, module []byte, inputs [][]byte, opts MapOptions, fn func(Result)) error {
+	_, err := c.mapStream(ctx, module, inputs, opts, fn)
+	return err
+}
+
+func (c *Client) mapStream(ctx context.Context, module []byte, inputs [][]byte, opts MapOptions, fn func(Result)) (bool, error) {
+	if fn == nil {
+		fn = func(Result) {}
+	}
+	id, start, submitErr := c.submitMap(ctx, module, inputs, opts)
+	if id == "" {
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("client: map: %w", ctx.Err())
+		}
+		return false, submitErr
+	}
+	if submitErr != nil && !errors.Is(submitErr, ErrRefused) {
+		// The node created the group but could not hand all of it to the
+		// verifier: do not leave it waiting.
+		return true, errors.Join(submitErr, c.cancelQuietly(ctx, id))
+	}
+	w := newWatcher(c, id, len(inputs), start, opts.Progress, fn)
+	err := w.run(ctx)
+	if ctx.Err() != nil {
+		return true, errors.Join(fmt.Errorf("client: map: group %s canceled: %w", id, ctx.Err()), c.cancelQuietly(ctx, id))
+	}
+	if err != nil {
+		return true, fmt.Errorf("client: map: following group %s (it keeps running; see 'aspen-node groups %s'): %w", id, id, err)
+	}
+	if submitErr != nil {
+		return true, fmt.Errorf("client: map: group %s: %w", id, submitErr)
+	}
+	return true, nil
+}
+
+// cancelQuietly cancels group id with a fresh, short context derived from
+// ctx's values (ctx itself may be canceled already).
+func (c *Client) cancelQuietly(ctx context.Context, id string) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
+	defer cancel()
+	if _, err := c.Cancel(cctx, id); err != nil {
+		return fmt.Errorf("client: canceling group %s (cancel it with 'aspen-node groups --cancel %s'): %w", id, id, err)
+	}
+	return nil
+}
+
+// submitMap uploads the module and the large inputs and submits the group.
+// It returns the group's ID ("" when no group was created), the time of
+// submission and any error.
+func (c *Client) submitMap(ctx context.Context, module []byte, inputs [][]byte, opts MapOptions) (string, time.Time, error) {
+	switch {
+	case len(module) == 0:
+		return "", time.Time{}, fmt.Errorf("%w: no module", ErrBadRequest)
+	case len(inputs) == 0:
+		return "", time.Time{}, fmt.Errorf("%w: no inputs", ErrBadRequest)
+	case opts.MaxPrice <= 0:
+		return "", time.Time{}, fmt.Errorf("%w: the maximum price per hour must be positive", ErrBadRequest)
+	case opts.Replicas < 0 || opts.Replicas == 1:
+		return "", time.Time{}, fmt.Errorf("%w: replicas must be at least 2 (every job runs on at least two workers)", ErrBadRequest)
+	case opts.Timeout < 0:
+		return "", time.Time{}, fmt.Errorf("%w: negative timeout", ErrBadRequest)
+	}
+	modCID, err := c.PutBlob(ctx, module)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("client: uploading module: %w", err)
+	}
+	req := SubmitRequest{Name: opts.Name, Module: modCID, Inputs: make([]Input, len(inputs)),
+		MaxPrice: opts.MaxPrice.String(), Replicas: opts.Replicas, MaxMemory: opts.MaxMemory}
+	if opts.MinSpeed > 0 {
+		req.MinSpeed = opts.MinSpeed.String()
+	}
+	if opts.Timeout > 0 {
+		req.Timeout = opts.Timeout.String()
+	}
+	var upload []int
+	inline := 0
+	for i, in := range inputs {
+		if len(in) <= MaxInlineInput && inline+len(in) <= MaxInlineTotal {
+			req.Inputs[i].Data = in
+			inline += len(in)
+		} else {
+			upload = append(upload, i)
+		}
+	}
+	if err := c.uploadInputs(ctx, inputs, upload, req.Inputs); err != nil {
+		return "", time.Time{}, err
+	}
+	start := time.Now()
+	resp, err := c.Submit(ctx, req)
+	if resp == nil {
+		return "", start, fmt.Errorf("client: submitting group: %w", err)
+	}
+	return resp.ID, start, err
+}
+
+// uploadInputs uploads inputs[i] for every i in idx, a few at a time, and
+// sets specs[i].CID.
+func (c *Client) uploadInputs(ctx context.Context, inputs [][]byte, idx []int, specs []Input) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan int)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for range min(uploadWorkers, len(idx)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				cid, err := c.PutBlob(ctx, inputs[i])
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("client: uploading input %d: %w", i, err)
+					}
+					mu.Unlock()
+					cancel()
+					continue
+				}
+				specs[i].CID = cid
+			}
+		}()
+	}
+feed:
+	for _, i := range idx {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// Wait follows an already-submitted group until every task is final,
+// calling fn once for each finished task (in the order they finish) and
+// progress, when not nil, after every poll. Unlike Map, canceling ctx only
+// stops waiting: the group keeps running.
+func (c *Client) Wait(ctx context.Context, id string, progress func(Progress), fn func(Result)) error {
+	g, err := c.Group(ctx, id)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if g.Created > 0 && g.CreatedTime().Before(start) {
+		start = g.CreatedTime()
+	}
+	if fn == nil {
+		fn = func(Result) {}
+	}
+	if err := newWatcher(c, id, g.Tasks, start, progress, fn).run(ctx); err != nil {
+		return fmt.Errorf("client: waiting for group %s: %w", id, err)
+	}
+	return nil
+}
+
+// watcher polls a group and delivers each finished task's result once.
+type watcher struct {
+	c        *Client
+	id       string
+	total    int
+	start    time.Time
+	progress func(Progress)
+	fn       func(Result)
+
+	done      []bool
+	low       int // every index below low has been delivered
+	delivered int
+	counts    map[string]int // delivered results by state
+	errs      int
+	charged   protocol.Micros
+}
+
+func newWatcher(c *Client, id string, total int, start time.Time, progress func(Progress), fn func(Result)) *watcher {
+	return &watcher{c: c, id: id, total: total, start: start, progress: progress, fn: fn,
+		done: make([]bool, total), counts: map[string]int{}}
+}
+
+// run polls until every task has been delivered, ctx is done, or the node
+// fails for longer than pollGiveUp (or refuses the requests outright).
+func (w *watcher) run(ctx context.Context) error {
+	interval := w.c.pollMin
+	var failingSince time.Time
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		before := w.delivered
+		g, err := w.c.Group(ctx, w.id)
+		if err == nil && g.Finished() > w.delivered {
+			err = w.fetch(ctx, g.Finished())
+		}
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil && !isTransient(err):
+			return err
+		case err != nil:
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			} else if time.Since(failingSince) > pollGiveUp {
+				return fmt.Errorf("node failing for %s: %w", pollGiveUp, err)
+			}
+			interval = w.c.pollMax
+		default:
+			failingSince = time.Time{}
+			if w.progress != nil {
+				w.progress(w.report(g))
+			}
+			if w.delivered >= w.total {
+				return nil
+			}
+			if w.delivered > before {
+				interval = w.c.pollMin
+			} else {
+				interval = min(interval*3/2, w.c.pollMax)
+			}
+		}
+		timer.Reset(interval)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
+// fetch pages through the results from the lowest undelivered index until
+// it has delivered the tasks the group status says are finished.
+func (w *watcher) fetch(ctx context.Context, finished int) error {
+	need := finished - w.delivered
+	from := w.low
+	for need > 0 && from < w.total {
+		page, err := w.c.Results(ctx, w.id, from, resultsPage)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, r := range page {
+			i := int(r.Index)
+			if i < 0 || i >= w.total || w.done[i] || !Finished(r.State) {
+				continue
+			}
+			w.deliver(r)
+			need--
+		}
+		next := int(page[len(page)-1].Index) + 1
+		if next <= from {
+			return fmt.Errorf("%w: results paging did not advance past index %d", ErrServer, from)
+		}
+		from = next
+	}
+	for w.low < w.total && w.done[w.low] {
+		w.low++
+	}
+	return nil
+}
+
+func (w *watcher) deliver(r TaskResult) {
+	i := int(r.Index)
+	w.done[i] = true
+	w.delivered++
+	w.counts[r.State]++
+	w.charged += r.Charged
+	res := Result{Index: i, Stdout: r.Stdout, Stderr: r.Stderr, ExitCode: r.ExitCode, Status: r.Status,
+		Message: r.Message, Charged: r.Charged}
+	if r.State != StateVerified || r.Status != StatusOK {
+		res.Err = &TaskError{Index: i, State: r.State, Reason: r.Reason, Status: r.Status, ExitCode: r.ExitCode,
+			Message: r.Message, Stderr: r.Stderr}
+		w.errs++
+	}
+	w.fn(res)
+}
+
+func (w *watcher) report(g *Group) Progress {
+	p := Progress{Group: w.id, Total: w.total, Pending: w.total - w.delivered, Verified: w.counts[StateVerified],
+		Failed: w.counts[StateFailed], Canceled: w.counts[StateCanceled], Errors: w.errs,
+		Spent: max(g.Spent, w.charged), Elapsed: time.Since(w.start)}
+	if secs := p.Elapsed.Seconds(); secs > 0 {
+		p.Rate = float64(w.delivered) / secs
+	}
+	if p.Rate > 0 && p.Pending > 0 {
+		p.ETA = time.Duration(float64(p.Pending) / p.Rate * float64(time.Second))
+	}
+	return p
+}

@@ -1,0 +1,202 @@
+package client
+
+import (
+	"time"
+
+	"github.com/aspen-market/aspen/protocol"
+)
+
+// Task states, as reported by the node for each task of a group.
+const (
+	StatePending  = "pending"  // submitted, not yet verified
+	StateFetching = "fetching" // verified; the node is fetching the result
+	StateVerified = "verified" // verified; the result is on the node
+	StateFailed   = "failed"   // the verifier gave up on the task (see Reason)
+	StateCanceled = "canceled" // canceled by the consumer
+)
+
+// Job statuses: how a verified job run ended (TaskResult.Status).
+const (
+	StatusOK            = "ok"             // exited 0
+	StatusExit          = "exit"           // exited non-zero
+	StatusTrap          = "trap"           // wasm trap
+	StatusTimeout       = "timeout"        // running time limit reached
+	StatusMemoryLimit   = "memory-limit"   // memory cap reached
+	StatusOutputLimit   = "output-limit"   // stdout cap reached
+	StatusInvalidModule = "invalid-module" // module does not compile
+	StatusMissingImport = "missing-import" // module imports what the sandbox does not give
+	StatusFetchFailed   = "fetch-failed"   // workers could not fetch module or input
+)
+
+// Finished reports whether a task in this state will not change any more.
+func Finished(state string) bool {
+	return state == StateVerified || state == StateFailed || state == StateCanceled
+}
+
+// Info describes a node (GET /v1/info).
+type Info struct {
+	PeerID   string           `json:"peer_id"`
+	Addrs    []string         `json:"addrs"`
+	Role     string           `json:"role"` // worker, consumer or both
+	Verifier string           `json:"verifier"`
+	MinPrice protocol.Micros  `json:"min_price,omitempty"` // worker: per hour
+	Slots    int              `json:"slots,omitempty"`
+	Rating   *protocol.Rating `json:"rating,omitempty"` // worker: the verifier's rating
+	Version  string           `json:"version"`
+}
+
+// SubmitRequest is the body of POST /v1/groups. Money and speed are decimal
+// strings ("0.04", "1.0"); Module is the CID of an uploaded blob.
+type SubmitRequest struct {
+	Name      string  `json:"name,omitempty"`
+	Module    string  `json:"module"`
+	Inputs    []Input `json:"inputs"`
+	MaxPrice  string  `json:"max_price"`           // per hour
+	MinSpeed  string  `json:"min_speed,omitempty"` // "" means any
+	Replicas  int     `json:"replicas,omitempty"`  // 0 means 2
+	Timeout   string  `json:"timeout,omitempty"`   // Go duration; "" means the node's default (2h)
+	MaxMemory uint64  `json:"max_memory,omitempty"`
+}
+
+// Input is one task input: either the CID of an uploaded blob or the bytes
+// themselves (sent base64 in JSON).
+type Input struct {
+	CID  string `json:"cid,omitempty"`
+	Data []byte `json:"data,omitempty"`
+}
+
+// SubmitResponse answers POST /v1/groups.
+type SubmitResponse struct {
+	ID     string `json:"id"`
+	Status Group  `json:"status"`
+}
+
+// Group is a job group's record and progress (GET /v1/groups/{id}).
+type Group struct {
+	ID         string          `json:"id"`
+	Name       string          `json:"name,omitempty"`
+	Module     string          `json:"module"`
+	ModuleSize uint64          `json:"module_size"`
+	Tasks      int             `json:"tasks"`
+	MaxPrice   protocol.Micros `json:"max_price"`
+	MinSpeed   protocol.Speed  `json:"min_speed"`
+	Replicas   int             `json:"replicas"`
+	TimeoutMS  uint64          `json:"timeout_ms"`
+	MaxMemory  uint64          `json:"max_memory"`
+	Created    int64           `json:"created"`   // unix ms
+	Submitted  int             `json:"submitted"` // tasks acknowledged by the verifier
+	Error      string          `json:"error,omitempty"`
+
+	Pending  int             `json:"pending"`
+	Fetching int             `json:"fetching"`
+	Verified int             `json:"verified"`
+	Failed   int             `json:"failed"`
+	Canceled int             `json:"canceled"`
+	Spent    protocol.Micros `json:"spent"`
+	Done     bool            `json:"done"`
+	State    string          `json:"state"` // running, canceling, verified, finished with failures
+}
+
+// Finished is the number of tasks that will not change any more.
+func (g *Group) Finished() int { return g.Verified + g.Failed + g.Canceled }
+
+// CreatedTime is Created as a time.
+func (g *Group) CreatedTime() time.Time { return time.UnixMilli(g.Created) }
+
+// Task is one task of a group (GET /v1/groups/{id}/tasks).
+type Task struct {
+	Index    uint32                `json:"index"`
+	Input    string                `json:"input"` // CID
+	Size     uint64                `json:"size"`
+	State    string                `json:"state"`
+	Reason   string                `json:"reason,omitempty"`
+	Status   protocol.ResultStatus `json:"status"`
+	ExitCode uint32                `json:"exit_code"`
+	Result   string                `json:"result,omitempty"` // CID of the encoded output
+	Holders  []string              `json:"holders,omitempty"`
+	Charged  protocol.Micros       `json:"charged"`
+	Replicas uint16                `json:"replicas,omitempty"`
+	Updated  int64                 `json:"updated"` // unix ms
+}
+
+// TaskResult is one entry of GET /v1/groups/{id}/results: a task's state
+// and, when verified, its output.
+type TaskResult struct {
+	Index    uint32          `json:"index"`
+	State    string          `json:"state"`
+	Reason   string          `json:"reason,omitempty"`
+	Status   string          `json:"status,omitempty"` // when verified: ok, exit, trap, ...
+	ExitCode uint32          `json:"exit_code"`
+	Message  string          `json:"message,omitempty"`
+	Stdout   []byte          `json:"stdout,omitempty"`
+	Stderr   []byte          `json:"stderr,omitempty"`
+	Result   string          `json:"result,omitempty"`
+	Charged  protocol.Micros `json:"charged"`
+}
+
+// Peer is a connected peer (GET /v1/peers).
+type Peer struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"`
+}
+
+// Offer is a worker's offer seen on gossip (GET /v1/offers).
+type Offer struct {
+	Worker   string           `json:"worker"`
+	MinPrice protocol.Micros  `json:"min_price"` // per hour
+	Capacity uint32           `json:"capacity"`
+	Slots    uint32           `json:"slots"`
+	Rating   *protocol.Rating `json:"rating,omitempty"`
+	Expires  int64            `json:"expires"` // unix ms
+	Seen     int64            `json:"seen"`    // unix ms
+}
+
+// Job is one replica a worker ran (GET /v1/jobs): its job history.
+type Job struct {
+	Assignment string                `json:"assignment"`
+	Group      string                `json:"group"`
+	Index      uint32                `json:"index"`
+	Replica    uint16                `json:"replica"`
+	Consumer   string                `json:"consumer"`
+	Price      protocol.Micros       `json:"price"` // per hour
+	Status     protocol.ResultStatus `json:"status"`
+	StatusText string                `json:"status_text"`
+	ExitCode   uint32                `json:"exit_code"`
+	ExecMicros uint64                `json:"exec_micros"`
+	Result     string                `json:"result"`
+	Started    int64                 `json:"started"`  // unix ms
+	Finished   int64                 `json:"finished"` // unix ms
+	// Value is what the job is worth if the verifier pays it in full; the
+	// verifier's Statement is authoritative.
+	Value protocol.Micros `json:"value"`
+}
+
+// Statement is the verifier's signed account statement for the node
+// (GET /v1/balance), relayed by the node. Amounts are micro-units.
+type Statement struct {
+	Peer    string          `json:"Peer"`
+	Balance protocol.Micros `json:"Balance"` // consumer: available
+	Escrow  protocol.Micros `json:"Escrow"`  // consumer: held for running work
+	Spent   protocol.Micros `json:"Spent"`   // consumer: charged so far
+	Earned  protocol.Micros `json:"Earned"`  // worker: earned in total
+	Pending protocol.Micros `json:"Pending"` // worker: earned, not yet paid out
+	PaidOut protocol.Micros `json:"PaidOut"` // worker: paid out
+	Strikes uint32          `json:"Strikes"`
+	Rating  []byte          `json:"Rating,omitempty"` // sealed protocol.Rating, when a rated worker
+	Issued  int64           `json:"Issued"`           // unix ms
+}
+
+// OpenRating checks the signature of the statement's sealed rating and
+// returns it with its signer's peer ID (which should be the verifier's, see
+// Info.Verifier). It returns nil, "", nil when there is no rating.
+func (s *Statement) OpenRating() (*protocol.Rating, string, error) {
+	if len(s.Rating) == 0 {
+		return nil, "", nil
+	}
+	var r protocol.Rating
+	signer, err := protocol.OpenAs(s.Rating, &r)
+	if err != nil {
+		return nil, "", err
+	}
+	return &r, signer.String(), nil
+}
