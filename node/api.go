@@ -424,9 +424,10 @@ type PeerInfo struct {
 
 func (n *Node) apiPeers(w http.ResponseWriter, r *http.Request) {
 	out := []PeerInfo{}
+	lh := n.host.Libp2p()
 	for _, p := range n.host.Peers() {
-		pi := PeerInfo{ID: p.ID.String()}
-		for _, a := range p.Addrs {
+		pi := PeerInfo{ID: p.String()}
+		for _, a := range lh.Peerstore().Addrs(p) {
 			pi.Addrs = append(pi.Addrs, a.String())
 		}
 		out = append(out, pi)

@@ -457,7 +457,7 @@ func (c *consumer) fetchLoop() {
 				break
 			}
 			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Minute)
-			_, err = n.host.FetchBlob(ctx, rc, holders, protocol.MaxBlobSize)
+			_, err = n.host.FetchBlob(ctx, rc, holders, n.store, protocol.MaxBlobSize)
 			cancel()
 			if err == nil {
 				break

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -122,10 +123,18 @@ func New(cfg Config) (*Node, error) {
 	}
 	pcfg := p2p.DefaultConfig()
 	pcfg.Key = key
-	pcfg.Listen = cfg.Listen
-	pcfg.Bootstrap = cfg.Bootstrap
-	pcfg.Protected = []peer.AddrInfo{cfg.Verifier}
-	pcfg.Blobs = n.store
+	pcfg.ListenAddrs = cfg.Listen
+	for _, b := range cfg.Bootstrap {
+		ai, err := p2p.ParseAddrInfo(b)
+		if err != nil {
+			n.store.Close()
+			n.sb.Close()
+			return nil, fmt.Errorf("node: bootstrap %q: %w", b, err)
+		}
+		pcfg.Bootstrap = append(pcfg.Bootstrap, ai)
+	}
+	pcfg.Pinned = []peer.AddrInfo{cfg.Verifier}
+	pcfg.Blobs = blobStore{n.store}
 	pcfg.Logger = cfg.Logger
 	if n.host, err = p2p.New(pcfg); err != nil {
 		n.sb.Close()
@@ -234,7 +243,7 @@ func (n *Node) requestVerifier(ctx context.Context, proto string, req, resp prot
 	return n.host.Request(ctx, n.cfg.Verifier.ID, proto, req, resp)
 }
 
-func (n *Node) onOffer(from peer.ID, o *protocol.Offer) {
+func (n *Node) onOffer(from peer.ID, o *protocol.Offer, _ []byte) {
 	var r *protocol.Rating
 	if len(o.Rating) > 0 {
 		var rt protocol.Rating
@@ -247,7 +256,7 @@ func (n *Node) onOffer(from peer.ID, o *protocol.Offer) {
 	n.offersMu.Unlock()
 }
 
-func (n *Node) onBid(from peer.ID, b *protocol.Bid) {
+func (n *Node) onBid(from peer.ID, b *protocol.Bid, _ []byte) {
 	n.bidsMu.Lock()
 	n.bids[b.Group] = bidSeen{Bid: *b, Seen: n.now()}
 	n.bidsMu.Unlock()
@@ -256,7 +265,7 @@ func (n *Node) onBid(from peer.ID, b *protocol.Bid) {
 // localAddrs returns the node's multiaddrs as strings (for messages).
 func (n *Node) localAddrs() []string {
 	var out []string
-	for _, a := range n.host.ListenAddrs() {
+	for _, a := range n.host.AddrInfo().Addrs {
 		out = append(out, a.String())
 		if len(out) == protocol.MaxAddrs {
 			break
@@ -272,5 +281,10 @@ func shortID(p peer.ID) string {
 	}
 	return s
 }
+
+// blobStore adapts the store to what the blob server reads.
+type blobStore struct{ *store.Store }
+
+func (b blobStore) ReadBlob(c cid.Cid) (p2p.BlobReader, error) { return b.OpenBlob(c) }
 
 func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }

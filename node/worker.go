@@ -251,7 +251,7 @@ func (w *worker) addConsumerAddrs(asg *protocol.Assignment) {
 		}
 	}
 	if len(addrs) > 0 {
-		w.n.host.AddAddrs(asg.Consumer, addrs)
+		w.n.host.Libp2p().Peerstore().AddAddrs(asg.Consumer, addrs, 10*time.Minute)
 	}
 }
 
@@ -408,7 +408,7 @@ func (w *worker) blob(ctx context.Context, c cid.Cid, size uint64, from peer.ID)
 		w.fetches[c] = call
 		go func() {
 			fctx, cancel := context.WithTimeout(w.n.ctx, 10*time.Minute)
-			_, call.err = w.n.host.FetchBlob(fctx, c, []peer.ID{from}, int64(size))
+			_, call.err = w.n.host.FetchBlob(fctx, c, []peer.ID{from}, w.n.store, int64(size))
 			cancel()
 			close(call.done)
 			w.fetchMu.Lock()
