@@ -207,14 +207,14 @@ func (n *Node) apiGetBlob(w http.ResponseWriter, r *http.Request) {
 // uploaded blob; each input is either a CID of an uploaded blob or its bytes
 // (base64 in JSON). Money and speed are decimal strings.
 type SubmitRequest struct {
-	Name      string       `json:"name,omitempty"`
-	Module    string       `json:"module"`
-	Inputs    []InputSpec  `json:"inputs"`
-	MaxPrice  string       `json:"max_price"`
-	MinSpeed  string       `json:"min_speed"`
-	Replicas  int          `json:"replicas"`
-	Timeout   string       `json:"timeout"`
-	MaxMemory uint64       `json:"max_memory,omitempty"`
+	Name      string      `json:"name,omitempty"`
+	Module    string      `json:"module"`
+	Inputs    []InputSpec `json:"inputs"`
+	MaxPrice  string      `json:"max_price"`
+	MinSpeed  string      `json:"min_speed"`
+	Replicas  int         `json:"replicas"`
+	Timeout   string      `json:"timeout"`
+	MaxMemory uint64      `json:"max_memory,omitempty"`
 }
 
 // InputSpec is one task input.
@@ -463,7 +463,9 @@ func (n *Node) Offers() []OfferInfo {
 	return out
 }
 
-func (n *Node) apiOffers(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, n.Offers()) }
+func (n *Node) apiOffers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.Offers())
+}
 
 func (n *Node) apiBalance(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)

@@ -22,11 +22,11 @@ const (
 // verifier has compared its replicas and released the result, and the result
 // bytes are stored here.
 const (
-	TaskPending   = "pending"   // submitted, not yet verified
-	TaskFetching  = "fetching"  // verified; result being fetched from a holder
-	TaskVerified  = "verified"  // verified and the result is stored locally
-	TaskFailed    = "failed"    // the verifier gave up: Reason says why
-	TaskCanceled  = "canceled"  // canceled by the consumer
+	TaskPending  = "pending"  // submitted, not yet verified
+	TaskFetching = "fetching" // verified; result being fetched from a holder
+	TaskVerified = "verified" // verified and the result is stored locally
+	TaskFailed   = "failed"   // the verifier gave up: Reason says why
+	TaskCanceled = "canceled" // canceled by the consumer
 )
 
 // GroupRecord is a consumer's job group.

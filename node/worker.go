@@ -24,13 +24,13 @@ type worker struct {
 	queue   chan *job
 	results chan *finished
 
-	mu      sync.Mutex
-	holding map[protocol.ID]*held // accepted assignments not yet fully reported
-	rating  []byte                // sealed Rating from the verifier
-	parsed  *protocol.Rating
-	running int
+	mu       sync.Mutex
+	holding  map[protocol.ID]*held // accepted assignments not yet fully reported
+	rating   []byte                // sealed Rating from the verifier
+	parsed   *protocol.Rating
+	running  int
 	offerSeq uint64
-	hbSeq   uint64
+	hbSeq    uint64
 
 	fetchMu sync.Mutex
 	fetches map[cid.Cid]*fetchCall

@@ -65,8 +65,8 @@ func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 // nodeFlags are shared by init and start.
 type nodeFlags struct {
 	data, verifier, role, minPrice, owner, api, maxMemory, logFormat, logLevel string
-	slots                                                                     int
-	listen, bootstrap                                                         listFlag
+	slots                                                                      int
+	listen, bootstrap                                                          listFlag
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet) {
