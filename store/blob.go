@@ -39,6 +39,7 @@ func pendingKey(up uploadID) []byte {
 // (write count, sticky error) that group commit relies on.
 func (tx *Tx) setRaw(k, v []byte) error {
 	tx.writes++
+	tx.s.noteWrite(len(v))
 	if err := tx.txn.Set(k, v); err != nil {
 		err = txErr(err)
 		if tx.err == nil {

@@ -155,7 +155,7 @@ func (s *Store) syncLoop() {
 	for first := range s.toSync {
 		waiting := first
 	drain:
-		for {
+		for s.cfg.MaxBatch > 1 { // MaxBatch 1: one sync per write
 			select {
 			case more, ok := <-s.toSync:
 				if !ok {

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
@@ -270,4 +272,70 @@ func TestDurableAndUpdateCountersDoNotLoseIncrements(t *testing.T) {
 func TestDurableNil(t *testing.T) {
 	s := openTest(t, "", nil)
 	mustErrIs(t, s.Durable(context.Background(), nil), ErrInvalid)
+}
+
+func TestSyncCoversRotatedLogFiles(t *testing.T) {
+	// Force memtable and value-log rotations; after a sync every log file
+	// but the newest of each kind must have been fsynced since it rotated.
+	s := openTest(t, "", func(c *Config) {
+		c.MemTableSize = 1 << 20
+		c.ValueThreshold = 4 << 10
+		c.ValueLogFileSize = 1 << 20
+		c.ChunkSize = 256 << 10
+		c.InlineMax = 4 << 10
+	})
+	for i := range 6 {
+		if _, err := s.PutBlob(randBytes(uint64(i), 300<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	val := make([]byte, 3000)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				if err := s.Durable(context.Background(), func(tx *Tx) error {
+					return tx.Put("r", binary.BigEndian.AppendUint32(nil, uint32(w<<16|i)), val)
+				}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir(s.cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	heads := map[string]string{}
+	var logs []string
+	for _, e := range ents {
+		ext := filepath.Ext(e.Name())
+		if ext == ".mem" || ext == ".vlog" {
+			logs = append(logs, e.Name())
+			if e.Name() > heads[ext] { // same-width zero-padded names
+				heads[ext] = e.Name()
+			}
+		}
+	}
+	s.sync.mu.Lock()
+	defer s.sync.mu.Unlock()
+	vlogs := 0
+	for _, name := range logs {
+		if filepath.Ext(name) == ".vlog" {
+			vlogs++
+		}
+		if name != heads[filepath.Ext(name)] && !s.sync.clean[name] {
+			t.Errorf("rotated log file %s was not fsynced", name)
+		}
+	}
+	if vlogs < 2 {
+		t.Fatalf("test did not rotate the value log (%v)", logs)
+	}
 }

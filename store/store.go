@@ -69,6 +69,10 @@ type Store struct {
 	reqs   chan *durableReq
 	toSync chan []*durableReq
 
+	// vlogDirty is set when a value big enough for the value log is
+	// written, and cleared by the sync that covers it.
+	vlogDirty atomic.Bool
+
 	stats struct {
 		durableWrites, commits, syncs atomic.Uint64
 	}
@@ -159,6 +163,7 @@ func (s *Store) Close() error {
 			s.guardCV.Wait()
 		}
 		s.guardMu.Unlock()
+		s.sync.close()
 		s.closeErr = s.db.Close()
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("store: close: %w", s.closeErr)
@@ -411,6 +416,7 @@ func (tx *Tx) Put(ns string, key, val []byte) error {
 		return fmt.Errorf("%w: record %s/%q is %d bytes, limit %d", ErrTooLarge, ns, key, len(val), tx.s.cfg.MaxRecordSize)
 	}
 	tx.writes++
+	tx.s.noteWrite(len(val))
 	if err := tx.txn.Set(k, bytes.Clone(val)); err != nil {
 		err = fmt.Errorf("store: put %s/%q: %w", ns, key, txErr(err))
 		if tx.err == nil {
