@@ -1,0 +1,273 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/aspen-market/aspen/protocol"
+)
+
+// ProtoBlobID is protocol.ProtoBlob as a libp2p protocol ID.
+const ProtoBlobID = libp2pproto.ID(protocol.ProtoBlob)
+
+// maxBlobRequest bounds a blob request frame: a CID and two integers.
+const maxBlobRequest = 4 + protocol.MaxCIDBytes + 16
+
+// maxBlobHead bounds a blob response head frame.
+const maxBlobHead = 64
+
+// blobCopyBuf is the server's write size.
+const blobCopyBuf = 256 << 10
+
+// BlobReader reads one stored blob.
+type BlobReader interface {
+	io.ReaderAt
+	io.Closer
+	Size() int64
+}
+
+// BlobSource is what the blob server reads from (the node's store).
+type BlobSource interface {
+	// HasBlob reports whether c is stored and its size.
+	HasBlob(c cid.Cid) (size int64, ok bool, err error)
+	// ReadBlob opens c for range reads.
+	ReadBlob(c cid.Cid) (BlobReader, error)
+}
+
+// BlobSink is where FetchBlob streams a blob (the node's store). WriteBlob
+// reads r to EOF, hashing as it goes, and commits the blob only if the bytes
+// hash to c and are at most maxSize long; otherwise it stores nothing and
+// returns an error (wrapping protocol.ErrCIDMismatch on a hash mismatch).
+type BlobSink interface {
+	WriteBlob(ctx context.Context, c cid.Cid, r io.Reader, maxSize int64) (int64, error)
+}
+
+type blobServer struct {
+	sem chan struct{}
+}
+
+func (b *blobServer) init(n int) { b.sem = make(chan struct{}, n) }
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, blobCopyBuf); return &b }}
+
+// serveBlob answers one BlobRequest: a response head frame, then exactly
+// head.Length raw bytes, then the stream is closed. Errors are answered
+// with a head carrying their status and no bytes.
+func (h *Host) serveBlob(s network.Stream) {
+	if !h.track() {
+		s.Reset()
+		return
+	}
+	defer h.wg.Done()
+	remote := s.Conn().RemotePeer()
+	idle := h.cfg.BlobIdleTimeout
+	_ = s.SetDeadline(time.Now().Add(idle))
+	frame, err := protocol.ReadFrame(s, maxBlobRequest)
+	if err != nil {
+		h.log.Warn("blob request unreadable", "from", remote, "err", err)
+		s.Reset()
+		return
+	}
+	q, err := protocol.DecodeBlobRequest(frame)
+	if err != nil {
+		h.log.Warn("blob request malformed", "from", remote, "err", err)
+		h.blobAnswer(s, protocol.BlobBadRequest, 0)
+		return
+	}
+	c, err := cid.Cast(q.CID)
+	if err == nil {
+		err = protocol.CheckBlobCID(c)
+	}
+	if err != nil {
+		h.log.Warn("blob request with bad CID", "from", remote, "err", err)
+		h.blobAnswer(s, protocol.BlobBadRequest, 0)
+		return
+	}
+	select {
+	case h.blobs.sem <- struct{}{}:
+		defer func() { <-h.blobs.sem }()
+	default:
+		h.log.Debug("blob server busy", "from", remote, "cid", c)
+		h.blobAnswer(s, protocol.BlobBusy, 0)
+		return
+	}
+	src := h.cfg.Blobs
+	size, ok, err := src.HasBlob(c)
+	if err != nil {
+		h.log.Error("blob source", "cid", c, "err", err)
+	}
+	if err != nil || !ok {
+		h.blobAnswer(s, protocol.BlobNotFound, 0)
+		return
+	}
+	usize := uint64(size)
+	if q.Offset > usize || (q.Length != 0 && q.Length > usize-q.Offset) {
+		h.blobAnswer(s, protocol.BlobBadRange, usize)
+		return
+	}
+	n := q.Length
+	if n == 0 {
+		n = usize - q.Offset
+	}
+	r, err := src.ReadBlob(c)
+	if err != nil {
+		h.log.Error("blob source open", "cid", c, "err", err)
+		h.blobAnswer(s, protocol.BlobNotFound, 0)
+		return
+	}
+	defer r.Close()
+	head := protocol.EncodeBlobResponse(&protocol.BlobResponse{Status: protocol.BlobOK, Size: usize, Length: n})
+	if err := writeFrame(s, head); err != nil {
+		s.Reset()
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	off, end := int64(q.Offset), int64(q.Offset+n)
+	for off < end {
+		k := min(int64(len(buf)), end-off)
+		m, err := r.ReadAt(buf[:k], off)
+		if int64(m) < k {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			h.log.Error("blob source read", "cid", c, "offset", off, "err", err)
+			s.Reset()
+			return
+		}
+		_ = s.SetWriteDeadline(time.Now().Add(idle))
+		if _, err := s.Write(buf[:k]); err != nil {
+			h.log.Debug("blob send aborted", "to", remote, "cid", c, "err", err)
+			s.Reset()
+			return
+		}
+		off += k
+	}
+	_ = s.Close()
+}
+
+func (h *Host) blobAnswer(s network.Stream, st protocol.BlobStatus, size uint64) {
+	head := protocol.EncodeBlobResponse(&protocol.BlobResponse{Status: st, Size: size})
+	if err := writeFrame(s, head); err != nil {
+		s.Reset()
+		return
+	}
+	_ = s.Close()
+}
+
+// writeFrame writes a length-prefixed frame in one Write.
+func writeFrame(w io.Writer, b []byte) error {
+	if len(b) > protocol.MaxMessageSize {
+		return fmt.Errorf("%w: frame of %d bytes", protocol.ErrTooLarge, len(b))
+	}
+	buf := make([]byte, 4+len(b))
+	buf[0], buf[1], buf[2], buf[3] = byte(len(b)>>24), byte(len(b)>>16), byte(len(b)>>8), byte(len(b))
+	copy(buf[4:], b)
+	_, err := w.Write(buf)
+	return err
+}
+
+// rangeStream is an open blob response: Length bytes to read from s.
+type rangeStream struct {
+	s    network.Stream
+	left int64
+	size int64
+	stop func() bool
+}
+
+func (r *rangeStream) close(ok bool) {
+	r.stop()
+	if ok {
+		_ = r.s.Close()
+	} else {
+		_ = r.s.Reset()
+	}
+}
+
+// badRangeError carries the blob size a BlobBadRange answer reported.
+type badRangeError struct{ size int64 }
+
+func (e *badRangeError) Error() string { return fmt.Sprintf("p2p: bad range (blob is %d bytes)", e.size) }
+
+// permanent reports whether err means the peer will never serve this blob.
+func permanent(err error) bool {
+	var br *badRangeError
+	return errors.Is(err, ErrBlobNotFound) || errors.Is(err, protocol.ErrMalformed) || errors.As(err, &br)
+}
+
+// openRange asks p for n bytes of c from off (n == 0: to the end) and reads
+// the response head. ctx cancellation resets the stream.
+func (h *Host) openRange(ctx context.Context, p peer.ID, c cid.Cid, off, n int64) (*rangeStream, error) {
+	octx, cancel := context.WithTimeout(ctx, h.cfg.BlobIdleTimeout)
+	defer cancel()
+	s, err := h.h.NewStream(octx, p, ProtoBlobID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open blob stream to %s: %v", ErrStream, p, err)
+	}
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	fail := func(err error) (*rangeStream, error) {
+		stop()
+		s.Reset()
+		return nil, err
+	}
+	_ = s.SetDeadline(time.Now().Add(h.cfg.BlobIdleTimeout))
+	req := protocol.EncodeBlobRequest(&protocol.BlobRequest{CID: c.Bytes(), Offset: uint64(off), Length: uint64(n)})
+	if err := writeFrame(s, req); err != nil {
+		return fail(fmt.Errorf("%w: blob request to %s: %v", ErrStream, p, err))
+	}
+	_ = s.CloseWrite()
+	frame, err := protocol.ReadFrame(s, maxBlobHead)
+	if err != nil {
+		if errors.Is(err, protocol.ErrTooLarge) {
+			return fail(fmt.Errorf("%w: blob head from %s: %v", protocol.ErrMalformed, p, err))
+		}
+		return fail(fmt.Errorf("%w: blob head from %s: %v", ErrStream, p, err))
+	}
+	head, err := protocol.DecodeBlobResponse(frame)
+	if err != nil {
+		return fail(fmt.Errorf("blob head from %s: %w", p, err))
+	}
+	switch head.Status {
+	case protocol.BlobOK:
+	case protocol.BlobNotFound:
+		return fail(fmt.Errorf("%w: %s at %s", ErrBlobNotFound, c, p))
+	case protocol.BlobBusy:
+		return fail(fmt.Errorf("%w: %s", ErrBlobBusy, p))
+	case protocol.BlobBadRange:
+		return fail(&badRangeError{size: int64(head.Size)})
+	default:
+		return fail(fmt.Errorf("%w: %s refused blob request: status %d", protocol.ErrMalformed, p, head.Status))
+	}
+	want := n
+	if n == 0 {
+		want = int64(head.Size) - off
+	}
+	if int64(head.Length) != want || int64(head.Size) < off+want {
+		return fail(fmt.Errorf("%w: %s answered %d bytes of %d for range %d+%d", protocol.ErrMalformed, p, head.Length, head.Size, off, n))
+	}
+	return &rangeStream{s: s, left: want, size: int64(head.Size), stop: stop}, nil
+}
+
+// read reads from the range with an idle deadline.
+func (r *rangeStream) read(p []byte, idle time.Duration) (int, error) {
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	_ = r.s.SetReadDeadline(time.Now().Add(idle))
+	n, err := r.s.Read(p)
+	r.left -= int64(n)
+	if err == io.EOF && r.left > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}

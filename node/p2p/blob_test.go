@@ -1,0 +1,204 @@
+package p2p
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/aspen-market/aspen/protocol"
+)
+
+// blobHosts returns a server serving st and a client with its own store.
+func blobHosts(t *testing.T, st *memStore, mutate func(*Config)) (srv, cl *Host) {
+	srv = newHost(t, func(c *Config) {
+		c.Blobs = st
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	cl = newHost(t, mutate)
+	connect(t, cl, srv)
+	return srv, cl
+}
+
+func TestBlob64MiB(t *testing.T) {
+	st := newMemStore()
+	data := randBytes(t, 64<<20)
+	c := st.put(data)
+	srv, cl := blobHosts(t, st, nil)
+	sink := newMemStore()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n, err := cl.FetchBlob(ctx, c, []peer.ID{srv.ID()}, sink, protocol.MaxBlobSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := sink.get(c)
+	if n != int64(len(data)) || !ok || !bytes.Equal(got, data) {
+		t.Fatalf("fetched %d bytes, stored %v", n, ok)
+	}
+}
+
+func TestBlobWrongBytesRejected(t *testing.T) {
+	st := newMemStore()
+	data := randBytes(t, 3<<20)
+	c := protocol.BlobCID(data)
+	st.lie(t, c, len(data)) // serves other bytes under c
+	srv, cl := blobHosts(t, st, nil)
+	sink := newMemStore()
+	_, err := cl.FetchBlob(context.Background(), c, []peer.ID{srv.ID()}, sink, protocol.MaxBlobSize)
+	if !errors.Is(err, protocol.ErrCIDMismatch) {
+		t.Fatalf("want CID mismatch, got %v", err)
+	}
+	if _, ok := sink.get(c); ok || sink.count() != 0 {
+		t.Fatal("wrong bytes were stored")
+	}
+}
+
+func TestBlobNotFoundAndTooLarge(t *testing.T) {
+	st := newMemStore()
+	c := st.put(randBytes(t, 1<<20))
+	srv, cl := blobHosts(t, st, nil)
+	sink := newMemStore()
+	missing := protocol.BlobCID([]byte("nobody has this"))
+	_, err := cl.FetchBlob(context.Background(), missing, []peer.ID{srv.ID()}, sink, protocol.MaxBlobSize)
+	if !errors.Is(err, ErrBlobNotFound) {
+		t.Fatalf("want not found, got %v", err)
+	}
+	_, err = cl.FetchBlob(context.Background(), c, []peer.ID{srv.ID()}, sink, 1000)
+	if !errors.Is(err, protocol.ErrTooLarge) {
+		t.Fatalf("want too large, got %v", err)
+	}
+	_, err = cl.FetchBlob(context.Background(), c, nil, sink, protocol.MaxBlobSize)
+	if !errors.Is(err, ErrNoPeers) {
+		t.Fatalf("want no peers, got %v", err)
+	}
+	if sink.count() != 0 {
+		t.Fatal("something was stored")
+	}
+	// Empty blob.
+	e := st.put(nil)
+	if n, err := cl.FetchBlob(context.Background(), e, []peer.ID{srv.ID()}, sink, protocol.MaxBlobSize); err != nil || n != 0 {
+		t.Fatalf("empty blob: %d, %v", n, err)
+	}
+}
+
+func TestBlobResumesAfterBrokenStream(t *testing.T) {
+	st := newMemStore()
+	data := randBytes(t, 8<<20)
+	c := st.put(data)
+	st.failAt = 5 << 20 // the first two streams break 5 MiB in
+	st.failures = 2
+	srv, cl := blobHosts(t, st, nil)
+	sink := newMemStore()
+	n, err := cl.FetchBlob(context.Background(), c, []peer.ID{srv.ID()}, sink, protocol.MaxBlobSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := sink.get(c)
+	if n != int64(len(data)) || !bytes.Equal(got, data) {
+		t.Fatal("blob not intact")
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.reads != 3 || len(st.opens) != 3 || st.opens[0] != 0 || st.opens[1] == 0 || st.opens[2] < st.opens[1] {
+		t.Fatalf("want 3 reads resuming past 0, got %d reads at %v", st.reads, st.opens)
+	}
+}
+
+func TestBlobGivesUpAfterRetries(t *testing.T) {
+	st := newMemStore()
+	c := st.put(randBytes(t, 2<<20))
+	st.failAt = 1 << 20
+	st.failures = 100
+	srv, cl := blobHosts(t, st, func(c *Config) { c.BlobRetries = 2 })
+	sink := newMemStore()
+	_, err := cl.FetchBlob(context.Background(), c, []peer.ID{srv.ID()}, sink, protocol.MaxBlobSize)
+	if !errors.Is(err, ErrBlobFetch) {
+		t.Fatalf("want fetch failure, got %v", err)
+	}
+	if sink.count() != 0 {
+		t.Fatal("partial blob stored")
+	}
+}
+
+func TestBlobMultiPeer(t *testing.T) {
+	data := randBytes(t, 10<<20+12345)
+	small := func(c *Config) { c.BlobChunkSize = 1 << 20 }
+	var servers []*Host
+	var stores []*memStore
+	for range 3 {
+		st := newMemStore()
+		st.put(data)
+		stores = append(stores, st)
+		servers = append(servers, newHost(t, func(c *Config) { c.Blobs = st; small(c) }))
+	}
+	cl := newHost(t, small)
+	var ids []peer.ID
+	for _, s := range servers {
+		connect(t, cl, s)
+		ids = append(ids, s.ID())
+	}
+	c := protocol.BlobCID(data)
+	sink := newMemStore()
+	n, err := cl.FetchBlob(context.Background(), c, ids, sink, protocol.MaxBlobSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := sink.get(c); n != int64(len(data)) || !bytes.Equal(got, data) {
+		t.Fatal("blob not intact")
+	}
+	used := 0
+	for _, st := range stores {
+		st.mu.Lock()
+		if st.reads > 0 {
+			used++
+		}
+		st.mu.Unlock()
+	}
+	if used < 2 {
+		t.Fatalf("ranges came from %d peers, want several", used)
+	}
+
+	// One peer lies: the fetch still succeeds from the honest ones.
+	stores[1].lie(t, c, len(data))
+	sink = newMemStore()
+	n, err = cl.FetchBlob(context.Background(), c, ids, sink, protocol.MaxBlobSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := sink.get(c); n != int64(len(data)) || !bytes.Equal(got, data) {
+		t.Fatal("blob not intact")
+	}
+	// All lie: mismatch, nothing stored.
+	stores[0].lie(t, c, len(data))
+	stores[2].lie(t, c, len(data))
+	sink = newMemStore()
+	_, err = cl.FetchBlob(context.Background(), c, ids, sink, protocol.MaxBlobSize)
+	if !errors.Is(err, protocol.ErrCIDMismatch) || sink.count() != 0 {
+		t.Fatalf("want mismatch and nothing stored, got %v", err)
+	}
+}
+
+func TestBlobBusy(t *testing.T) {
+	st := newMemStore()
+	c := st.put(randBytes(t, 1<<20))
+	srv, cl := blobHosts(t, st, func(c *Config) { c.MaxBlobStreams = 1 })
+	// Hold the only slot with a stream that never reads its answer.
+	srv.blobs.sem <- struct{}{}
+	sink := newMemStore()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := cl.FetchBlob(ctx, c, []peer.ID{srv.ID()}, sink, protocol.MaxBlobSize)
+	if err == nil {
+		t.Fatal("fetch from a busy server succeeded")
+	}
+	<-srv.blobs.sem
+	if _, err := cl.FetchBlob(context.Background(), c, []peer.ID{srv.ID()}, sink, protocol.MaxBlobSize); err != nil {
+		t.Fatal(err)
+	}
+}

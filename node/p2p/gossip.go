@@ -1,0 +1,475 @@
+package p2p
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/aspen-market/aspen/protocol"
+)
+
+// ErrRejected: a message we published was refused by our own validator
+// (see the log line for why), so it was not sent.
+var ErrRejected = errors.New("p2p: gossip message rejected")
+
+// OfferHandler receives offers that passed validation: from is the signer
+// (== o.Worker == the pubsub origin), raw the sealed envelope bytes.
+type OfferHandler func(from peer.ID, o *protocol.Offer, raw []byte)
+
+// BidHandler receives bids that passed validation: from is the signer
+// (== b.Consumer == the pubsub origin), raw the sealed envelope bytes.
+type BidHandler func(from peer.ID, b *protocol.Bid, raw []byte)
+
+type topicKind int
+
+const (
+	kindOffer topicKind = iota
+	kindBid
+	numKinds
+)
+
+var topicNames = [numKinds]string{protocol.TopicOffers, protocol.TopicBids}
+
+func (k topicKind) String() string { return topicNames[k] }
+
+// GossipStats counts validation outcomes of gossip messages (ours
+// included), per host since New.
+type GossipStats struct {
+	Accepted, Rejected, Ignored uint64
+}
+
+// gossip is the Host's gossip state.
+type gossip struct {
+	ps     *pubsub.PubSub
+	topics [numKinds]*pubsub.Topic
+	guard  *seqGuard
+	scores atomic.Pointer[map[peer.ID]float64]
+
+	onOffer atomic.Pointer[OfferHandler]
+	onBid   atomic.Pointer[BidHandler]
+
+	seqMu   sync.Mutex
+	lastSeq uint64
+
+	accepted, rejected, ignored atomic.Uint64
+	logLimit                    logLimiter
+}
+
+// msgID names a gossip message by the hash of its topic and bytes, so the
+// same envelope relayed along different paths (or re-published with a
+// different pubsub seqno) is one message.
+func msgID(m *pb.Message) string {
+	h := sha256.New()
+	h.Write([]byte(m.GetTopic()))
+	h.Write([]byte{0})
+	h.Write(m.Data)
+	return string(h.Sum(nil))
+}
+
+func (h *Host) initGossip() error {
+	params, thresholds := h.cfg.ScoreParams, h.cfg.ScoreThresholds
+	if params == nil {
+		params, thresholds = DefaultScoreParams()
+	}
+	h.guard = newSeqGuard(h.cfg.MaxTrackedSigners, h.cfg.GossipRate, float64(h.cfg.GossipBurst), h.cfg.SeqWindow)
+	ps, err := pubsub.NewGossipSub(h.ctx, h.h,
+		pubsub.WithMessageIdFn(msgID),
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		pubsub.WithPeerScore(params, thresholds),
+		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(h.storeScores), h.cfg.ScoreInspectPeriod),
+		pubsub.WithSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(topicNames[:]...)),
+		pubsub.WithLogger(h.log.With("sys", "pubsub")),
+	)
+	if err != nil {
+		return fmt.Errorf("p2p: gossipsub: %w", err)
+	}
+	h.ps = ps
+	for k := range numKinds {
+		kind := k
+		val := func(_ context.Context, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+			return h.validate(kind, from, m)
+		}
+		if err := ps.RegisterTopicValidator(topicNames[k], pubsub.ValidatorEx(val), pubsub.WithValidatorInline(true)); err != nil {
+			return fmt.Errorf("p2p: validator for %s: %w", topicNames[k], err)
+		}
+		t, err := ps.Join(topicNames[k])
+		if err != nil {
+			return fmt.Errorf("p2p: join %s: %w", topicNames[k], err)
+		}
+		h.topics[k] = t
+	}
+	return nil
+}
+
+func (h *Host) startGossip(ctx context.Context) error {
+	for k := range numKinds {
+		sub, err := h.topics[k].Subscribe(pubsub.WithBufferSize(h.cfg.GossipBuffer))
+		if err != nil {
+			return fmt.Errorf("p2p: subscribe %s: %w", topicNames[k], err)
+		}
+		kind := k
+		if !h.goTracked(func() { h.readLoop(ctx, kind, sub) }) {
+			sub.Cancel()
+			return ErrClosed
+		}
+	}
+	return nil
+}
+
+// closeGossip runs after the pubsub context is cancelled, which stops
+// pubsub's own goroutines; nothing else to release.
+func (h *Host) closeGossip() {}
+
+func (h *Host) readLoop(ctx context.Context, kind topicKind, sub *pubsub.Subscription) {
+	defer sub.Cancel()
+	for {
+		m, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if m.Local {
+			continue
+		}
+		switch v := m.ValidatorData.(type) {
+		case *protocol.Offer:
+			if f := h.onOffer.Load(); f != nil {
+				(*f)(v.Worker, v, m.Data)
+			}
+		case *protocol.Bid:
+			if f := h.onBid.Load(); f != nil {
+				(*f)(v.Consumer, v, m.Data)
+			}
+		}
+	}
+}
+
+// OnOffer sets the handler for offers received on the offers topic (nil
+// removes it). It is called from one goroutine, in arrival order; a slow
+// handler loses messages beyond Config.GossipBuffer. Own offers are not
+// delivered.
+func (h *Host) OnOffer(f OfferHandler) {
+	if f == nil {
+		h.onOffer.Store(nil)
+		return
+	}
+	h.onOffer.Store(&f)
+}
+
+// OnBid sets the handler for bids, like OnOffer.
+func (h *Host) OnBid(f BidHandler) {
+	if f == nil {
+		h.onBid.Store(nil)
+		return
+	}
+	h.onBid.Store(&f)
+}
+
+// PublishOffer seals o with the host key and publishes it on
+// protocol.TopicOffers. A zero Worker is set to the host's ID, a zero Seq
+// to the next sequence number (strictly increasing, seeded from the clock
+// in microseconds so it keeps increasing across restarts), a zero Expires
+// to now + protocol.MaxOfferTTL. Peers accept at most Config.GossipRate
+// messages per second per signer (burst GossipBurst): announce on change,
+// coalesced to about one per second, and every few seconds otherwise.
+func (h *Host) PublishOffer(ctx context.Context, o *protocol.Offer) error {
+	if o.Worker == "" {
+		o.Worker = h.id
+	}
+	if o.Worker != h.id {
+		return fmt.Errorf("%w: offer for %s published by %s", ErrSignerMismatch, o.Worker, h.id)
+	}
+	h.fillSeq(&o.Seq, &o.Expires)
+	return h.publish(ctx, kindOffer, o)
+}
+
+// PublishBid seals b with the host key and publishes it on
+// protocol.TopicBids, filling zero Consumer, Seq and Expires like
+// PublishOffer.
+func (h *Host) PublishBid(ctx context.Context, b *protocol.Bid) error {
+	if b.Consumer == "" {
+		b.Consumer = h.id
+	}
+	if b.Consumer != h.id {
+		return fmt.Errorf("%w: bid for %s published by %s", ErrSignerMismatch, b.Consumer, h.id)
+	}
+	h.fillSeq(&b.Seq, &b.Expires)
+	return h.publish(ctx, kindBid, b)
+}
+
+func (h *Host) fillSeq(seq *uint64, expires *int64) {
+	now := h.now()
+	if *expires == 0 {
+		*expires = now.Add(protocol.MaxOfferTTL).UnixMilli()
+	}
+	h.seqMu.Lock()
+	defer h.seqMu.Unlock()
+	if *seq == 0 {
+		*seq = max(h.lastSeq+1, uint64(now.UnixMicro()))
+	}
+	h.lastSeq = max(h.lastSeq, *seq)
+}
+
+func (h *Host) publish(ctx context.Context, kind topicKind, m protocol.Message) error {
+	if h.isClosing() {
+		return ErrClosed
+	}
+	b, err := protocol.Seal(h.key, m)
+	if err != nil {
+		return fmt.Errorf("p2p: seal %s: %w", m.Type(), err)
+	}
+	if len(b) > protocol.MaxGossipSize {
+		return fmt.Errorf("p2p: publish %s: %w: %d bytes, limit %d", m.Type(), protocol.ErrTooLarge, len(b), protocol.MaxGossipSize)
+	}
+	if err := h.topics[kind].Publish(ctx, b); err != nil {
+		var ve pubsub.ValidationError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("p2p: publish %s: %w", m.Type(), ErrRejected)
+		}
+		return fmt.Errorf("p2p: publish %s: %w", m.Type(), err)
+	}
+	return nil
+}
+
+// PeerScore returns p's gossipsub score as of the last inspection (every
+// Config.ScoreInspectPeriod); 0 for a peer not seen.
+func (h *Host) PeerScore(p peer.ID) float64 {
+	if m := h.scores.Load(); m != nil {
+		return (*m)[p]
+	}
+	return 0
+}
+
+func (h *Host) storeScores(m map[peer.ID]float64) {
+	c := make(map[peer.ID]float64, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	h.scores.Store(&c)
+}
+
+// GossipStats returns the validation counters.
+func (h *Host) GossipStats() GossipStats {
+	return GossipStats{Accepted: h.accepted.Load(), Rejected: h.rejected.Load(), Ignored: h.ignored.Load()}
+}
+
+// GossipPeers returns the peers known to be subscribed to the offers
+// (bids == false) or bids topic.
+func (h *Host) GossipPeers(bids bool) []peer.ID {
+	if bids {
+		return h.topics[kindBid].ListPeers()
+	}
+	return h.topics[kindOffer].ListPeers()
+}
+
+// validate is the topic validator: it decides whether a message is
+// delivered and relayed (accept), dropped (ignore) or dropped with a
+// penalty to the peer that sent it (reject).
+func (h *Host) validate(kind topicKind, from peer.ID, m *pubsub.Message) pubsub.ValidationResult {
+	res, why, v := h.check(kind, from, m)
+	switch res {
+	case pubsub.ValidationAccept:
+		h.accepted.Add(1)
+		m.ValidatorData = v
+	case pubsub.ValidationReject:
+		h.rejected.Add(1)
+		if h.logLimit.allow() {
+			h.log.Warn("gossip message rejected", "topic", kind.String(), "from", from, "origin", m.GetFrom(), "reason", why, "local", m.Local)
+		}
+	default:
+		h.ignored.Add(1)
+		if h.logLimit.allow() {
+			h.log.Debug("gossip message ignored", "topic", kind.String(), "from", from, "origin", m.GetFrom(), "reason", why)
+		}
+	}
+	return res
+}
+
+// check runs every check on one gossip message; see docs/p2p.md.
+func (h *Host) check(kind topicKind, from peer.ID, m *pubsub.Message) (pubsub.ValidationResult, string, any) {
+	data := m.GetData()
+	if len(data) > protocol.MaxGossipSize {
+		return pubsub.ValidationReject, fmt.Sprintf("%d bytes exceeds %d", len(data), protocol.MaxGossipSize), nil
+	}
+	origin := m.GetFrom()
+	if origin == "" {
+		return pubsub.ValidationReject, "no origin", nil
+	}
+	env, err := protocol.Open(data)
+	if err != nil {
+		return pubsub.ValidationReject, err.Error(), nil
+	}
+	if env.Signer != origin {
+		return pubsub.ValidationReject, fmt.Sprintf("signer %s is not origin %s", env.Signer, origin), nil
+	}
+	var (
+		author  peer.ID
+		seq     uint64
+		expires int64
+		v       any
+		hook    func() error
+	)
+	switch kind {
+	case kindOffer:
+		o := new(protocol.Offer)
+		if err := env.Decode(o); err != nil {
+			return pubsub.ValidationReject, err.Error(), nil
+		}
+		author, seq, expires, v = o.Worker, o.Seq, o.Expires, o
+		if f := h.cfg.ValidateOffer; f != nil {
+			hook = func() error { return f(o) }
+		}
+	case kindBid:
+		b := new(protocol.Bid)
+		if err := env.Decode(b); err != nil {
+			return pubsub.ValidationReject, err.Error(), nil
+		}
+		author, seq, expires, v = b.Consumer, b.Seq, b.Expires, b
+		if f := h.cfg.ValidateBid; f != nil {
+			hook = func() error { return f(b) }
+		}
+	}
+	if author != env.Signer {
+		return pubsub.ValidationReject, fmt.Sprintf("author %s is not signer %s", author, env.Signer), nil
+	}
+	now := h.now()
+	exp := time.UnixMilli(expires)
+	switch {
+	case !exp.After(now.Add(-protocol.MaxClockSkew)):
+		return pubsub.ValidationReject, fmt.Sprintf("expired at %s", exp.UTC().Format(time.RFC3339)), nil
+	case !exp.After(now):
+		// Expired in flight or by clock skew: drop, no penalty.
+		return pubsub.ValidationIgnore, "just expired", nil
+	case exp.After(now.Add(protocol.MaxOfferTTL + protocol.MaxClockSkew)):
+		return pubsub.ValidationReject, fmt.Sprintf("expires %s, more than %s ahead", exp.UTC().Format(time.RFC3339), protocol.MaxOfferTTL), nil
+	}
+	direct := m.Local || from == origin
+	if res, why := h.guard.admit(env.Signer, kind, seq, expires, direct, time.Now(), now); res != pubsub.ValidationAccept {
+		return res, why, nil
+	}
+	if hook != nil {
+		if err := hook(); err != nil {
+			if errors.Is(err, ErrIgnore) {
+				return pubsub.ValidationIgnore, err.Error(), nil
+			}
+			return pubsub.ValidationReject, err.Error(), nil
+		}
+	}
+	return pubsub.ValidationAccept, "", v
+}
+
+// seqGuard keeps, per signer and topic, the last accepted Seq and a token
+// bucket. Entries are forgotten once every message they saw has expired
+// (a replay of them would be refused as expired anyway); when the map is
+// full of live entries an arbitrary one is evicted.
+type seqGuard struct {
+	mu        sync.Mutex
+	m         map[peer.ID]*signerState
+	max       int
+	rate      float64
+	burst     float64
+	window    uint64
+	lastSweep time.Time
+}
+
+type signerState struct {
+	seq        [numKinds]uint64
+	seen       [numKinds]bool
+	tokens     [numKinds]float64
+	refilled   [numKinds]time.Time
+	maxExpires int64 // unix ms, latest expiry accepted
+}
+
+func newSeqGuard(maxSigners int, rate, burst float64, window uint64) *seqGuard {
+	return &seqGuard{m: make(map[peer.ID]*signerState), max: maxSigners, rate: rate, burst: burst, window: window}
+}
+
+// admit checks seq against the signer's last and takes a rate token;
+// mono is a monotonic clock reading, wall the clock expiry is judged by.
+func (g *seqGuard) admit(signer peer.ID, k topicKind, seq uint64, expires int64, direct bool, mono, wall time.Time) (pubsub.ValidationResult, string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.m[signer]
+	if st == nil {
+		g.makeRoom(mono, wall)
+		st = &signerState{}
+		for i := range st.tokens {
+			st.tokens[i] = g.burst
+			st.refilled[i] = mono
+		}
+		g.m[signer] = st
+	}
+	if st.seen[k] {
+		last := st.seq[k]
+		switch {
+		case seq == last:
+			return pubsub.ValidationIgnore, fmt.Sprintf("seq %d already seen", seq)
+		case seq < last && !direct && last-seq <= g.window:
+			return pubsub.ValidationIgnore, fmt.Sprintf("seq %d reordered (last %d)", seq, last)
+		case seq < last:
+			return pubsub.ValidationReject, fmt.Sprintf("replayed seq %d (last %d)", seq, last)
+		}
+	}
+	if el := mono.Sub(st.refilled[k]).Seconds(); el > 0 {
+		st.tokens[k] = min(g.burst, st.tokens[k]+el*g.rate)
+		st.refilled[k] = mono
+	}
+	if st.tokens[k] < 1 {
+		if direct {
+			return pubsub.ValidationReject, fmt.Sprintf("rate above %.3g/s", g.rate)
+		}
+		return pubsub.ValidationIgnore, fmt.Sprintf("rate above %.3g/s (relayed)", g.rate)
+	}
+	st.tokens[k]--
+	st.seq[k] = seq
+	st.seen[k] = true
+	st.maxExpires = max(st.maxExpires, expires)
+	return pubsub.ValidationAccept, ""
+}
+
+// makeRoom frees at least one entry when the map is full.
+func (g *seqGuard) makeRoom(mono, wall time.Time) {
+	if len(g.m) < g.max {
+		return
+	}
+	if mono.Sub(g.lastSweep) >= time.Second {
+		g.lastSweep = mono
+		cutoff := wall.Add(-protocol.MaxClockSkew).UnixMilli()
+		for p, st := range g.m {
+			if st.maxExpires < cutoff {
+				delete(g.m, p)
+			}
+		}
+	}
+	for p := range g.m {
+		if len(g.m) < g.max {
+			break
+		}
+		delete(g.m, p)
+	}
+}
+
+// logLimiter allows about ten log lines per second.
+type logLimiter struct {
+	mu     sync.Mutex
+	window time.Time
+	n      int
+}
+
+func (l *logLimiter) allow() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if now.Sub(l.window) >= time.Second {
+		l.window, l.n = now, 0
+	}
+	l.n++
+	return l.n <= 10
+}
