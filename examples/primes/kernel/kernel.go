@@ -1,0 +1,127 @@
+// Package kernel counts primes in a range with a segmented sieve of
+// Eratosthenes. It is the computation of the primes example, importable so
+// that it can also run natively (tests, benchmarks).
+package kernel
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"strconv"
+)
+
+// MaxHi bounds the upper end of a range, keeping every product in uint64.
+const MaxHi = 1 << 50
+
+// ErrInput reports input that is not "LO HI" with 0 ≤ LO ≤ HI ≤ MaxHi.
+var ErrInput = errors.New(`want "LO HI" with 0 <= LO <= HI <= 2^50`)
+
+// ParseRange parses the example's input: two decimal integers LO and HI
+// separated by white space.
+func ParseRange(input []byte) (lo, hi uint64, err error) {
+	f := bytes.Fields(input)
+	if len(f) != 2 {
+		return 0, 0, ErrInput
+	}
+	if lo, err = strconv.ParseUint(string(f[0]), 10, 64); err != nil {
+		return 0, 0, ErrInput
+	}
+	if hi, err = strconv.ParseUint(string(f[1]), 10, 64); err != nil {
+		return 0, 0, ErrInput
+	}
+	if lo > hi || hi > MaxHi {
+		return 0, 0, ErrInput
+	}
+	return lo, hi, nil
+}
+
+// segment is the number of odd numbers sieved at a time (64 KiB of marks).
+const segment = 1 << 16
+
+// CountPrimes returns how many primes p satisfy lo ≤ p ≤ hi (hi ≤ MaxHi).
+func CountPrimes(lo, hi uint64) uint64 {
+	if hi > MaxHi {
+		hi = MaxHi
+	}
+	if lo < 2 {
+		lo = 2
+	}
+	if lo > hi {
+		return 0
+	}
+	var count uint64
+	if lo == 2 {
+		count = 1
+		lo = 3
+	}
+	if lo%2 == 0 {
+		lo++
+	}
+	if lo > hi {
+		return count
+	}
+	base := oddPrimesUpTo(isqrt(hi))
+	mark := make([]bool, segment)
+	for start := lo; start <= hi; start += 2 * segment {
+		n := uint64(segment)
+		if rem := (hi-start)/2 + 1; rem < n {
+			n = rem
+		}
+		marks := mark[:n]
+		clear(marks)
+		last := start + 2*(n-1)
+		for _, p := range base {
+			sq := p * p
+			if sq > last {
+				break
+			}
+			m := sq
+			if m < start {
+				m = (start + p - 1) / p * p
+				if m%2 == 0 {
+					m += p
+				}
+			}
+			for i := (m - start) / 2; i < n; i += p {
+				marks[i] = true
+			}
+		}
+		for _, composite := range marks {
+			if !composite {
+				count++
+			}
+		}
+	}
+	return count
+}
+
+// oddPrimesUpTo returns the odd primes ≤ n.
+func oddPrimesUpTo(n uint64) []uint64 {
+	if n < 3 {
+		return nil
+	}
+	composite := make([]bool, n+1)
+	var primes []uint64
+	for i := uint64(3); i <= n; i += 2 {
+		if composite[i] {
+			continue
+		}
+		primes = append(primes, i)
+		for j := i * i; j <= n; j += 2 * i {
+			composite[j] = true
+		}
+	}
+	return primes
+}
+
+// isqrt returns ⌊√n⌋.
+func isqrt(n uint64) uint64 {
+	r := uint64(math.Sqrt(float64(n)))
+	for r*r > n {
+		r--
+	}
+	for (r+1)*(r+1) <= n {
+		r++
+	}
+	return r
+}

@@ -1,0 +1,363 @@
+package sandbox
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+)
+
+// engine compiles and runs modules with one wazero runtime. Executor
+// children and the in-process mode each own one. It is safe for concurrent
+// use.
+type engine struct {
+	rt    wazero.Runtime
+	cache wazero.CompilationCache
+	wasi  map[string]api.FunctionDefinition
+	base  wazero.ModuleConfig
+
+	mu      sync.Mutex
+	max     int
+	lru     *list.List               // of *module, most recently used first
+	modules map[string]*list.Element // by module ID
+}
+
+// module is a compiled module, or the reason it was refused.
+type module struct {
+	id   string
+	cm   wazero.CompiledModule
+	fail *failure
+	refs int  // runs holding cm; guarded by engine.mu
+	gone bool // evicted: close cm when refs drops to 0
+}
+
+// failure is a job-level refusal found while compiling.
+type failure struct {
+	status  Status
+	message string
+}
+
+func (f *failure) result() Result { return Result{Status: f.status, Message: f.message} }
+
+// limits are one job's effective caps.
+type limits struct {
+	memory uint64 // bytes, multiple of pageSize
+	stdout int
+	stderr int
+}
+
+// newEngine creates a runtime whose compiled code is cached in cacheDir
+// (shared safely between processes) and whose in-memory cache keeps at most
+// cached modules.
+func newEngine(ctx context.Context, cacheDir string, cached int) (*engine, error) {
+	rc := wazero.NewRuntimeConfig().WithDebugInfoEnabled(false).WithCoreFeatures(api.CoreFeaturesV2)
+	var cache wazero.CompilationCache
+	if cacheDir != "" {
+		var err error
+		if cache, err = wazero.NewCompilationCacheWithDir(cacheDir); err != nil {
+			return nil, fmt.Errorf("sandbox: compilation cache %s: %w", cacheDir, err)
+		}
+		rc = rc.WithCompilationCache(cache)
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rc)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("sandbox: instantiate WASI: %w", err)
+	}
+	e := &engine{
+		rt:    rt,
+		cache: cache,
+		wasi:  rt.Module(wasi_snapshot_preview1.ModuleName).ExportedFunctionDefinitions(),
+		base: wazero.NewModuleConfig().
+			WithName("").
+			WithArgs("job").
+			WithStartFunctions(). // run calls _start itself, to time it
+			WithOsyield(func() {}),
+		max:     cached,
+		lru:     list.New(),
+		modules: map[string]*list.Element{},
+	}
+	return e, nil
+}
+
+func (e *engine) close() {
+	ctx := context.Background()
+	e.mu.Lock()
+	for el := e.lru.Front(); el != nil; el = el.Next() {
+		m := el.Value.(*module)
+		m.gone = true
+		if m.refs == 0 && m.cm != nil {
+			_ = m.cm.Close(ctx)
+		}
+	}
+	e.lru.Init()
+	clear(e.modules)
+	e.mu.Unlock()
+	_ = e.rt.Close(ctx)
+	if e.cache != nil {
+		_ = e.cache.Close(ctx)
+	}
+}
+
+// lookup returns the cached module with this ID, holding a reference the
+// caller gives back with release.
+func (e *engine) lookup(id string) (*module, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	el, ok := e.modules[id]
+	if !ok {
+		return nil, false
+	}
+	e.lru.MoveToFront(el)
+	m := el.Value.(*module)
+	m.refs++
+	return m, true
+}
+
+// release gives back a reference from lookup or compile.
+func (e *engine) release(m *module) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m.refs--
+	if m.refs == 0 && m.gone && m.cm != nil {
+		_ = m.cm.Close(context.Background())
+	}
+}
+
+// compile returns the module with this ID, compiling and checking it if it
+// is not cached; the caller releases it. memCap is the memory cap its
+// initial memory is checked against. A refused module is returned too, with
+// fail set (refusals are cached like modules).
+func (e *engine) compile(ctx context.Context, id string, bin []byte, memCap uint64) *module {
+	if m, ok := e.lookup(id); ok {
+		return m
+	}
+	m := &module{id: id}
+	m.cm, m.fail = e.check(ctx, bin, memCap)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if el, ok := e.modules[id]; ok { // compiled concurrently: keep the first
+		if m.cm != nil {
+			_ = m.cm.Close(ctx)
+		}
+		e.lru.MoveToFront(el)
+		m = el.Value.(*module)
+	} else {
+		e.modules[id] = e.lru.PushFront(m)
+		for e.lru.Len() > e.max {
+			old := e.lru.Remove(e.lru.Back()).(*module)
+			delete(e.modules, old.id)
+			old.gone = true
+			if old.refs == 0 && old.cm != nil {
+				_ = old.cm.Close(ctx)
+			}
+		}
+	}
+	m.refs++
+	return m
+}
+
+// check compiles bin and refuses what the sandbox cannot run: invalid
+// wasm, anything imported but WASI preview 1 functions, no _start, initial
+// memory above memCap, and anything else that fails to link.
+func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wazero.CompiledModule, *failure) {
+	cm, err := e.rt.CompileModule(ctx, bin)
+	if err != nil {
+		return nil, &failure{StatusInvalidModule, oneLine(err.Error())}
+	}
+	if f := e.checkImports(cm, bin); f != nil {
+		_ = cm.Close(ctx)
+		return nil, f
+	}
+	start, ok := cm.ExportedFunctions()["_start"]
+	if !ok || len(start.ParamTypes()) != 0 || len(start.ResultTypes()) != 0 {
+		_ = cm.Close(ctx)
+		return nil, &failure{StatusInvalidModule, "no _start function: not a WASI command module"}
+	}
+	// Link it once without running it: catches imported tables and
+	// globals (which CompiledModule does not list) and oversized memory.
+	alloc := &allocator{limit: memCap}
+	mod, err := e.instantiate(experimental.WithMemoryAllocator(ctx, alloc), cm, e.base)
+	if mod != nil {
+		_ = mod.Close(ctx)
+	}
+	switch {
+	case alloc.exceeded:
+		_ = cm.Close(ctx)
+		return nil, &failure{StatusMemoryLimit, fmt.Sprintf("initial memory %s exceeds the memory limit %s",
+			formatSize(alloc.requested), formatSize(memCap))}
+	case err != nil:
+		_ = cm.Close(ctx)
+		msg := oneLine(err.Error())
+		if strings.Contains(msg, "import") || strings.Contains(msg, "not instantiated") {
+			return nil, &failure{StatusMissingImport, msg}
+		}
+		return nil, &failure{StatusInvalidModule, msg}
+	}
+	return cm, nil
+}
+
+func (e *engine) checkImports(cm wazero.CompiledModule, bin []byte) *failure {
+	for _, f := range cm.ImportedFunctions() {
+		mod, name, _ := f.Import()
+		full := mod + "." + name
+		if mod != wasi_snapshot_preview1.ModuleName {
+			return &failure{StatusMissingImport, clip(full)}
+		}
+		def, ok := e.wasi[name]
+		if !ok {
+			return &failure{StatusMissingImport, clip(full)}
+		}
+		if !slices.Equal(def.ParamTypes(), f.ParamTypes()) || !slices.Equal(def.ResultTypes(), f.ResultTypes()) {
+			return &failure{StatusMissingImport, clip(full + " (wrong signature)")}
+		}
+	}
+	// Memories, tables, globals and tags are never provided.
+	imports, _ := parseImports(bin) // bin compiled, so it parses
+	for _, im := range imports {
+		if im.kind != 0 && int(im.kind) < len(importKinds) {
+			return &failure{StatusMissingImport, clip(im.module + "." + im.name + " (" + importKinds[im.kind] + ")")}
+		}
+	}
+	for _, m := range cm.ImportedMemories() { // in case the parser missed it
+		mod, name, _ := m.Import()
+		return &failure{StatusMissingImport, clip(mod + "." + name + " (a memory)")}
+	}
+	return nil
+}
+
+// instantiate is InstantiateModule that also recovers a memory-cap panic
+// raised while allocating the initial memory.
+func (e *engine) instantiate(ctx context.Context, cm wazero.CompiledModule, cfg wazero.ModuleConfig) (mod api.Module, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = recovered(r)
+		}
+	}()
+	return e.rt.InstantiateModule(ctx, cm, cfg)
+}
+
+// recovered turns a panic into an error without a Go stack trace.
+func recovered(r any) error {
+	if err, ok := r.(error); ok {
+		return err
+	}
+	return fmt.Errorf("internal error: %v", r)
+}
+
+// run instantiates m with input on stdin and runs its _start under lim.
+func (e *engine) run(m *module, input []byte, lim limits) Result {
+	if m.fail != nil {
+		return m.fail.result()
+	}
+	stdout := &capWriter{max: lim.stdout, strict: true}
+	stderr := &capWriter{max: lim.stderr}
+	clk := &fakeClock{}
+	alloc := &allocator{limit: lim.memory}
+	cfg := e.base.
+		WithStdin(bytes.NewReader(input)).
+		WithStdout(stdout).
+		WithStderr(stderr).
+		WithWalltime(clk.walltime, clockResolution).
+		WithNanotime(clk.nanotime, clockResolution).
+		WithNanosleep(clk.sleep).
+		WithRandSource(newRandSource())
+	ctx := experimental.WithMemoryAllocator(context.Background(), alloc)
+
+	var dur time.Duration
+	mod, err := e.instantiate(ctx, m.cm, cfg)
+	if err == nil {
+		dur, err = call(ctx, mod.ExportedFunction("_start"))
+	}
+	if mod != nil {
+		_ = mod.Close(ctx)
+	}
+
+	res := Result{Stdout: stdout.buf, Stderr: stderr.buf, Duration: dur}
+	var exit *sys.ExitError
+	switch {
+	case alloc.exceeded:
+		res.Status = StatusMemoryLimit
+		if alloc.hostErr != nil {
+			res.Message = fmt.Sprintf("host refused memory growth to %s: %v", formatSize(alloc.requested), alloc.hostErr)
+		} else {
+			res.Message = fmt.Sprintf("memory limit %s exceeded (grow to %s)", formatSize(lim.memory), formatSize(alloc.requested))
+		}
+	case stdout.exceeded:
+		res.Status = StatusOutputLimit
+		res.Message = fmt.Sprintf("stdout limit %s exceeded", formatSize(uint64(lim.stdout)))
+	case err == nil:
+		res.Status = StatusOK
+	case errors.As(err, &exit):
+		if exit.ExitCode() == 0 {
+			res.Status = StatusOK
+		} else {
+			res.Status = StatusExit
+			res.ExitCode = exit.ExitCode()
+			res.Message = oneLine(string(stderr.buf))
+		}
+	default:
+		res.Status = StatusTrap
+		res.Message = trapMessage(err)
+	}
+	return res
+}
+
+// call runs fn, timing it and recovering panics.
+func call(ctx context.Context, fn api.Function) (dur time.Duration, err error) {
+	start := time.Now()
+	defer func() {
+		dur = time.Since(start)
+		if r := recover(); r != nil {
+			err = recovered(r)
+		}
+	}()
+	_, err = fn.Call(ctx)
+	return dur, err
+}
+
+// trapMessage reduces a wazero call error to its cause, e.g. "unreachable".
+func trapMessage(err error) string {
+	msg := oneLine(err.Error())
+	msg = strings.TrimPrefix(msg, "wasm error: ")
+	msg = strings.TrimSuffix(msg, " (recovered by wazero)")
+	return msg
+}
+
+// capWriter keeps at most max bytes. A strict writer stops the guest when
+// it would pass the cap; a lenient one drops the excess.
+type capWriter struct {
+	buf      []byte
+	max      int
+	strict   bool
+	exceeded bool
+}
+
+// errOutputCap is panicked by a strict capWriter; wazero turns it into the
+// error of the running call.
+var errOutputCap = errors.New("output cap reached")
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	room := w.max - len(w.buf)
+	if len(p) <= room {
+		w.buf = append(w.buf, p...)
+		return len(p), nil
+	}
+	w.buf = append(w.buf, p[:room]...)
+	if w.strict {
+		w.exceeded = true
+		panic(errOutputCap)
+	}
+	return len(p), nil
+}

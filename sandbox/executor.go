@@ -1,0 +1,331 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+)
+
+// handshakeTimeout bounds an executor's start-up when ctx has no deadline.
+const handshakeTimeout = 30 * time.Second
+
+// smallWrite is the size below which a frame and its trailing bytes are
+// copied into one write.
+const smallWrite = 64 << 10
+
+// testHookRunSent, when set by a test, is called after a run request is
+// sent to a child.
+var testHookRunSent func()
+
+// executor is the parent's handle on one child process. It is used by one
+// job at a time (the pool hands it out); kill may be called concurrently.
+type executor struct {
+	s  *Sandbox
+	id int
+
+	mu     sync.Mutex // guards proc against concurrent kill
+	proc   *os.Process
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the child is reaped
+	toW    *os.File      // child's stdin
+	fromR  *os.File      // child's stdout
+	br     *bufio.Reader
+}
+
+// alive reports whether the child is running.
+func (e *executor) alive() bool {
+	if e.exited == nil {
+		return false
+	}
+	select {
+	case <-e.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// spawn starts the child and performs the handshake.
+func (e *executor) spawn(ctx context.Context) error {
+	s := e.s
+	toR, toW, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("%w: pipe: %w", ErrExecutor, err)
+	}
+	fromR, fromW, err := os.Pipe()
+	if err != nil {
+		toR.Close()
+		toW.Close()
+		return fmt.Errorf("%w: pipe: %w", ErrExecutor, err)
+	}
+	cmd := exec.Command(s.exe)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Stdin = toR
+	cmd.Stdout = fromW
+	cmd.Stderr = &logWriter{log: s.log, executor: e.id}
+	cmd.SysProcAttr = childAttr()
+
+	e.mu.Lock()
+	select {
+	case <-s.done:
+		e.mu.Unlock()
+		toR.Close()
+		toW.Close()
+		fromR.Close()
+		fromW.Close()
+		return ErrClosed
+	default:
+	}
+	err = cmd.Start()
+	toR.Close()
+	fromW.Close()
+	if err != nil {
+		e.mu.Unlock()
+		toW.Close()
+		fromR.Close()
+		return fmt.Errorf("%w: start %s: %w", ErrExecutor, s.exe, err)
+	}
+	exited := make(chan struct{})
+	e.cmd, e.proc, e.exited = cmd, cmd.Process, exited
+	e.toW, e.fromR = toW, fromR
+	e.br = bufio.NewReaderSize(fromR, 64<<10)
+	e.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+
+	stop := context.AfterFunc(ctx, e.kill)
+	defer stop()
+	deadline := time.Now().Add(handshakeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = e.fromR.SetReadDeadline(deadline)
+	err = e.handshake()
+	_ = e.fromR.SetReadDeadline(time.Time{})
+	if err != nil {
+		e.stop()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: executor %s did not start (%s; does its main call sandbox.RunChildIfRequested first?): %w",
+			ErrExecutor, s.exe, e.exitState(), err)
+	}
+	s.log.Debug("sandbox executor started", "executor", e.id, "pid", cmd.Process.Pid)
+	return nil
+}
+
+func (e *executor) handshake() error {
+	cfg := e.s.cfg
+	h := hello{
+		version:       wireVersion,
+		nice:          uint32(cfg.Nice),
+		goMemLimit:    256<<20 + 2*uint64(cfg.MaxStdout+cfg.MaxStderr),
+		cachedModules: uint32(cfg.CachedModules),
+		cacheDir:      e.s.cacheDir,
+	}
+	if _, err := e.toW.Write(encodeHello(h)); err != nil {
+		return err
+	}
+	t, _, err := readFrame(e.br, 1<<10)
+	if err != nil {
+		return err
+	}
+	if t != msgReady {
+		return fmt.Errorf("%w: expected ready, got type %d", errWire, t)
+	}
+	return nil
+}
+
+// kill sends SIGKILL to the child, if running. Safe to call concurrently.
+func (e *executor) kill() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.proc != nil {
+		_ = e.proc.Kill()
+	}
+}
+
+// stop kills the child, reaps it and releases the pipes.
+func (e *executor) stop() {
+	if e.exited == nil {
+		return
+	}
+	e.kill()
+	<-e.exited
+	e.mu.Lock()
+	e.proc = nil
+	e.mu.Unlock()
+	e.toW.Close()
+	e.fromR.Close()
+}
+
+// exitState describes how the child ended, for error messages.
+func (e *executor) exitState() string {
+	if e.cmd == nil || e.exited == nil {
+		return "not started"
+	}
+	select {
+	case <-e.exited:
+		if e.cmd.ProcessState != nil {
+			return "child " + e.cmd.ProcessState.String()
+		}
+		return "child exited"
+	case <-time.After(time.Second):
+		return "child still running"
+	}
+}
+
+// send writes a frame followed by tail in as few writes as is cheap.
+func (e *executor) send(frame, tail []byte) error {
+	if len(tail) > 0 && len(tail) <= smallWrite {
+		frame = append(frame, tail...)
+		tail = nil
+	}
+	if _, err := e.toW.Write(frame); err != nil {
+		return err
+	}
+	if len(tail) > 0 {
+		if _, err := e.toW.Write(tail); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run performs one job on this executor. On a time-out or a broken child it
+// kills the child (the pool respawns it on next use).
+func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte, lim limits, timeout time.Duration) (Result, error) {
+	stop := context.AfterFunc(ctx, e.kill)
+	defer stop()
+	maxReply := uint64(lim.stdout+lim.stderr) + 64<<10
+
+	if err := e.send(encodeRunHeader(runReq{moduleID: id, lim: lim, input: input}), input); err != nil {
+		return Result{}, e.broken(ctx, "send run", err)
+	}
+	if testHookRunSent != nil {
+		testHookRunSent()
+	}
+	_ = e.fromR.SetReadDeadline(time.Now().Add(timeout))
+	t, p, err := readFrame(e.br, maxReply)
+	if err == nil && t == msgNeedModule {
+		_ = e.fromR.SetReadDeadline(time.Time{})
+		if verr := checkModuleID(id, bin); verr != nil {
+			if err := e.send(encodeEmpty(msgAbort), nil); err != nil {
+				return Result{}, e.broken(ctx, "send abort", err)
+			}
+			return Result{}, verr
+		}
+		if err := e.send(encodeModuleHeader(len(bin)), bin); err != nil {
+			return Result{}, e.broken(ctx, "send module", err)
+		}
+		t, p, err = readFrame(e.br, maxReply)
+		if err == nil && t == msgCompiled {
+			c, derr := decodeCompiled(p)
+			if derr != nil {
+				return Result{}, e.broken(ctx, "read compiled", derr)
+			}
+			if c.status != StatusOK {
+				return Result{Status: c.status, Message: c.message}, nil
+			}
+			_ = e.fromR.SetReadDeadline(time.Now().Add(timeout))
+			t, p, err = readFrame(e.br, maxReply)
+		}
+	}
+	_ = e.fromR.SetReadDeadline(time.Time{})
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
+		e.s.log.Info("sandbox job timed out; killing executor", "executor", e.id, "module", id, "timeout", timeout)
+		e.stop()
+		return Result{Status: StatusTimeout, Duration: timeout,
+			Message: fmt.Sprintf("time limit %s exceeded", timeout)}, nil
+	case err != nil:
+		return Result{}, e.broken(ctx, "read result", err)
+	case t == msgResult:
+		r, derr := decodeResult(p)
+		if derr != nil {
+			return Result{}, e.broken(ctx, "read result", derr)
+		}
+		return r, nil
+	case t == msgCompiled: // a cached refusal
+		c, derr := decodeCompiled(p)
+		if derr != nil || c.status == StatusOK {
+			return Result{}, e.broken(ctx, "read compiled", errors.Join(errWire, derr))
+		}
+		return Result{Status: c.status, Message: c.message}, nil
+	}
+	return Result{}, e.broken(ctx, "read result", fmt.Errorf("%w: unexpected message type %d", errWire, t))
+}
+
+// compile asks the child to compile and check a module.
+func (e *executor) compile(ctx context.Context, id string, bin []byte, memCap uint64) (compiledMsg, error) {
+	stop := context.AfterFunc(ctx, e.kill)
+	defer stop()
+	if err := e.send(encodeCompileHeader(compileReq{moduleID: id, memCap: memCap, module: bin}), bin); err != nil {
+		return compiledMsg{}, e.broken(ctx, "send compile", err)
+	}
+	t, p, err := readFrame(e.br, 64<<10)
+	if err == nil && t != msgCompiled {
+		err = fmt.Errorf("%w: expected compiled, got type %d", errWire, t)
+	}
+	if err != nil {
+		return compiledMsg{}, e.broken(ctx, "read compiled", err)
+	}
+	c, err := decodeCompiled(p)
+	if err != nil {
+		return compiledMsg{}, e.broken(ctx, "read compiled", err)
+	}
+	return c, nil
+}
+
+// broken handles a failed exchange: the child is killed (it is out of step
+// or dead) and the error says why, preferring ctx's and Close's reasons.
+func (e *executor) broken(ctx context.Context, op string, err error) error {
+	e.stop()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	select {
+	case <-e.s.done:
+		return ErrClosed
+	default:
+	}
+	state := e.exitState()
+	e.s.log.Warn("sandbox executor failed", "executor", e.id, "op", op, "err", err, "state", state)
+	return fmt.Errorf("%w: %s: %w (%s)", ErrExecutor, op, err, state)
+}
+
+// logWriter forwards a child's stderr to the logger, line by line.
+type logWriter struct {
+	log      *slog.Logger
+	executor int
+	partial  []byte
+}
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		w.log.Warn("sandbox executor stderr", "executor", w.executor, "line", clip(string(w.partial[:i])))
+		w.partial = w.partial[i+1:]
+	}
+	if len(w.partial) > MaxMessage {
+		w.log.Warn("sandbox executor stderr", "executor", w.executor, "line", clip(string(w.partial)))
+		w.partial = w.partial[:0]
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = (*logWriter)(nil)

@@ -1,0 +1,39 @@
+package sandbox
+
+import (
+	"errors"
+
+	"github.com/tetratelabs/wazero/experimental"
+)
+
+// errMemoryCap is panicked by a linear memory asked to grow past the job's
+// cap; wazero turns the panic into the error of the running call (or it
+// escapes InstantiateModule, where run recovers it), which stops the guest
+// at once.
+var errMemoryCap = errors.New("memory cap reached")
+
+// allocator gives each guest memory a fixed address range of the job's cap
+// and records whether the guest tried to grow past it.
+type allocator struct {
+	limit     uint64 // bytes, a multiple of pageSize
+	exceeded  bool
+	requested uint64 // the size asked for when exceeded
+	hostErr   error  // the host refused memory below the cap
+}
+
+// Allocate implements experimental.MemoryAllocator.
+func (a *allocator) Allocate(_, max uint64) experimental.LinearMemory {
+	reserve := a.limit
+	if max < reserve {
+		reserve = max
+	}
+	return newLinearMemory(a, reserve)
+}
+
+// refuse records a refused growth and stops the guest.
+func (a *allocator) refuse(size uint64, hostErr error) {
+	a.exceeded = true
+	a.requested = size
+	a.hostErr = hostErr
+	panic(errMemoryCap)
+}

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package sandbox
+
+import "syscall"
+
+func childAttr() *syscall.SysProcAttr { return nil }

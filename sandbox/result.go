@@ -1,0 +1,162 @@
+package sandbox
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Job is one run: a module and its input. Zero limits mean the Config's;
+// non-zero limits may only lower them (larger values are clamped).
+type Job struct {
+	// ModuleID names Module in the compiled-module caches. Use the module's
+	// CID string: when it parses as a blob CID the sandbox checks Module
+	// against it before compiling. Empty: the CID is computed from Module
+	// (costs a SHA-256 of the module per run).
+	ModuleID string
+	// Module is the WebAssembly binary. It is only read when the module is
+	// not cached yet, but must always be given.
+	Module []byte
+	// Input is the job's stdin.
+	Input []byte
+	// Timeout lowers Config.Timeout for this job.
+	Timeout time.Duration
+	// MaxMemory lowers Config.MaxMemory for this job.
+	MaxMemory uint64
+}
+
+// Status is how a job ended.
+type Status uint8
+
+// Statuses. The numeric values are stable (they cross the executor pipe).
+const (
+	StatusOK            Status = iota // exited with status 0 (or returned from _start)
+	StatusExit                        // exited with a non-zero status (ExitCode)
+	StatusTrap                        // trapped (Message says why)
+	StatusTimeout                     // stopped at its time limit
+	StatusMemoryLimit                 // tried to grow memory past its cap
+	StatusOutputLimit                 // wrote more stdout than its cap
+	StatusInvalidModule               // module refused: not a valid WASI command
+	StatusMissingImport               // module refused: imports something not provided (Message names it)
+	numStatus
+)
+
+var statusNames = [...]string{
+	StatusOK:            "ok",
+	StatusExit:          "exit",
+	StatusTrap:          "trap",
+	StatusTimeout:       "timeout",
+	StatusMemoryLimit:   "memory-limit",
+	StatusOutputLimit:   "output-limit",
+	StatusInvalidModule: "invalid-module",
+	StatusMissingImport: "missing-import",
+}
+
+// String returns the status's short name: "ok", "exit", "trap", "timeout",
+// "memory-limit", "output-limit", "invalid-module" or "missing-import".
+func (s Status) String() string {
+	if s < numStatus {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// Result is the outcome of one job.
+type Result struct {
+	Status Status
+	// ExitCode is the job's exit status (0 unless StatusExit).
+	ExitCode uint32
+	// Stdout is everything the job wrote to stdout (at most the cap; empty
+	// after a timeout).
+	Stdout []byte
+	// Stderr is the start of what the job wrote to stderr, truncated to the
+	// cap.
+	Stderr []byte
+	// Message is a one-line, human-readable cause for failures: the trap
+	// reason, the first line of stderr, the missing import's name, the limit
+	// that was exceeded. At most MaxMessage bytes of valid UTF-8.
+	Message string
+	// Duration is the guest's running time (not compile or start-up time).
+	Duration time.Duration
+}
+
+// MaxMessage bounds Result.Message.
+const MaxMessage = 1024
+
+// Err returns nil for StatusOK and otherwise an error wrapping the status's
+// sentinel (ErrExit, ErrTrap, ...) whose text is one line naming the cause,
+// e.g. "job exited with status 3: bad input" or "time limit 2s exceeded".
+func (r Result) Err() error {
+	var msg string
+	switch r.Status {
+	case StatusOK:
+		return nil
+	case StatusExit:
+		msg = fmt.Sprintf("job exited with status %d", r.ExitCode)
+		if r.Message != "" {
+			msg += ": " + r.Message
+		}
+		return &JobError{Status: r.Status, msg: msg, sentinel: ErrExit}
+	case StatusTrap:
+		return &JobError{Status: r.Status, msg: "job trapped: " + orUnknown(r.Message), sentinel: ErrTrap}
+	case StatusTimeout:
+		return &JobError{Status: r.Status, msg: orDefault(r.Message, "time limit exceeded"), sentinel: ErrTimeout}
+	case StatusMemoryLimit:
+		return &JobError{Status: r.Status, msg: orDefault(r.Message, "memory limit exceeded"), sentinel: ErrMemoryLimit}
+	case StatusOutputLimit:
+		return &JobError{Status: r.Status, msg: orDefault(r.Message, "output limit exceeded"), sentinel: ErrOutputLimit}
+	case StatusInvalidModule:
+		return &JobError{Status: r.Status, msg: "invalid module: " + orUnknown(r.Message), sentinel: ErrInvalidModule}
+	case StatusMissingImport:
+		return &JobError{Status: r.Status, msg: "module imports " + orUnknown(r.Message) + ", which the sandbox does not provide", sentinel: ErrMissingImport}
+	}
+	return &JobError{Status: r.Status, msg: fmt.Sprintf("unknown job status %d", uint8(r.Status)), sentinel: ErrTrap}
+}
+
+// JobError is the error Result.Err and Sandbox.Compile return. It unwraps to
+// the status's sentinel.
+type JobError struct {
+	Status   Status
+	msg      string
+	sentinel error
+}
+
+// Error returns the one-line cause.
+func (e *JobError) Error() string { return e.msg }
+
+// Unwrap returns the sentinel (ErrExit, ErrTrap, ...).
+func (e *JobError) Unwrap() error { return e.sentinel }
+
+func orUnknown(s string) string { return orDefault(s, "unknown cause") }
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// oneLine returns the first non-empty line of b, trimmed, as valid UTF-8 of
+// at most MaxMessage bytes.
+func oneLine(s string) string {
+	for line := range strings.SplitSeq(s, "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" {
+			return clip(line)
+		}
+	}
+	return ""
+}
+
+func clip(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= MaxMessage {
+		return s
+	}
+	cut := MaxMessage
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}

@@ -1,0 +1,581 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aspen-market/aspen/protocol"
+)
+
+func run(t *testing.T, s *Sandbox, job Job) Result {
+	t.Helper()
+	r, err := s.Run(context.Background(), job)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return r
+}
+
+func guestJob(t *testing.T, input string) Job {
+	return Job{ModuleID: "guest", Module: guestWasm(t, "guest"), Input: []byte(input)}
+}
+
+func wantStatus(t *testing.T, r Result, want Status) {
+	t.Helper()
+	if r.Status != want {
+		t.Fatalf("status %s (%q, exit %d, stderr %q), want %s", r.Status, r.Message, r.ExitCode, r.Stderr, want)
+	}
+}
+
+func TestEcho(t *testing.T) {
+	for _, iso := range isolations {
+		t.Run(iso.String(), func(t *testing.T) {
+			s := newSandbox(t, iso, nil)
+			r := run(t, s, guestJob(t, "echo hello, world"))
+			wantStatus(t, r, StatusOK)
+			if string(r.Stdout) != "hello, world" || string(r.Stderr) != "echoed\n" {
+				t.Fatalf("stdout %q stderr %q", r.Stdout, r.Stderr)
+			}
+			if r.Duration <= 0 || r.Err() != nil {
+				t.Fatalf("duration %v err %v", r.Duration, r.Err())
+			}
+		})
+	}
+}
+
+func TestTinyModule(t *testing.T) {
+	for _, iso := range isolations {
+		t.Run(iso.String(), func(t *testing.T) {
+			s := newSandbox(t, iso, nil)
+			for range 3 { // the first compiles, the others hit the cache
+				r := run(t, s, Job{Module: tinyHello()})
+				wantStatus(t, r, StatusOK)
+				if string(r.Stdout) != "hi\n" {
+					t.Fatalf("stdout %q", r.Stdout)
+				}
+			}
+		})
+	}
+}
+
+// TestDeterminism runs a job that reads every source of variation a
+// program has (clocks, sleeps, randomness, environment, files, scheduling)
+// several times, in both isolation modes, and wants identical stdout.
+func TestDeterminism(t *testing.T) {
+	escape := filepath.Join(t.TempDir(), "escaped")
+	input := "probe " + escape
+	var outs []string
+	for _, iso := range isolations {
+		s := newSandbox(t, iso, nil)
+		for range 2 {
+			r := run(t, s, guestJob(t, input))
+			wantStatus(t, r, StatusOK)
+			outs = append(outs, string(r.Stdout))
+		}
+	}
+	for i, o := range outs[1:] {
+		if o != outs[0] {
+			t.Fatalf("run %d differs:\n%s\nvs first:\n%s", i+1, o, outs[0])
+		}
+	}
+	out := outs[0]
+	for _, want := range []string{
+		"args=[job]\n", "environ=[]\n", "now=2022-01-01T00:00:00", "slept=true\n",
+		"after=2022-01-01T01:10:00", "readdir=true\n", "readfile=true\n", "create=true\n",
+		"writefile=true\n", "mkdir=true\n", "envkeys=0\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("probe output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, p := range []string{escape, escape + ".d"} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("guest left %s on the host (stat: %v)", p, err)
+		}
+	}
+	t.Logf("probe output:\n%s", out)
+}
+
+func TestExitStatus(t *testing.T) {
+	for _, iso := range isolations {
+		t.Run(iso.String(), func(t *testing.T) {
+			s := newSandbox(t, iso, nil)
+			r := run(t, s, guestJob(t, "exit 3 bad input"))
+			wantStatus(t, r, StatusExit)
+			if r.ExitCode != 3 || r.Message != "bad input" {
+				t.Fatalf("exit %d message %q", r.ExitCode, r.Message)
+			}
+			err := r.Err()
+			if !errors.Is(err, ErrExit) || err.Error() != "job exited with status 3: bad input" {
+				t.Fatalf("Err() = %v", err)
+			}
+
+			r = run(t, s, guestJob(t, "panic oops"))
+			wantStatus(t, r, StatusExit)
+			if r.ExitCode != 2 || r.Message != "panic: guest panicked: oops" {
+				t.Fatalf("panic: exit %d message %q", r.ExitCode, r.Message)
+			}
+
+			r = run(t, s, guestJob(t, "exit 0 fine"))
+			wantStatus(t, r, StatusOK)
+		})
+	}
+}
+
+func TestProcExit(t *testing.T) {
+	mod := func(code int32) []byte {
+		return startModule([]wimport{funcImport("wasi_snapshot_preview1", "proc_exit", 0)},
+			[]wfunc{tProcExit}, code1(i32const(code), callOp(0)))
+	}
+	s := newSandbox(t, Subprocess, nil)
+	wantStatus(t, run(t, s, Job{Module: mod(0)}), StatusOK)
+	r := run(t, s, Job{Module: mod(7)})
+	wantStatus(t, r, StatusExit)
+	if r.ExitCode != 7 || r.Err().Error() != "job exited with status 7" {
+		t.Fatalf("exit %d, err %v", r.ExitCode, r.Err())
+	}
+}
+
+func code1(ops ...[]byte) []byte { return code(ops...) }
+
+func TestTraps(t *testing.T) {
+	recursive := wmodule{
+		types:   []wfunc{tVoid},
+		funcs:   []uint32{0},
+		exports: []wexport{{"_start", 0, 0}},
+		codes:   [][]byte{code(callOp(0))},
+	}.bytes()
+	cases := []struct {
+		name   string
+		module []byte
+		want   string
+	}{
+		{"unreachable", startModule(nil, nil, code(opUnreachable)), "unreachable"},
+		{"divide", startModule(nil, nil, code(i32const(1), i32const(0), opDivS, opDrop)), "integer divide by zero"},
+		{"recursion", recursive, "stack overflow"},
+	}
+	for _, iso := range isolations {
+		s := newSandbox(t, iso, nil)
+		for _, c := range cases {
+			t.Run(iso.String()+"/"+c.name, func(t *testing.T) {
+				r := run(t, s, Job{Module: c.module})
+				wantStatus(t, r, StatusTrap)
+				if r.Message != c.want {
+					t.Fatalf("message %q, want %q", r.Message, c.want)
+				}
+				if err := r.Err(); !errors.Is(err, ErrTrap) || err.Error() != "job trapped: "+c.want {
+					t.Fatalf("Err() = %v", err)
+				}
+			})
+		}
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	s := newSandbox(t, Subprocess, func(c *Config) { c.Timeout = time.Hour })
+	r := run(t, s, Job{ModuleID: "guest", Module: guestWasm(t, "guest"), Input: []byte("loop"), Timeout: 300 * time.Millisecond})
+	wantStatus(t, r, StatusTimeout)
+	if err := r.Err(); !errors.Is(err, ErrTimeout) || err.Error() != "time limit 300ms exceeded" {
+		t.Fatalf("Err() = %v", err)
+	}
+	// The killed executor is replaced.
+	r = run(t, s, guestJob(t, "echo again"))
+	wantStatus(t, r, StatusOK)
+	if string(r.Stdout) != "again" {
+		t.Fatalf("stdout %q", r.Stdout)
+	}
+}
+
+func TestInProcessTimeout(t *testing.T) {
+	s := newSandbox(t, InProcess, nil)
+	r := run(t, s, Job{ModuleID: "guest", Module: guestWasm(t, "guest"), Input: []byte("spin 300000000"), Timeout: 20 * time.Millisecond})
+	wantStatus(t, r, StatusTimeout)
+	// The abandoned guest still holds its slot; wait for it to end.
+	s.inproc.slots <- struct{}{}
+	<-s.inproc.slots
+	r = run(t, s, guestJob(t, "echo after"))
+	wantStatus(t, r, StatusOK)
+}
+
+func TestMemoryLimit(t *testing.T) {
+	grow := startModule(nil, nil, code(
+		[]byte{0x03, 0x40},               // loop
+		i32const(16), []byte{0x40, 0x00}, // memory.grow 16 pages
+		i32const(-1), []byte{0x47}, // i32.ne
+		[]byte{0x0d, 0x00}, // br_if 0
+		[]byte{0x0b},       // end loop
+	))
+	for _, iso := range isolations {
+		t.Run(iso.String(), func(t *testing.T) {
+			s := newSandbox(t, iso, func(c *Config) { c.MaxMemory = 512 << 20 })
+			r := run(t, s, Job{ModuleID: "guest", Module: guestWasm(t, "guest"), Input: []byte("alloc"), MaxMemory: 64 << 20})
+			wantStatus(t, r, StatusMemoryLimit)
+			if err := r.Err(); !errors.Is(err, ErrMemoryLimit) || !strings.HasPrefix(err.Error(), "memory limit 64MiB exceeded") {
+				t.Fatalf("Err() = %v", err)
+			}
+			r = run(t, s, Job{Module: grow, MaxMemory: 1 << 20})
+			wantStatus(t, r, StatusMemoryLimit)
+			if r.Message != "memory limit 1MiB exceeded (grow to 1088KiB)" {
+				t.Fatalf("message %q", r.Message)
+			}
+			// The job cap is per job: the same module runs under the config cap.
+			r = run(t, s, guestJob(t, "echo ok"))
+			wantStatus(t, r, StatusOK)
+		})
+	}
+}
+
+func TestInitialMemoryTooBig(t *testing.T) {
+	big := wmodule{
+		types:   []wfunc{tVoid},
+		funcs:   []uint32{0},
+		mem:     limits1(5000), // 312.5 MiB
+		exports: []wexport{{"_start", 0, 0}},
+		codes:   [][]byte{code()},
+	}.bytes()
+	for _, iso := range isolations {
+		s := newSandbox(t, iso, nil)
+		err := s.Compile(context.Background(), "", big)
+		if !errors.Is(err, ErrMemoryLimit) {
+			t.Fatalf("%s: Compile: %v", iso, err)
+		}
+		if got := err.Error(); got != "initial memory 320000KiB exceeds the memory limit 256MiB" {
+			t.Fatalf("%s: message %q", iso, got)
+		}
+		r := run(t, s, Job{Module: big})
+		wantStatus(t, r, StatusMemoryLimit)
+	}
+}
+
+func TestOutputLimits(t *testing.T) {
+	for _, iso := range isolations {
+		t.Run(iso.String(), func(t *testing.T) {
+			s := newSandbox(t, iso, func(c *Config) { c.MaxStdout = 1 << 20; c.MaxStderr = 1000 })
+			r := run(t, s, guestJob(t, "spew"))
+			wantStatus(t, r, StatusOutputLimit)
+			if len(r.Stdout) != 1<<20 {
+				t.Fatalf("kept %d bytes of stdout", len(r.Stdout))
+			}
+			if err := r.Err(); !errors.Is(err, ErrOutputLimit) || err.Error() != "stdout limit 1MiB exceeded" {
+				t.Fatalf("Err() = %v", err)
+			}
+			r = run(t, s, guestJob(t, "stderr"))
+			wantStatus(t, r, StatusOK)
+			if len(r.Stderr) != 1000 || string(r.Stdout) != "ok\n" {
+				t.Fatalf("stderr %d bytes, stdout %q", len(r.Stderr), r.Stdout)
+			}
+		})
+	}
+}
+
+func TestRefusedModules(t *testing.T) {
+	hello := tinyHello()
+	cases := []struct {
+		name   string
+		module []byte
+		status Status
+		msg    string
+	}{
+		{"garbage", []byte("definitely not wasm"), StatusInvalidModule, ""},
+		{"truncated", hello[:len(hello)/2], StatusInvalidModule, ""},
+		{"magic only", []byte("\x00asm"), StatusInvalidModule, ""},
+		{"env import", startModule([]wimport{funcImport("env", "foo", 0)}, []wfunc{tVoid}, code()), StatusMissingImport, "env.foo"},
+		{"unknown wasi function", startModule([]wimport{funcImport("wasi_snapshot_preview1", "no_such_call", 0)}, []wfunc{tVoid}, code()), StatusMissingImport, "wasi_snapshot_preview1.no_such_call"},
+		{"wrong signature", startModule([]wimport{funcImport("wasi_snapshot_preview1", "fd_write", 0)}, []wfunc{tVoid}, code()), StatusMissingImport, "wasi_snapshot_preview1.fd_write (wrong signature)"},
+		{"imported memory", wmodule{
+			types: []wfunc{tVoid}, imports: []wimport{{"env", "memory", 2, limits1(1)}},
+			funcs: []uint32{0}, exports: []wexport{{"_start", 0, 0}}, codes: [][]byte{code()},
+		}.bytes(), StatusMissingImport, "env.memory (a memory)"},
+		{"imported global", wmodule{
+			types: []wfunc{tVoid}, imports: []wimport{{"env", "g", 3, []byte{i32, 0}}},
+			funcs: []uint32{0}, exports: []wexport{{"_start", 0, 0}}, codes: [][]byte{code()},
+		}.bytes(), StatusMissingImport, "env.g (a global)"},
+		{"imported table", wmodule{
+			types: []wfunc{tVoid}, imports: []wimport{{"env", "table", 1, append([]byte{0x70}, limits1(1)...)}},
+			funcs: []uint32{0}, exports: []wexport{{"_start", 0, 0}}, codes: [][]byte{code()},
+		}.bytes(), StatusMissingImport, "env.table (a table)"},
+		{"no _start", wmodule{
+			types: []wfunc{tVoid}, funcs: []uint32{0}, exports: []wexport{{"main", 0, 0}}, codes: [][]byte{code()},
+		}.bytes(), StatusInvalidModule, "no _start function: not a WASI command module"},
+	}
+	sentinel := map[Status]error{StatusInvalidModule: ErrInvalidModule, StatusMissingImport: ErrMissingImport}
+	for _, iso := range isolations {
+		s := newSandbox(t, iso, nil)
+		for _, c := range cases {
+			t.Run(iso.String()+"/"+c.name, func(t *testing.T) {
+				err := s.Compile(context.Background(), "", c.module)
+				if !errors.Is(err, sentinel[c.status]) {
+					t.Fatalf("Compile: %v, want %v", err, sentinel[c.status])
+				}
+				r := run(t, s, Job{Module: c.module})
+				wantStatus(t, r, c.status)
+				if c.msg != "" && r.Message != c.msg {
+					t.Fatalf("message %q, want %q", r.Message, c.msg)
+				}
+				if r.Message == "" || strings.Contains(r.Message, "\n") || err.Error() != r.Err().Error() {
+					t.Fatalf("message %q, Compile %q, Err %q", r.Message, err, r.Err())
+				}
+				t.Logf("%s", err)
+			})
+		}
+	}
+	s := newSandbox(t, Subprocess, nil)
+	if _, err := s.Run(context.Background(), Job{}); !errors.Is(err, ErrInvalidJob) {
+		t.Fatalf("Run without module: %v", err)
+	}
+	if err := s.Compile(context.Background(), "", nil); !errors.Is(err, ErrInvalidJob) {
+		t.Fatalf("Compile without module: %v", err)
+	}
+	if _, err := s.Run(context.Background(), Job{Module: hello, MaxMemory: 100}); !errors.Is(err, ErrInvalidJob) {
+		t.Fatalf("Run with MaxMemory below a page: %v", err)
+	}
+}
+
+func TestModuleIDMustMatchCID(t *testing.T) {
+	hello := tinyHello()
+	other := protocol.BlobCID([]byte("something else")).String()
+	for _, iso := range isolations {
+		s := newSandbox(t, iso, nil)
+		_, err := s.Run(context.Background(), Job{ModuleID: other, Module: hello})
+		if !errors.Is(err, ErrInvalidJob) || !errors.Is(err, protocol.ErrCIDMismatch) {
+			t.Fatalf("%s: Run: %v", iso, err)
+		}
+		if err := s.Compile(context.Background(), other, hello); !errors.Is(err, protocol.ErrCIDMismatch) {
+			t.Fatalf("%s: Compile: %v", iso, err)
+		}
+		// The executor is still usable, and the right CID works.
+		r := run(t, s, Job{ModuleID: protocol.BlobCID(hello).String(), Module: hello})
+		wantStatus(t, r, StatusOK)
+	}
+}
+
+func TestConcurrentJobs(t *testing.T) {
+	for _, iso := range isolations {
+		t.Run(iso.String(), func(t *testing.T) {
+			s := newSandbox(t, iso, func(c *Config) { c.Slots = 2 })
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for i := range 8 {
+				wg.Go(func() {
+					want := fmt.Sprintf("job %d", i)
+					r, err := s.Run(context.Background(), guestJob(t, "echo "+want))
+					if err == nil && (r.Status != StatusOK || string(r.Stdout) != want) {
+						err = fmt.Errorf("job %d: %s %q", i, r.Status, r.Stdout)
+					}
+					errs <- err
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+func TestContextCancel(t *testing.T) {
+	for _, iso := range isolations {
+		s := newSandbox(t, iso, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := s.Run(ctx, Job{ModuleID: "guest", Module: guestWasm(t, "guest"), Input: []byte("spin 400000000")})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s: Run: %v", iso, err)
+		}
+		if iso == InProcess { // wait for the abandoned guest
+			s.inproc.slots <- struct{}{}
+			<-s.inproc.slots
+		}
+		wantStatus(t, run(t, s, guestJob(t, "echo ok")), StatusOK)
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.CacheDir = sharedCacheDir
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Run(context.Background(), Job{Module: tinyHello()}); !errors.Is(err, ErrNotStarted) {
+		t.Fatalf("Run before Start: %v", err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Run(context.Background(), Job{Module: tinyHello()}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run after Close: %v", err)
+	}
+	if err := s.Start(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Start after Close: %v", err)
+	}
+
+	bad := DefaultConfig()
+	bad.Slots = 0
+	if _, err := New(bad); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("New with 0 slots: %v", err)
+	}
+}
+
+// TestCloseStopsRunningJob: Close interrupts a job in flight.
+func TestCloseStopsRunningJob(t *testing.T) {
+	s := newSandbox(t, Subprocess, nil)
+	sent := make(chan struct{})
+	testHookRunSent = func() { close(sent) }
+	defer func() { testHookRunSent = nil }()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Run(context.Background(), guestJob(t, "loop"))
+		errc <- err
+	}()
+	<-sent
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run during Close: %v", err)
+	}
+}
+
+// TestExecutorCrash: a child that dies mid-job is an infrastructure error,
+// and the next job gets a fresh child.
+func TestExecutorCrash(t *testing.T) {
+	s := newSandbox(t, Subprocess, nil)
+	guestWasm(t, "guest")
+	sent := make(chan struct{})
+	testHookRunSent = func() { close(sent) }
+	defer func() { testHookRunSent = nil }()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := s.Run(context.Background(), guestJob(t, "loop"))
+		errc <- err
+	}()
+	<-sent
+	testHookRunSent = nil
+	s.execs[0].kill()
+	err := <-errc
+	if !errors.Is(err, ErrExecutor) || !strings.Contains(err.Error(), "signal: killed") {
+		t.Fatalf("Run with crashed child: %v", err)
+	}
+	wantStatus(t, run(t, s, guestJob(t, "echo ok")), StatusOK)
+}
+
+func TestBadExecutable(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Executable = "/bin/true"
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	err = s.Start(context.Background())
+	if !errors.Is(err, ErrExecutor) || !strings.Contains(err.Error(), "RunChildIfRequested") {
+		t.Fatalf("Start: %v", err)
+	}
+}
+
+func TestNiceness(t *testing.T) {
+	s := newSandbox(t, Subprocess, func(c *Config) { c.Nice = 19 })
+	pid := s.execs[0].proc.Pid
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for _, task := range tasks {
+		var tid int
+		fmt.Sscan(task.Name(), &tid)
+		prio, err := syscall.Getpriority(syscall.PRIO_PROCESS, tid)
+		if err != nil {
+			continue // thread ended
+		}
+		if nice := 20 - prio; nice != 19 { // the raw syscall returns 20 - nice
+			t.Errorf("thread %d of executor %d has niceness %d", tid, pid, nice)
+		}
+	}
+}
+
+// TestDiskCache: a short time limit is not spent compiling, and a second
+// sandbox on the same cache directory finds the module compiled by the
+// first.
+func TestDiskCache(t *testing.T) {
+	dir := t.TempDir()
+	wasm := guestWasm(t, "guest")
+	s := newSandbox(t, Subprocess, func(c *Config) { c.CacheDir = dir })
+	r := run(t, s, Job{ModuleID: "guest", Module: wasm, Input: []byte("echo x"), Timeout: 100 * time.Millisecond})
+	wantStatus(t, r, StatusOK)
+	s.Close()
+	entries, _ := os.ReadDir(dir)
+	if len(entries) == 0 {
+		t.Fatal("cache directory is empty")
+	}
+	s = newSandbox(t, Subprocess, func(c *Config) { c.CacheDir = dir })
+	if err := s.Compile(context.Background(), "guest", wasm); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTemporaryCacheRemoved(t *testing.T) {
+	s := newSandbox(t, Subprocess, func(c *Config) { c.CacheDir = "" })
+	dir := s.tmpDir
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, run(t, s, Job{Module: tinyHello()}), StatusOK)
+	s.Close()
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("temporary cache %s not removed: %v", dir, err)
+	}
+}
+
+func TestModuleCacheEviction(t *testing.T) {
+	s := newSandbox(t, InProcess, func(c *Config) { c.CachedModules = 2 })
+	mods := [][]byte{
+		tinyHello(),
+		startModule(nil, nil, code()),
+		startModule(nil, nil, code(i32const(1), opDrop)),
+	}
+	for round := range 2 {
+		for i, m := range mods {
+			r := run(t, s, Job{Module: m})
+			wantStatus(t, r, StatusOK)
+			if i == 0 && string(r.Stdout) != "hi\n" {
+				t.Fatalf("round %d: stdout %q", round, r.Stdout)
+			}
+		}
+	}
+	if n := s.inproc.eng.lru.Len(); n != 2 {
+		t.Fatalf("%d modules cached, want 2", n)
+	}
+}
+
+func TestStatusStrings(t *testing.T) {
+	for st := StatusOK; st < numStatus; st++ {
+		if strings.HasPrefix(st.String(), "status(") {
+			t.Errorf("status %d has no name", st)
+		}
+		err := Result{Status: st}.Err()
+		if (st == StatusOK) != (err == nil) {
+			t.Errorf("%s: Err() = %v", st, err)
+		}
+	}
+	if Status(200).String() != "status(200)" {
+		t.Error(Status(200).String())
+	}
+}
