@@ -67,7 +67,7 @@ func DefaultConfig() Config {
 		NumMemtables:       2,
 		BlockCacheSize:     8 << 20,
 		IndexCacheSize:     4 << 20,
-		ValueLogFileSize:   64 << 20,
+		ValueLogFileSize:   16 << 20,
 		ValueThreshold:     8 << 10,
 		BaseTableSize:      2 << 20,
 		NumCompactors:      2,
