@@ -30,13 +30,14 @@ import (
 type apiDouble struct {
 	srv *httptest.Server
 
-	mu      sync.Mutex
-	blobs   map[string][]byte
-	groups  []*dGroup
-	cancels int
-	onPoll  func(finished int) // called unlocked before answering each poll
-	stmt    string             // GET /v1/balance body
-	role    string
+	mu       sync.Mutex
+	blobs    map[string][]byte
+	groups   []*dGroup
+	cancels  int
+	onPoll   func(finished int) // called unlocked before answering each poll
+	stmt     string             // GET /v1/balance body
+	role     string
+	verifier string // peer ID in GET /v1/info
 }
 
 type dGroup struct {
@@ -49,7 +50,7 @@ type dGroup struct {
 const dToken = "test-token-0123456789"
 
 func newAPIDouble(t *testing.T) *apiDouble {
-	d := &apiDouble{blobs: map[string][]byte{}, role: "consumer",
+	d := &apiDouble{blobs: map[string][]byte{}, role: "consumer", verifier: "12D3KooWVerifier",
 		stmt: `{"Peer":"12D3KooWMe","Balance":12500000,"Escrow":400000,"Spent":3210000,"Earned":1500000,"Pending":250000,"PaidOut":1250000,"Strikes":2,"Issued":1700000000000}`}
 	mux := http.NewServeMux()
 	reply := func(w http.ResponseWriter, code int, v any) {
@@ -69,9 +70,13 @@ func newAPIDouble(t *testing.T) *apiDouble {
 	mux.HandleFunc("GET /v1/info", func(w http.ResponseWriter, r *http.Request) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		reply(w, 200, client.Info{PeerID: "12D3KooWMe", Role: d.role, Verifier: "12D3KooWVerifier"})
+		reply(w, 200, client.Info{PeerID: "12D3KooWMe", Role: d.role, Verifier: d.verifier})
 	})
-	mux.HandleFunc("GET /v1/balance", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, d.stmt) })
+	mux.HandleFunc("GET /v1/balance", func(w http.ResponseWriter, r *http.Request) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		io.WriteString(w, d.stmt)
+	})
 	mux.HandleFunc("POST /v1/blobs", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		c := protocol.BlobCID(b).String()
