@@ -135,10 +135,10 @@ func (c *Client) mapStream(ctx context.Context, module []byte, inputs [][]byte, 
 		return true, errors.Join(fmt.Errorf("client: map: group %s canceled: %w", id, ctx.Err()), c.cancelQuietly(ctx, id))
 	}
 	if err != nil {
-		return true, fmt.Errorf("client: map: following group %s (it keeps running; see 'aspen-node groups %s'): %w", id, id, err)
+		return true, fmt.Errorf("following group %s (it keeps running; see 'aspen-node groups %s'): %w", id, id, err)
 	}
 	if submitErr != nil {
-		return true, fmt.Errorf("client: map: group %s: %w", id, submitErr)
+		return true, fmt.Errorf("group %s: %w", id, submitErr)
 	}
 	return true, nil
 }
@@ -149,7 +149,7 @@ func (c *Client) cancelQuietly(ctx context.Context, id string) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
 	defer cancel()
 	if _, err := c.Cancel(cctx, id); err != nil {
-		return fmt.Errorf("client: canceling group %s (cancel it with 'aspen-node groups --cancel %s'): %w", id, id, err)
+		return fmt.Errorf("canceling group %s (cancel it with 'aspen-node groups --cancel %s'): %w", id, id, err)
 	}
 	return nil
 }
@@ -172,7 +172,7 @@ func (c *Client) submitMap(ctx context.Context, module []byte, inputs [][]byte, 
 	}
 	modCID, err := c.PutBlob(ctx, module)
 	if err != nil {
-		return "", time.Time{}, fmt.Errorf("client: uploading module: %w", err)
+		return "", time.Time{}, fmt.Errorf("uploading module: %w", err)
 	}
 	req := SubmitRequest{Name: opts.Name, Module: modCID, Inputs: make([]Input, len(inputs)),
 		MaxPrice: opts.MaxPrice.String(), Replicas: opts.Replicas, MaxMemory: opts.MaxMemory}
@@ -198,7 +198,7 @@ func (c *Client) submitMap(ctx context.Context, module []byte, inputs [][]byte, 
 	start := time.Now()
 	resp, err := c.Submit(ctx, req)
 	if resp == nil {
-		return "", start, fmt.Errorf("client: submitting group: %w", err)
+		return "", start, fmt.Errorf("submitting group: %w", err)
 	}
 	return resp.ID, start, err
 }
@@ -226,7 +226,7 @@ func (c *Client) uploadInputs(ctx context.Context, inputs [][]byte, idx []int, s
 				if err != nil {
 					mu.Lock()
 					if firstErr == nil {
-						firstErr = fmt.Errorf("client: uploading input %d: %w", i, err)
+						firstErr = fmt.Errorf("uploading input %d: %w", i, err)
 					}
 					mu.Unlock()
 					cancel()
@@ -269,7 +269,7 @@ func (c *Client) Wait(ctx context.Context, id string, progress func(Progress), f
 		fn = func(Result) {}
 	}
 	if err := newWatcher(c, id, g.Tasks, start, progress, fn).run(ctx); err != nil {
-		return fmt.Errorf("client: waiting for group %s: %w", id, err)
+		return fmt.Errorf("waiting for group %s: %w", id, err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -304,6 +305,7 @@ type emitter struct {
 	got      int
 	failed   int
 	reported int
+	same     map[string]int // failures the verifier gave the same reason for, by reason
 	writeErr error
 }
 
@@ -322,7 +324,7 @@ func newEmitter(stdout, stderr io.Writer, outDir string, total int, st *status, 
 		}
 	}
 	return &emitter{stdout: stdout, stderr: stderr, outDir: outDir, total: total, abort: abort,
-		held: map[int]*client.Result{}, status: st}, nil
+		held: map[int]*client.Result{}, same: map[string]int{}, status: st}, nil
 }
 
 func (e *emitter) add(r client.Result) {
@@ -380,8 +382,18 @@ func writeOutFiles(dir string, r client.Result) error {
 	return nil
 }
 
-// report writes one failure to stderr.
+// report writes one failure to stderr. Tasks the verifier failed or that
+// were canceled for the same reason (e.g. "insufficient funds") are shown
+// once and counted.
 func (e *emitter) report(r client.Result) {
+	var te *client.TaskError
+	if errors.As(r.Err, &te) && (te.State == client.StateFailed || te.State == client.StateCanceled) {
+		key := te.State + ": " + te.Reason
+		e.same[key]++
+		if e.same[key] > 1 {
+			return
+		}
+	}
 	e.reported++
 	if e.reported > maxReported {
 		return
@@ -449,6 +461,16 @@ func (e *emitter) finish(mapErr error) int {
 		if e.got == 0 {
 			return 1
 		}
+	}
+	keys := make([]string, 0, len(e.same))
+	for k, n := range e.same {
+		if n > 1 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(e.stderr, "%s%d more inputs %s\n", p, e.same[k]-1, k)
 	}
 	if !e.status.quiet {
 		unfinished := e.total - e.got

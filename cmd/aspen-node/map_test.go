@@ -381,6 +381,22 @@ func TestMapCommand(t *testing.T) {
 	}
 }
 
+func TestMapCommandCollapsesRepeatedRefusals(t *testing.T) {
+	d := newAPIDouble(t)
+	dir := t.TempDir()
+	mod := writeFile(t, dir, "m.wasm", "\x00asm")
+	code, out, errs := runCmd(context.Background(), cmdMap, d.args(mod, "--inputs", "-", "--max-price", "1"),
+		"\"nowork\"\n\"a\"\n\"nowork\"\n\"nowork\"\n")
+	if code != 1 || out != "A\n" {
+		t.Fatalf("exit %d, stdout %q\n%s", code, out, errs)
+	}
+	if n := strings.Count(errs, "no eligible workers"); n != 2 ||
+		!strings.Contains(errs, "aspen-node map: input 0: failed: no eligible workers\n") ||
+		!strings.Contains(errs, "aspen-node map: 2 more inputs failed: no eligible workers\n") {
+		t.Errorf("stderr:\n%s", errs)
+	}
+}
+
 func TestMapCommandOutDir(t *testing.T) {
 	d := newAPIDouble(t)
 	dir := t.TempDir()
