@@ -18,6 +18,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/aspen-market/aspen/node/dashboard"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/store"
 )
@@ -74,7 +75,8 @@ func (n *Node) startAPI() error {
 	return nil
 }
 
-// Handler returns the API's HTTP handler (token-protected).
+// Handler returns the API's HTTP handler: /v1/... is token-protected; other
+// paths serve the web dashboard's static files.
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/info", n.apiInfo)
@@ -90,7 +92,16 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/offers", n.apiOffers)
 	mux.HandleFunc("GET /v1/balance", n.apiBalance)
 	mux.HandleFunc("GET /v1/jobs", n.apiJobs)
-	return n.auth(mux)
+	api, ui := n.auth(mux), dashboard.Handler()
+	// The dashboard's static files are public; everything under /v1 needs
+	// the token.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/") {
+			api.ServeHTTP(w, r)
+			return
+		}
+		ui.ServeHTTP(w, r)
+	})
 }
 
 func (n *Node) auth(next http.Handler) http.Handler {
