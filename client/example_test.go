@@ -20,7 +20,7 @@ func ExampleClient_Map() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	module, err := os.ReadFile("examples/wordcount.wasm")
+	module, err := os.ReadFile("examples/wasm/primes.wasm")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func ExampleClient_MapStream() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	module, _ := os.ReadFile("examples/wordcount.wasm")
+	module, _ := os.ReadFile("examples/wasm/primes.wasm")
 	inputs := [][]byte{[]byte("a"), []byte("b")}
 	err = c.MapStream(context.Background(), module, inputs, client.MapOptions{MaxPrice: 40_000},
 		func(r client.Result) {
