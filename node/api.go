@@ -143,7 +143,7 @@ func errCode(err error) int {
 	case errors.Is(err, ErrNotConsumer), errors.Is(err, ErrNotWorker):
 		return http.StatusConflict
 	case errors.Is(err, ErrNotReady):
-		return http.StatusAccepted
+		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
 }
@@ -253,7 +253,9 @@ func (n *Node) apiSubmit(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, errCode(err), err)
 		return
 	}
-	id, err := n.SubmitGroup(r.Context(), spec)
+	// The submission outlives the HTTP request: a client that disconnects
+	// must not leave a group half-submitted.
+	id, err := n.SubmitGroup(n.ctx, spec)
 	if err != nil && id == (protocol.ID{}) {
 		writeErr(w, errCode(err), err)
 		return

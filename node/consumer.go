@@ -316,7 +316,7 @@ func (c *consumer) failGroup(ctx context.Context, id protocol.ID, reason string)
 	var ts []TaskRecord
 	_ = n.store.Scan(nsTask, id[:], func(_, val []byte) error {
 		var t TaskRecord
-		if json.Unmarshal(val, &t) == nil && t.State == TaskPending {
+		if json.Unmarshal(val, &t) == nil && t.State == TaskPending && int(t.Index) >= g.Submitted {
 			ts = append(ts, t)
 		}
 		return nil

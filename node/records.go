@@ -42,7 +42,7 @@ type GroupRecord struct {
 	MaxMemory  uint64          `json:"max_memory"`
 	Created    int64           `json:"created"`
 	Submitted  int             `json:"submitted"` // tasks acknowledged by the verifier
-	Canceled   bool            `json:"canceled,omitempty"`
+	Canceled   bool            `json:"cancel_requested,omitempty"`
 	Error      string          `json:"error,omitempty"` // a refusal of the whole group
 	Name       string          `json:"name,omitempty"`
 }

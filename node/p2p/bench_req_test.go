@@ -15,9 +15,9 @@ import (
 // concurrent callers.
 func BenchmarkRequest(b *testing.B) {
 	for _, tc := range []struct {
-		name  string
-		idle  int
-		conc  int
+		name string
+		idle int
+		conc int
 	}{
 		{"new-stream/c1", 0, 1}, {"reuse/c1", 32, 1},
 		{"new-stream/c64", 0, 64}, {"reuse/c64", 64, 64},

@@ -197,7 +197,9 @@ func (r *rangeStream) close(ok bool) {
 // badRangeError carries the blob size a BlobBadRange answer reported.
 type badRangeError struct{ size int64 }
 
-func (e *badRangeError) Error() string { return fmt.Sprintf("p2p: bad range (blob is %d bytes)", e.size) }
+func (e *badRangeError) Error() string {
+	return fmt.Sprintf("p2p: bad range (blob is %d bytes)", e.size)
+}
 
 // permanent reports whether err means the peer will never serve this blob.
 func permanent(err error) bool {

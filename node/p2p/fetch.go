@@ -124,40 +124,19 @@ func (h *Host) fetchOnce(ctx context.Context, c cid.Cid, peers []peer.ID, sink B
 			fr = h.newChunkReader(ctx, c, ordered, size)
 		}
 	}
-	hr := &hashReader{r: fr, h: protocol.NewBlobHasher()}
-	n, serr := sink.WriteBlob(ctx, c, hr, maxSize)
+	n, serr := sink.WriteBlob(ctx, c, fr, maxSize)
 	fr.close()
 	contrib := fr.contributors()
 	if ferr := fr.err(); ferr != nil {
 		return 0, contrib, ferr
 	}
-	if hr.eof {
-		if got := hr.h.Sum(); !got.Equals(c) {
-			return 0, contrib, fmt.Errorf("p2p: fetch %s from %v: %w: got %s", c, contrib, protocol.ErrCIDMismatch, got)
-		}
+	if errors.Is(serr, protocol.ErrCIDMismatch) {
+		return 0, contrib, fmt.Errorf("p2p: fetch %s from %v: %w", c, contrib, serr)
 	}
 	if serr != nil {
 		return 0, contrib, fmt.Errorf("p2p: store %s: %w", c, serr)
 	}
-	if !hr.eof {
-		return 0, contrib, fmt.Errorf("%w: sink stopped reading %s early", ErrBlobFetch, c)
-	}
 	return n, contrib, nil
-}
-
-type hashReader struct {
-	r   io.Reader
-	h   *protocol.BlobHasher
-	eof bool
-}
-
-func (r *hashReader) Read(p []byte) (int, error) {
-	n, err := r.r.Read(p)
-	r.h.Write(p[:n])
-	if err == io.EOF {
-		r.eof = true
-	}
-	return n, err
 }
 
 // probeSize asks peers in turn for the first byte of c to learn its size;

@@ -234,6 +234,14 @@ const Aspen = (() => {
   // infoPath is the endpoint used to check the token.
   function start({ infoPath, ready }) {
     takeFragmentToken();
+    // A one-time link opened in a tab already showing the dashboard only
+    // changes the fragment: take the token and start over.
+    window.addEventListener("hashchange", () => {
+      if (/^#token=/.test(location.hash)) {
+        takeFragmentToken();
+        location.reload();
+      }
+    });
     const login = $("#login"), form = $("#login-form"), input = $("#token-input"), errEl = $("#login-error");
     let started = false;
     const showLogin = (msg) => {
