@@ -1,0 +1,3 @@
+package ledger
+
+func crashChild(dir string) int { return 0 }

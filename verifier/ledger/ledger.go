@@ -1,0 +1,507 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/store"
+)
+
+// Config configures a Ledger. The zero value is valid.
+type Config struct {
+	// Logger receives the ledger's log lines; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock used by convenience operations that stamp postings
+	// (Credit); nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the default configuration.
+func DefaultConfig() Config { return Config{} }
+
+// Validate reports a problem with c. Every field is optional.
+func (c Config) Validate() error { return nil }
+
+// Ledger is the double-entry ledger over a store. It holds no state of its
+// own besides the store and has no background work, so it needs no Close;
+// it is safe for concurrent use.
+type Ledger struct {
+	st  *store.Store
+	log *slog.Logger
+	now func() time.Time
+}
+
+// Open returns the ledger kept in st.
+func Open(st *store.Store, cfg Config) (*Ledger, error) {
+	if st == nil {
+		return nil, fmt.Errorf("%w: nil store", ErrInvalid)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	l := &Ledger{st: st, log: cfg.Logger, now: cfg.Now}
+	if l.log == nil {
+		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	l.log = l.log.With("component", "ledger")
+	if l.now == nil {
+		l.now = time.Now
+	}
+	return l, nil
+}
+
+// Post applies p durably: it returns once the posting and the balances it
+// changes are synced (group-committed with concurrent postings). It is
+// idempotent on p.ID: posting an ID already in the journal with the same
+// kind and entries returns applied=false and changes nothing; with
+// different content it fails with ErrConflict. A posting that would make a
+// non-negative account negative fails with ErrInsufficientFunds and changes
+// nothing.
+func (l *Ledger) Post(ctx context.Context, p Posting) (applied bool, err error) {
+	if err := p.Validate(); err != nil {
+		return false, err
+	}
+	p.Entries = cloneEntries(p.Entries)
+	err = l.st.Durable(ctx, func(tx *store.Tx) error {
+		var err error
+		applied, err = apply(tx, &p)
+		return err
+	})
+	if err != nil {
+		return false, err
+	}
+	if applied {
+		l.log.Debug("posted", "id", p.ID, "kind", p.Kind)
+	}
+	return applied, nil
+}
+
+// PostBatch applies ps in order, atomically: either every posting is
+// applied (or was already, by ID) or none is and the first error is
+// returned. Durable like Post.
+func (l *Ledger) PostBatch(ctx context.Context, ps []Posting) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	own := make([]Posting, len(ps))
+	for i := range ps {
+		if err := ps[i].Validate(); err != nil {
+			return err
+		}
+		own[i] = ps[i]
+		own[i].Entries = cloneEntries(ps[i].Entries)
+	}
+	return l.st.Durable(ctx, func(tx *store.Tx) error {
+		for i := range own {
+			if _, err := apply(tx, &own[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func cloneEntries(es []Entry) []Entry { return append([]Entry(nil), es...) }
+
+// apply records p (already validated) in tx. All checks happen before the
+// first write, so a refused posting leaves tx untouched.
+func apply(tx *store.Tx, p *Posting) (bool, error) {
+	switch raw, err := tx.Get(nsID, []byte(p.ID)); {
+	case err == nil:
+		seq, err := decodeU64(raw, "posting index")
+		if err != nil {
+			return false, err
+		}
+		old, err := readJournal(tx, seq)
+		if err != nil {
+			return false, err
+		}
+		if !sameContent(&old.Posting, p) {
+			return false, fmt.Errorf("%w: %s is already journal entry %d with different content", ErrConflict, p.ID, seq)
+		}
+		return false, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return false, err
+	}
+	newBal := make([]protocol.Micros, len(p.Entries))
+	for i, e := range p.Entries {
+		bal, err := balance(tx, e.Account)
+		if err != nil {
+			return false, err
+		}
+		nb, ok := addMicros(bal, e.Amount)
+		if !ok {
+			return false, fmt.Errorf("%w: posting %s overflows %s", ErrInvalid, p.ID, e.Account)
+		}
+		if nb < 0 && mustStayNonNegative(e.Account) {
+			return false, fmt.Errorf("%w: %s has %s, posting %s needs %s", ErrInsufficientFunds, e.Account, bal, p.ID, -e.Amount)
+		}
+		newBal[i] = nb
+	}
+	seq, err := lastSeq(tx)
+	if err != nil {
+		return false, err
+	}
+	seq++
+	rec := encodeJournal(&JournalEntry{Seq: seq, Posting: *p})
+	sk := seqKey(seq)
+	if err := tx.Put(nsJournal, sk, rec); err != nil {
+		return false, err
+	}
+	if err := tx.Put(nsID, []byte(p.ID), sk); err != nil {
+		return false, err
+	}
+	for i, e := range p.Entries {
+		if err := tx.Put(nsBalance, []byte(e.Account), encodeBalance(newBal[i])); err != nil {
+			return false, err
+		}
+		if err := tx.Put(nsAcct, acctKey(e.Account, seq), nil); err != nil {
+			return false, err
+		}
+	}
+	return true, tx.Put(nsMeta, seqKeyName, sk)
+}
+
+func lastSeq(tx *store.Tx) (uint64, error) {
+	raw, err := tx.Get(nsMeta, seqKeyName)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return decodeU64(raw, "journal sequence")
+}
+
+func readJournal(tx *store.Tx, seq uint64) (JournalEntry, error) {
+	raw, err := tx.Get(nsJournal, seqKey(seq))
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return JournalEntry{}, fmt.Errorf("%w: journal entry %d is missing", ErrCorrupt, seq)
+		}
+		return JournalEntry{}, err
+	}
+	return decodeJournal(seq, raw)
+}
+
+func balance(tx *store.Tx, acct string) (protocol.Micros, error) {
+	raw, err := tx.Get(nsBalance, []byte(acct))
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return decodeBalance(raw)
+}
+
+// Credit moves amount from the outside world to consumer's available
+// balance (consumer is a peer ID). ref identifies the payment; the posting
+// ID is "credit/" + ref, so crediting the same ref twice credits once.
+func (l *Ledger) Credit(ctx context.Context, consumer string, amount protocol.Micros, ref string) (applied bool, err error) {
+	if amount <= 0 {
+		return false, fmt.Errorf("%w: credit amount %s must be positive", ErrInvalid, amount)
+	}
+	return l.Post(ctx, CreditPosting(ref, l.now().UnixMilli(), consumer, amount))
+}
+
+// Balance returns the balance of acct (0 for an account never used).
+func (l *Ledger) Balance(acct string) (protocol.Micros, error) {
+	if _, _, err := AccountKind(acct); err != nil {
+		return 0, err
+	}
+	var b protocol.Micros
+	err := l.st.View(func(tx *store.Tx) error {
+		var err error
+		b, err = balance(tx, acct)
+		return err
+	})
+	return b, err
+}
+
+// AccountBalance is one account's balance.
+type AccountBalance struct {
+	Account string          `json:"account"`
+	Balance protocol.Micros `json:"balance"`
+}
+
+// Balances returns every account ever used, sorted by account.
+func (l *Ledger) Balances() ([]AccountBalance, error) {
+	var out []AccountBalance
+	err := l.st.View(func(tx *store.Tx) error {
+		return tx.Scan(nsBalance, nil, func(k, v []byte) error {
+			b, err := decodeBalance(v)
+			if err != nil {
+				return fmt.Errorf("account %s: %w", k, err)
+			}
+			out = append(out, AccountBalance{Account: string(k), Balance: b})
+			return nil
+		})
+	})
+	return out, err
+}
+
+// Total returns the sum of all balances, external included. It is zero
+// unless the ledger is corrupt.
+func (l *Ledger) Total() (protocol.Micros, error) {
+	bs, err := l.Balances()
+	if err != nil {
+		return 0, err
+	}
+	var sum protocol.Micros
+	for _, b := range bs {
+		var ok bool
+		if sum, ok = addMicros(sum, b.Balance); !ok {
+			return 0, fmt.Errorf("%w: balances overflow", ErrInconsistent)
+		}
+	}
+	return sum, nil
+}
+
+// JournalFilter selects journal entries.
+type JournalFilter struct {
+	// Account restricts to postings with an entry on this account.
+	Account string
+	// After and Before bound the sequence numbers (both exclusive; Before
+	// 0 means no upper bound).
+	After, Before uint64
+	// Limit caps the number of entries returned; 0 means no limit.
+	Limit int
+	// Newest returns entries in descending order, starting from the
+	// newest (below Before).
+	Newest bool
+}
+
+// Journal returns the journal entries selected by f, in sequence order
+// (descending when f.Newest).
+func (l *Ledger) Journal(f JournalFilter) ([]JournalEntry, error) {
+	if f.Limit < 0 {
+		return nil, fmt.Errorf("%w: negative limit", ErrInvalid)
+	}
+	if f.Account != "" {
+		if _, _, err := AccountKind(f.Account); err != nil {
+			return nil, err
+		}
+	}
+	var out []JournalEntry
+	err := l.st.View(func(tx *store.Tx) error {
+		visit := func(seq uint64) error {
+			switch {
+			case f.Newest && seq <= f.After:
+				return store.ErrStop
+			case !f.Newest && f.Before > 0 && seq >= f.Before:
+				return store.ErrStop
+			case seq <= f.After || (f.Before > 0 && seq >= f.Before):
+				return nil
+			}
+			e, err := readJournal(tx, seq)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+			if f.Limit > 0 && len(out) >= f.Limit {
+				return store.ErrStop
+			}
+			return nil
+		}
+		opt := store.ScanOptions{Reverse: f.Newest}
+		if f.Account == "" {
+			if f.Newest && f.Before > 0 {
+				opt.Start = seqKey(f.Before - 1)
+			} else if !f.Newest {
+				opt.Start = seqKey(f.After + 1)
+			}
+			return tx.ScanWith(nsJournal, opt, func(k, _ []byte) error {
+				seq, err := decodeU64(k, "journal key")
+				if err != nil {
+					return err
+				}
+				return visit(seq)
+			})
+		}
+		prefix := acctPrefix(f.Account)
+		opt.Prefix = prefix
+		if f.Newest && f.Before > 0 {
+			opt.Start = acctKey(f.Account, f.Before-1)
+		} else if !f.Newest {
+			opt.Start = acctKey(f.Account, f.After+1)
+		}
+		return tx.ScanWith(nsAcct, opt, func(k, _ []byte) error {
+			seq, err := decodeU64(k[len(prefix):], "account index key")
+			if err != nil {
+				return err
+			}
+			return visit(seq)
+		})
+	})
+	return out, err
+}
+
+// Lookup returns the journal entry of posting id, or ErrNotFound.
+func (l *Ledger) Lookup(id string) (JournalEntry, error) {
+	var e JournalEntry
+	err := l.st.View(func(tx *store.Tx) error {
+		raw, err := tx.Get(nsID, []byte(id))
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("%w: posting %s", ErrNotFound, id)
+		}
+		if err != nil {
+			return err
+		}
+		seq, err := decodeU64(raw, "posting index")
+		if err != nil {
+			return err
+		}
+		e, err = readJournal(tx, seq)
+		return err
+	})
+	return e, err
+}
+
+// Check replays the whole journal from one snapshot and compares it with
+// the stored state: every record decodes and balances, the ID and account
+// indexes agree with it, the stored balances equal the replayed ones, no
+// non-negative account is negative, the total is zero, and every payout
+// batch matches its posting. It returns nil or an error wrapping
+// ErrInconsistent (or ErrCorrupt) describing the first problems found.
+func (l *Ledger) Check() error {
+	return l.st.View(func(tx *store.Tx) error {
+		var problems []string
+		bad := func(format string, a ...any) {
+			if len(problems) < 20 {
+				problems = append(problems, fmt.Sprintf(format, a...))
+			}
+		}
+		replayed := map[string]protocol.Micros{}
+		byID := map[string]uint64{}
+		entries := 0
+		var last uint64
+		err := tx.Scan(nsJournal, nil, func(k, v []byte) error {
+			seq, err := decodeU64(k, "journal key")
+			if err != nil {
+				return err
+			}
+			if seq != last+1 {
+				bad("journal jumps from %d to %d", last, seq)
+			}
+			last = seq
+			e, err := decodeJournal(seq, v)
+			if err != nil {
+				return err
+			}
+			if prev, dup := byID[e.ID]; dup {
+				bad("posting %s appears twice (journal %d and %d)", e.ID, prev, seq)
+			}
+			byID[e.ID] = seq
+			for _, en := range e.Entries {
+				nb, ok := addMicros(replayed[en.Account], en.Amount)
+				if !ok {
+					bad("replay overflows %s at journal %d", en.Account, seq)
+				}
+				replayed[en.Account] = nb
+				entries++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if stored, err := lastSeq(tx); err != nil {
+			return err
+		} else if stored != last {
+			bad("sequence counter is %d, last journal entry %d", stored, last)
+		}
+		ids := 0
+		if err := tx.Scan(nsID, nil, func(k, v []byte) error {
+			ids++
+			seq, err := decodeU64(v, "posting index")
+			if err != nil {
+				return err
+			}
+			if byID[string(k)] != seq {
+				bad("index says posting %s is journal %d, journal says %d", k, seq, byID[string(k)])
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if ids != len(byID) {
+			bad("%d postings indexed, %d in the journal", ids, len(byID))
+		}
+		idx := 0
+		if err := tx.Scan(nsAcct, nil, func(k, _ []byte) error {
+			idx++
+			return nil
+		}); err != nil {
+			return err
+		}
+		if idx != entries {
+			bad("%d account index entries, %d journal entries", idx, entries)
+		}
+		var total protocol.Micros
+		seen := map[string]bool{}
+		if err := tx.Scan(nsBalance, nil, func(k, v []byte) error {
+			acct := string(k)
+			seen[acct] = true
+			b, err := decodeBalance(v)
+			if err != nil {
+				return err
+			}
+			if b != replayed[acct] {
+				bad("%s: stored balance %s, journal replay %s", acct, b, replayed[acct])
+			}
+			if b < 0 && mustStayNonNegative(acct) {
+				bad("%s is negative: %s", acct, b)
+			}
+			total += b
+			return nil
+		}); err != nil {
+			return err
+		}
+		for acct, b := range replayed {
+			if !seen[acct] {
+				bad("%s: no stored balance, journal replay %s", acct, b)
+			}
+		}
+		if total != 0 {
+			bad("balances sum to %s, not zero", total)
+		}
+		if err := tx.Scan(nsBatch, nil, func(k, v []byte) error {
+			b, err := decodeBatch(v)
+			if err != nil {
+				return err
+			}
+			if b.ID != string(k) {
+				bad("batch stored under %q says it is %q", k, b.ID)
+			}
+			if len(b.Lines) == 0 {
+				return nil
+			}
+			seq, ok := byID[payoutID(b.ID)]
+			if !ok {
+				bad("batch %s has no payout posting", b.ID)
+				return nil
+			}
+			e, err := readJournal(tx, seq)
+			if err != nil {
+				return err
+			}
+			if want := b.posting(); !sameContent(&e.Posting, &want) {
+				bad("batch %s does not match its payout posting", b.ID)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(problems) > 0 {
+			return fmt.Errorf("%w: %s", ErrInconsistent, strings.Join(problems, "; "))
+		}
+		return nil
+	})
+}
