@@ -1,0 +1,231 @@
+package verifier
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/aspen-market/aspen/market"
+	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/sandbox"
+)
+
+// Runner runs jobs on the verifier's own machine (spot checks, tie-breaks,
+// benchmark references). *sandbox.Sandbox implements it; tests may wrap it.
+type Runner interface {
+	Run(ctx context.Context, job sandbox.Job) (sandbox.Result, error)
+	Close() error
+}
+
+// Config configures a Verifier. Start from DefaultConfig and set DataDir.
+type Config struct {
+	// DataDir holds the identity key, the store (records, blobs, ledger)
+	// and the operator token and address files. Required.
+	DataDir string
+	// Listen are the libp2p listen multiaddrs.
+	Listen []string
+	// APIAddr is the operator API's listen address (127.0.0.1:PORT; port 0
+	// picks one). "" disables the API.
+	APIAddr string
+	// MetricsHandler, when set, is served at GET /metrics on the operator
+	// API (without the token, as Prometheus scrapes it).
+	MetricsHandler http.Handler
+
+	// Market holds the market rules (speed tolerance, spot-check rate,
+	// operator cut, max run time, heartbeat timeout, replicas, strikes).
+	Market market.Config
+	// Sandbox configures the verifier's own job runner.
+	Sandbox sandbox.Config
+	// Runner, when set, is used instead of a sandbox built from Sandbox.
+	// The verifier closes it.
+	Runner Runner
+	// VerifierSpeed is s_b, the speed of this machine: 1.000 by definition.
+	VerifierSpeed protocol.Speed
+	// VerifierSlots bounds the verifier's own concurrent runs.
+	VerifierSlots int
+
+	// BenchmarkKernel names the embedded example kernel used to benchmark
+	// workers (see package examples); BenchmarkWork sizes its random input
+	// so one run takes roughly 50–200 ms on the reference machine.
+	BenchmarkKernel string
+	BenchmarkWork   int
+	// BenchmarkTasks is how many benchmark jobs one benchmark sends.
+	BenchmarkTasks int
+	// BenchmarkTimeout bounds a benchmark: no receipt by then and it is
+	// retried (after BenchmarkRetry).
+	BenchmarkTimeout time.Duration
+	// BenchmarkRetry is the pause before a failed or lost benchmark is
+	// retried.
+	BenchmarkRetry time.Duration
+	// RatingTTL is how long an issued Rating is valid; ratings are renewed
+	// (from the speed history) when half of it has passed.
+	RatingTTL time.Duration
+	// MinRatedSpeed and MaxRatedSpeed clamp measured speeds.
+	MinRatedSpeed, MaxRatedSpeed protocol.Speed
+	// SpeedHistory is how many trusted speed measurements (benchmarks and
+	// spot checks) the renewed rating (their median) is computed from.
+	SpeedHistory int
+
+	// QueueDepth: a worker is offered slots × QueueDepth replicas at once.
+	QueueDepth int
+	// QueueTimeout: a task that finds no eligible worker (or no funds)
+	// for this long fails.
+	QueueTimeout time.Duration
+	// AssignmentTTL is how long a worker may take to accept an assignment.
+	AssignmentTTL time.Duration
+	// RequestTimeout bounds one request to a peer.
+	RequestTimeout time.Duration
+	// ScheduleInterval is how often waiting tasks are retried (scheduling
+	// also runs at once whenever something changes).
+	ScheduleInterval time.Duration
+	// SweepInterval is how often silent workers and overdue replicas are
+	// checked.
+	SweepInterval time.Duration
+	// ReleaseRetryMin and ReleaseRetryMax bound the backoff of releases
+	// a consumer did not acknowledge.
+	ReleaseRetryMin, ReleaseRetryMax time.Duration
+	// MaxOpenTasks bounds tasks held open at once; submits beyond it are
+	// refused with AckBusy.
+	MaxOpenTasks int
+	// MaxMemory is the largest per-job memory cap a consumer may ask for.
+	MaxMemory uint64
+
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand is the random source for replica selection and secret spot
+	// checks; nil means ChaCha8 seeded from crypto/rand. It is only used
+	// under the verifier's lock.
+	Rand market.Rand
+}
+
+// DefaultConfig returns the defaults: market defaults with a 10 s heartbeat
+// timeout, hashchain benchmarks of 3 jobs, 24 h ratings, queue depth 4,
+// 10 min queue timeout, API on 127.0.0.1:7340.
+func DefaultConfig() Config {
+	m := market.DefaultConfig()
+	m.HeartbeatTimeout = 10 * time.Second
+	m.DeadlineSlack = 2 * time.Minute
+	sb := sandbox.DefaultConfig()
+	return Config{
+		Listen:           []string{"/ip4/0.0.0.0/tcp/7400", "/ip4/0.0.0.0/udp/7400/quic-v1"},
+		APIAddr:          "127.0.0.1:7340",
+		Market:           m,
+		Sandbox:          sb,
+		VerifierSpeed:    protocol.SpeedUnit,
+		VerifierSlots:    1,
+		BenchmarkKernel:  "hashchain",
+		BenchmarkWork:    DefaultBenchmarkWork,
+		BenchmarkTasks:   3,
+		BenchmarkTimeout: 2 * time.Minute,
+		BenchmarkRetry:   30 * time.Second,
+		RatingTTL:        24 * time.Hour,
+		MinRatedSpeed:    10,        // 0.01
+		MaxRatedSpeed:    1_000_000, // 1000.0
+		SpeedHistory:     8,
+		QueueDepth:       4,
+		QueueTimeout:     10 * time.Minute,
+		AssignmentTTL:    time.Minute,
+		RequestTimeout:   30 * time.Second,
+		ScheduleInterval: 500 * time.Millisecond,
+		SweepInterval:    time.Second,
+		ReleaseRetryMin:  500 * time.Millisecond,
+		ReleaseRetryMax:  time.Minute,
+		MaxOpenTasks:     1_000_000,
+		MaxMemory:        4 << 30,
+	}
+}
+
+// Validate reports the first missing or out-of-range field, wrapping
+// ErrInvalidConfig.
+func (c *Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, a...)...)
+	}
+	if c.DataDir == "" {
+		return bad("DataDir is required")
+	}
+	for _, a := range c.Listen {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return bad("listen address %q: %v", a, err)
+		}
+	}
+	if c.APIAddr != "" {
+		host, _, err := net.SplitHostPort(c.APIAddr)
+		if err != nil {
+			return bad("API address %q: %v", c.APIAddr, err)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return bad("API address %q is not a loopback address", c.APIAddr)
+		}
+	}
+	if err := c.Market.Validate(); err != nil {
+		return fmt.Errorf("%w: market: %w", ErrInvalidConfig, err)
+	}
+	if c.Runner == nil {
+		if err := c.Sandbox.Validate(); err != nil {
+			return fmt.Errorf("%w: sandbox: %w", ErrInvalidConfig, err)
+		}
+	}
+	switch {
+	case c.VerifierSpeed == 0:
+		return bad("verifier speed is zero")
+	case c.VerifierSlots < 1:
+		return bad("verifier slots %d", c.VerifierSlots)
+	case c.BenchmarkKernel == "":
+		return bad("no benchmark kernel")
+	case c.BenchmarkWork < 1:
+		return bad("benchmark work %d", c.BenchmarkWork)
+	case c.BenchmarkTasks < 1 || c.BenchmarkTasks > 64:
+		return bad("benchmark tasks %d, want 1..64", c.BenchmarkTasks)
+	case c.BenchmarkTimeout <= 0 || c.BenchmarkRetry <= 0:
+		return bad("benchmark timeout %v retry %v", c.BenchmarkTimeout, c.BenchmarkRetry)
+	case c.RatingTTL < time.Second:
+		return bad("rating TTL %v", c.RatingTTL)
+	case c.MinRatedSpeed == 0 || c.MaxRatedSpeed < c.MinRatedSpeed:
+		return bad("rated speed clamp %v..%v", c.MinRatedSpeed, c.MaxRatedSpeed)
+	case c.SpeedHistory < 1:
+		return bad("speed history %d", c.SpeedHistory)
+	case c.QueueDepth < 1:
+		return bad("queue depth %d", c.QueueDepth)
+	case c.QueueTimeout <= 0:
+		return bad("queue timeout %v", c.QueueTimeout)
+	case c.AssignmentTTL <= 0 || c.RequestTimeout <= 0:
+		return bad("assignment TTL %v, request timeout %v", c.AssignmentTTL, c.RequestTimeout)
+	case c.ScheduleInterval <= 0 || c.SweepInterval <= 0:
+		return bad("schedule interval %v, sweep interval %v", c.ScheduleInterval, c.SweepInterval)
+	case c.ReleaseRetryMin <= 0 || c.ReleaseRetryMax < c.ReleaseRetryMin:
+		return bad("release retry %v..%v", c.ReleaseRetryMin, c.ReleaseRetryMax)
+	case c.MaxOpenTasks < 1:
+		return bad("max open tasks %d", c.MaxOpenTasks)
+	case c.MaxMemory == 0:
+		return bad("max memory is zero")
+	}
+	return nil
+}
+
+func (c *Config) fill() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Rand == nil {
+		var seed [32]byte
+		if _, err := crand.Read(seed[:]); err != nil {
+			binary.LittleEndian.PutUint64(seed[:], uint64(time.Now().UnixNano()))
+		}
+		c.Rand = rand.New(rand.NewChaCha8(seed))
+	}
+}

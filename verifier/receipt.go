@@ -1,0 +1,203 @@
+package verifier
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/aspen-market/aspen/market"
+	"github.com/aspen-market/aspen/node/p2p"
+	"github.com/aspen-market/aspen/protocol"
+)
+
+// handleReceipt takes a worker's results for one assignment: only from
+// the assignment's worker, only for replicas of that assignment, only the
+// first receipt of each replica. Results are fed to the market; verified
+// tasks are settled and released; the receipt is acknowledged once the
+// tasks are durable. The ack carries the worker's current rating.
+func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protocol.Envelope) (protocol.Message, error) {
+	var rc protocol.Receipt
+	if err := env.Decode(&rc); err != nil {
+		return nil, p2p.Refuse(protocol.AckBadRequest, "%v", err)
+	}
+	if env.Signer != from || rc.Worker != from {
+		return nil, p2p.Refuse(protocol.AckUnauthorized, "receipt signed by %s for worker %s", env.Signer, rc.Worker)
+	}
+	now := v.nowMs()
+	v.mu.Lock()
+	ws := v.workers[from]
+	if ws != nil {
+		v.seenLocked(ws, now)
+	}
+	a := v.asgs[rc.Assignment]
+	if a == nil {
+		rating := v.ratingFor(ws)
+		v.mu.Unlock()
+		if ws != nil && v.knownAssignment(rc.Assignment) {
+			// A replay for a finished assignment: acknowledge, ignore.
+			return &protocol.Ack{Ref: rc.Assignment, OK: true, Data: rating}, nil
+		}
+		return nil, p2p.Refuse(protocol.AckUnknown, "unknown assignment %s", rc.Assignment)
+	}
+	if a.Worker != from.String() {
+		v.mu.Unlock()
+		return nil, p2p.Refuse(protocol.AckUnauthorized, "assignment %s is not yours", rc.Assignment)
+	}
+	if a.Group != rc.Group.String() {
+		v.mu.Unlock()
+		return nil, p2p.Refuse(protocol.AckBadRequest, "assignment %s is for group %s", rc.Assignment, a.Group)
+	}
+	if a.Bench {
+		return v.benchReceiptLocked(ctx, ws, a, &rc, now) // unlocks
+	}
+	g := v.groups[rc.Group]
+	inAsg := map[taskRef]bool{}
+	for _, r := range a.Tasks {
+		inAsg[r] = true
+	}
+	var changed, settled []*taskState
+	seen := map[*taskState]bool{}
+	for i := range rc.Results {
+		res := &rc.Results[i]
+		ref := taskRef{Index: res.Index, Replica: res.Replica}
+		if !inAsg[ref] {
+			v.log.Warn("receipt for a replica not in its assignment", "worker", from.String(), "assignment", a.ID,
+				"task", res.Index, "replica", res.Replica)
+			continue
+		}
+		if g == nil {
+			continue
+		}
+		t := g.tasks[res.Index]
+		if t == nil || int(res.Replica) >= len(t.rec.M.Runs) || t.rec.Replicas[res.Replica].Assignment != a.ID {
+			continue // released long ago
+		}
+		run := t.rec.M.Runs[res.Replica]
+		if run.Worker != from.String() || run.State != market.ReplicaAssigned || t.rec.M.Settled {
+			continue // not the first receipt: ignored
+		}
+		if err := v.recordResultLocked(t, from, res, now); err != nil {
+			v.log.Warn("receipt result refused", "worker", from.String(), "group", t.rec.Group, "task", res.Index, "err", err)
+			continue
+		}
+		if !seen[t] {
+			seen[t] = true
+			changed = append(changed, t)
+		}
+	}
+	for _, t := range changed {
+		if v.advanceLocked(t, now) {
+			settled = append(settled, t)
+		}
+	}
+	var writes []write
+	for _, t := range changed {
+		writes = append(writes, v.taskWrite(t))
+	}
+	if v.assignmentOverLocked(a) {
+		a.Done = true
+		delete(v.asgs, rc.Assignment)
+		writes = append(writes, v.asgWrite(a))
+	}
+	if ws != nil && ws.dirty {
+		ws.dirty = false
+		writes = append(writes, v.workerWrite(ws))
+	}
+	rating := v.ratingFor(ws)
+	ch := v.per.queue(writes...)
+	v.mu.Unlock()
+	if err := v.persistThenSettle(ctx, ch, settled); err != nil {
+		return nil, p2p.Refuse(protocol.AckInternal, "persist: %v", err)
+	}
+	return &protocol.Ack{Ref: rc.Assignment, OK: true, Count: uint32(len(changed)), Data: rating}, nil
+}
+
+// recordResultLocked feeds one replica's result to the market.
+func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protocol.TaskResult, now int64) error {
+	w := worker.String()
+	info := &t.rec.Replicas[res.Replica]
+	if len(res.Inline) > 0 {
+		if err := protocol.VerifyBlob(res.Result, res.Inline); err != nil {
+			return v.failReplicaLocked(t, w, fmt.Sprintf("inline result does not match its CID: %v", err))
+		}
+		out, err := protocol.DecodeOutput(res.Inline)
+		if err != nil {
+			return v.failReplicaLocked(t, w, fmt.Sprintf("inline result does not decode: %v", err))
+		}
+		if out.Status != res.Status || out.ExitCode != res.ExitCode {
+			return v.failReplicaLocked(t, w, "receipt status differs from its output")
+		}
+	}
+	info.Status, info.ExitCode, info.Size, info.ExecMicros = res.Status, res.ExitCode, res.ResultSize, res.ExecMicros
+	if res.Result.Defined() {
+		info.Result = res.Result.String()
+	}
+	info.Inline = res.Inline
+	switch {
+	case res.Status == protocol.StatusFetchFailed:
+		return v.failReplicaLocked(t, w, "worker could not fetch the job's blobs")
+	case !res.Result.Defined() && res.Status != protocol.StatusTimeout:
+		return v.failReplicaLocked(t, w, "receipt without a result")
+	}
+	rc := market.Receipt{ExitCode: int32(res.ExitCode), ExecMicros: int64(min(res.ExecMicros, 1<<62))}
+	if res.Status == protocol.StatusTimeout {
+		rc.Stopped = true
+	} else {
+		rc.ResultCID = res.Result.String()
+	}
+	if err := t.rec.M.Receipt(w, rc, now); err != nil {
+		return err
+	}
+	v.book.Release(w)
+	v.log.Debug("replica reported", "worker", w, "group", t.rec.Group, "task", t.rec.Index, "replica", res.Replica,
+		"status", res.Status.String(), "result", info.Result, "exec_us", res.ExecMicros)
+	return nil
+}
+
+// failReplicaLocked fails a running replica (not paid, not charged).
+func (v *Verifier) failReplicaLocked(t *taskState, worker, reason string) error {
+	if err := t.rec.M.Fail(worker, reason); err != nil {
+		return err
+	}
+	v.book.Release(worker)
+	v.log.Warn("replica failed", "worker", worker, "group", t.rec.Group, "task", t.rec.Index, "reason", reason)
+	return nil
+}
+
+// assignmentOverLocked reports whether no replica of a is still running.
+func (v *Verifier) assignmentOverLocked(a *assignmentRecord) bool {
+	gid, err := protocol.ParseID(a.Group)
+	if err != nil {
+		return true
+	}
+	g := v.groups[gid]
+	if g == nil {
+		return true
+	}
+	for _, ref := range a.Tasks {
+		t := g.tasks[ref.Index]
+		if t == nil || t.rec.M.Settled || int(ref.Replica) >= len(t.rec.M.Runs) {
+			continue
+		}
+		if t.rec.Replicas[ref.Replica].Assignment == a.ID && t.rec.M.Runs[ref.Replica].State == market.ReplicaAssigned {
+			return false
+		}
+	}
+	return true
+}
+
+// knownAssignment reports whether an assignment was ever issued.
+func (v *Verifier) knownAssignment(id protocol.ID) bool {
+	_, err := v.st.Get(nsAssign, id[:])
+	return err == nil
+}
+
+func mustCID(s string) cid.Cid {
+	c, err := cid.Decode(s)
+	if err != nil {
+		return cid.Undef
+	}
+	return c
+}

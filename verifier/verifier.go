@@ -1,0 +1,579 @@
+package verifier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/aspen-market/aspen/market"
+	"github.com/aspen-market/aspen/node/p2p"
+	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/sandbox"
+	"github.com/aspen-market/aspen/store"
+	"github.com/aspen-market/aspen/verifier/ledger"
+)
+
+// Paths inside the data directory.
+const (
+	KeyFile    = "identity.key"
+	TokenFile  = "operator.token"
+	AddrFile   = "operator.addr"
+	StoreDir   = "store"
+	CacheDir   = "wasm-cache"
+	ConfigFile = "verifier.json"
+)
+
+// Verifier is the running verifier service. Create it with New, bring it
+// online with Start and stop it with Close. Its methods are safe for
+// concurrent use.
+type Verifier struct {
+	cfg   Config
+	log   *slog.Logger
+	key   crypto.PrivKey
+	id    peer.ID
+	st    *store.Store
+	led   *ledger.Ledger
+	host  *p2p.Host
+	run   Runner
+	token string
+	per   *persister
+	lq    *ledgerQueue
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	stateMu   sync.Mutex // guards started, closed
+	started   bool
+	closed    bool
+	closeOnce sync.Once
+	closeErr  error
+
+	api     *http.Server
+	apiAddr string
+
+	kickSched   chan struct{}
+	kickRelease chan struct{}
+	kickSelf    chan struct{}
+
+	// mu guards everything below.
+	mu        sync.Mutex
+	startedAt int64 // unix ms of Start: grace for workers' first heartbeat
+	workers   map[peer.ID]*workerState
+	reps      market.Reputations // points into workers[*].rec.Rep
+	book      *market.Book
+	groups    map[protocol.ID]*groupState
+	asgs      map[protocol.ID]*assignmentRecord // open (not done) assignments
+	benches   map[protocol.ID]*benchRecord
+	queued    map[*taskState]struct{} // tasks that need worker replicas
+	selfQ     []*taskState            // tasks the verifier must run itself
+	openTasks int
+}
+
+type workerState struct {
+	id          peer.ID
+	rec         workerRecord
+	lastSeen    int64 // unix ms of the last message; 0: not heard from since Start
+	unreachable bool  // an assignment could not be delivered; cleared by a heartbeat
+	dirty       bool  // rec changed and is not yet queued for persistence
+	hbRating    int64 // RatingIssued last handed out on a heartbeat ack
+	benchBusy   bool  // a benchmark is being prepared
+}
+
+type groupState struct {
+	id        protocol.ID
+	consumer  peer.ID
+	module    cid.Cid
+	rec       groupRecord
+	tasks     map[uint32]*taskState // tasks not yet released
+	releasing bool
+	retryAt   int64 // unix ms: no release attempt before
+	backoff   time.Duration
+}
+
+type taskState struct {
+	g          *groupState
+	rec        taskRecord
+	selfQueued bool // in selfQ or running on the verifier
+	posting    bool // settlement queued to the ledger
+}
+
+func (t *taskState) key() string { return string(taskKey(t.g.id, t.rec.Index)) }
+
+// New opens the verifier's data directory (creating its identity key and
+// operator token on first use), the store and ledger, the sandbox and the
+// libp2p host. Start brings it online.
+func New(cfg Config) (*Verifier, error) {
+	cfg.fill()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("verifier: data dir: %w", err)
+	}
+	key, err := p2p.LoadOrCreateKey(filepath.Join(cfg.DataDir, KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("verifier: identity: %w", err)
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("verifier: identity: %w", err)
+	}
+	token, err := LoadOrCreateToken(filepath.Join(cfg.DataDir, TokenFile))
+	if err != nil {
+		return nil, err
+	}
+	v := &Verifier{
+		cfg: cfg, log: cfg.Logger.With("component", "verifier"), key: key, id: id, token: token,
+		kickSched: make(chan struct{}, 1), kickRelease: make(chan struct{}, 1), kickSelf: make(chan struct{}, 1),
+		workers: map[peer.ID]*workerState{}, reps: market.Reputations{}, book: market.NewBook(),
+		groups: map[protocol.ID]*groupState{}, asgs: map[protocol.ID]*assignmentRecord{},
+		benches: map[protocol.ID]*benchRecord{}, queued: map[*taskState]struct{}{},
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			v.closeParts()
+		}
+	}()
+	scfg := store.DefaultConfig()
+	scfg.Dir = filepath.Join(cfg.DataDir, StoreDir)
+	scfg.Logger = cfg.Logger
+	scfg.MemTableSize = 64 << 20
+	scfg.BlockCacheSize = 64 << 20
+	scfg.IndexCacheSize = 32 << 20
+	scfg.BaseTableSize = 8 << 20
+	scfg.ValueThreshold = 64 << 10
+	if v.st, err = store.Open(scfg); err != nil {
+		return nil, fmt.Errorf("verifier: store: %w", err)
+	}
+	if v.led, err = ledger.Open(v.st, ledger.Config{Logger: cfg.Logger}); err != nil {
+		return nil, fmt.Errorf("verifier: ledger: %w", err)
+	}
+	v.per = newPersister(v.st)
+	v.lq = newLedgerQueue(v.led)
+	if cfg.Runner != nil {
+		v.run = cfg.Runner
+	} else {
+		sbc := cfg.Sandbox
+		if sbc.CacheDir == "" {
+			sbc.CacheDir = filepath.Join(cfg.DataDir, CacheDir)
+		}
+		if sbc.Slots < cfg.VerifierSlots {
+			sbc.Slots = cfg.VerifierSlots
+		}
+		sbc.Logger = cfg.Logger
+		sb, err := sandbox.New(sbc)
+		if err != nil {
+			return nil, fmt.Errorf("verifier: sandbox: %w", err)
+		}
+		v.run = sb
+	}
+	pcfg := p2p.DefaultConfig()
+	pcfg.Key = key
+	if len(cfg.Listen) > 0 {
+		pcfg.ListenAddrs = cfg.Listen
+	}
+	pcfg.Blobs = blobStore{v.st}
+	pcfg.Logger = cfg.Logger
+	pcfg.RequestTimeout = cfg.RequestTimeout
+	pcfg.Now = cfg.Now
+	if v.host, err = p2p.New(pcfg); err != nil {
+		return nil, fmt.Errorf("verifier: host: %w", err)
+	}
+	ok = true
+	return v, nil
+}
+
+// closeParts closes whatever New opened.
+func (v *Verifier) closeParts() error {
+	var errs []error
+	if v.host != nil {
+		errs = append(errs, v.host.Close())
+	}
+	if v.run != nil {
+		errs = append(errs, v.run.Close())
+	}
+	if v.st != nil {
+		errs = append(errs, v.st.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// ID is the verifier's peer ID (the key every node pins).
+func (v *Verifier) ID() peer.ID { return v.id }
+
+// Addrs are the verifier's listen multiaddrs.
+func (v *Verifier) Addrs() []ma.Multiaddr { return v.host.Addrs() }
+
+// AddrInfo is the verifier's peer ID and addrs, to pin in nodes.
+func (v *Verifier) AddrInfo() peer.AddrInfo { return peer.AddrInfo{ID: v.id, Addrs: v.host.Addrs()} }
+
+// APIAddr is the operator API's listen address once started ("" if off).
+func (v *Verifier) APIAddr() string { return v.apiAddr }
+
+// Token is the operator API's bearer token.
+func (v *Verifier) Token() string { return v.token }
+
+// Ledger gives in-process access to the ledger (devnet, tests).
+func (v *Verifier) Ledger() *ledger.Ledger { return v.led }
+
+func (v *Verifier) now() time.Time { return v.cfg.Now() }
+func (v *Verifier) nowMs() int64   { return v.cfg.Now().UnixMilli() }
+
+// Start loads every open group, task, assignment and benchmark from the
+// store, brings the host online, registers the protocol handlers, starts
+// the scheduling, sweeping, release and self-run loops and the operator
+// API, and resumes every open job.
+func (v *Verifier) Start(ctx context.Context) error {
+	v.stateMu.Lock()
+	if v.closed {
+		v.stateMu.Unlock()
+		return ErrClosed
+	}
+	if v.started {
+		v.stateMu.Unlock()
+		return fmt.Errorf("verifier: already started")
+	}
+	v.started = true
+	v.stateMu.Unlock()
+
+	v.ctx, v.cancel = context.WithCancel(context.Background())
+	if s, ok := v.run.(interface{ Start(context.Context) error }); ok && v.cfg.Runner == nil {
+		if err := s.Start(v.ctx); err != nil {
+			return fmt.Errorf("verifier: start sandbox: %w", err)
+		}
+	}
+	v.wg.Add(2)
+	go func() { defer v.wg.Done(); v.per.run(v.ctx) }()
+	go func() { defer v.wg.Done(); v.lq.run(v.ctx) }()
+
+	if err := v.load(ctx); err != nil {
+		return fmt.Errorf("verifier: resume: %w", err)
+	}
+	v.host.Handle(protocol.ProtoRegister, v.handleRegister)
+	v.host.Handle(protocol.ProtoSubmit, v.handleSubmit)
+	v.host.Handle(protocol.ProtoReceipt, v.handleReceipt)
+	v.host.Handle(protocol.ProtoHeartbeat, v.handleHeartbeat)
+	v.host.Handle(protocol.ProtoCancel, v.handleCancel)
+	v.host.Handle(protocol.ProtoStatement, v.handleStatement)
+	v.host.OnOffer(v.handleOffer)
+	if err := v.host.Start(v.ctx); err != nil {
+		return fmt.Errorf("verifier: start host: %w", err)
+	}
+	v.goLoop(v.scheduleLoop)
+	v.goLoop(v.sweepLoop)
+	v.goLoop(v.releaseLoop)
+	for i := 0; i < v.cfg.VerifierSlots; i++ {
+		v.goLoop(v.selfLoop)
+	}
+	v.goLoop(v.resume)
+	if v.cfg.APIAddr != "" {
+		if err := v.startAPI(); err != nil {
+			return err
+		}
+	}
+	v.log.Info("verifier started", "peer", v.id.String(), "addrs", v.host.Addrs(), "api", v.apiAddr)
+	return nil
+}
+
+func (v *Verifier) goLoop(f func(ctx context.Context)) {
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		f(v.ctx)
+	}()
+}
+
+// Close stops the loops, the API and the host, waits for everything in
+// flight, flushes pending records and closes the sandbox and the store. It
+// is safe to call more than once.
+func (v *Verifier) Close() error {
+	v.closeOnce.Do(func() {
+		v.stateMu.Lock()
+		v.closed = true
+		started := v.started
+		v.stateMu.Unlock()
+		var errs []error
+		if v.api != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, v.api.Shutdown(sctx))
+			cancel()
+		}
+		if started {
+			errs = append(errs, v.host.Close())
+			v.host = nil
+			v.cancel()
+			v.wg.Wait()
+			v.mu.Lock()
+			dirty := v.dirtyWorkersLocked()
+			v.mu.Unlock()
+			if len(dirty) > 0 {
+				errs = append(errs, v.per.write(context.Background(), dirty))
+			}
+		}
+		errs = append(errs, v.closeParts())
+		if err := errors.Join(errs...); err != nil {
+			v.closeErr = fmt.Errorf("verifier: close: %w", err)
+		}
+		v.log.Info("verifier closed")
+	})
+	return v.closeErr
+}
+
+// kick wakes a loop without blocking.
+func kick(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// wait waits for a persistence or ledger outcome, or for shutdown.
+func (v *Verifier) wait(ctx context.Context, ch <-chan error) error {
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-v.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// ---- loading and resuming ----
+
+func (v *Verifier) load(ctx context.Context) error {
+	now := v.nowMs()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.startedAt = now
+	err := v.st.Scan(nsWorker, nil, func(key, val []byte) error {
+		var rec workerRecord
+		if err := json.Unmarshal(val, &rec); err != nil {
+			return fmt.Errorf("%w: worker %x: %v", ErrCorrupt, key, err)
+		}
+		id, err := peer.Decode(rec.ID)
+		if err != nil {
+			return fmt.Errorf("%w: worker id %q: %v", ErrCorrupt, rec.ID, err)
+		}
+		ws := &workerState{id: id, rec: rec}
+		ws.rec.Rep.Worker = rec.ID
+		v.workers[id] = ws
+		v.reps[rec.ID] = &ws.rec.Rep
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	err = v.st.Scan(nsBench, nil, func(key, val []byte) error {
+		var b benchRecord
+		if err := json.Unmarshal(val, &b); err != nil {
+			return fmt.Errorf("%w: bench %x: %v", ErrCorrupt, key, err)
+		}
+		id, err := protocol.ParseID(b.Assignment)
+		if err != nil {
+			return fmt.Errorf("%w: bench: %v", ErrCorrupt, err)
+		}
+		v.benches[id] = &b
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var groups []*groupState
+	err = v.st.Scan(nsGroup, nil, func(key, val []byte) error {
+		var rec groupRecord
+		if err := json.Unmarshal(val, &rec); err != nil {
+			return fmt.Errorf("%w: group %x: %v", ErrCorrupt, key, err)
+		}
+		if rec.Closed {
+			return nil
+		}
+		g, err := groupFromRecord(rec)
+		if err != nil {
+			return err
+		}
+		groups = append(groups, g)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, g := range groups {
+		v.groups[g.id] = g
+		err := v.st.Scan(nsTask, g.id[:], func(key, val []byte) error {
+			var rec taskRecord
+			if err := json.Unmarshal(val, &rec); err != nil || rec.M == nil {
+				return fmt.Errorf("%w: task %x: %v", ErrCorrupt, key, err)
+			}
+			if rec.Released {
+				return nil
+			}
+			t := &taskState{g: g, rec: rec}
+			g.tasks[rec.Index] = t
+			v.openTasks++
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	err = v.st.Scan(nsAssign, nil, func(key, val []byte) error {
+		var rec assignmentRecord
+		if err := json.Unmarshal(val, &rec); err != nil {
+			return fmt.Errorf("%w: assignment %x: %v", ErrCorrupt, key, err)
+		}
+		if rec.Done {
+			return nil
+		}
+		id, err := protocol.ParseID(rec.ID)
+		if err != nil {
+			return fmt.Errorf("%w: assignment: %v", ErrCorrupt, err)
+		}
+		v.asgs[id] = &rec
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Rebuild reservations and the work queues from the tasks.
+	for _, g := range v.groups {
+		for _, t := range g.tasks {
+			for _, r := range t.rec.M.Runs {
+				if r.State == market.ReplicaAssigned && !t.rec.M.Settled {
+					v.book.Reserve(r.Worker)
+				}
+			}
+			v.advanceLocked(t, now)
+		}
+	}
+	for _, ws := range v.workers {
+		if ws.rec.Bench != "" {
+			if id, err := protocol.ParseID(ws.rec.Bench); err != nil || v.benches[id] == nil {
+				ws.rec.Bench = ""
+			}
+		}
+	}
+	v.log.Info("state loaded", "workers", len(v.workers), "groups", len(v.groups), "tasks", v.openTasks,
+		"assignments", len(v.asgs), "benchmarks", len(v.benches))
+	return nil
+}
+
+func groupFromRecord(rec groupRecord) (*groupState, error) {
+	id, err := protocol.ParseID(rec.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: group: %v", ErrCorrupt, err)
+	}
+	c, err := peer.Decode(rec.Consumer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: group consumer: %v", ErrCorrupt, err)
+	}
+	m, err := cid.Decode(rec.Module)
+	if err != nil {
+		return nil, fmt.Errorf("%w: group module: %v", ErrCorrupt, err)
+	}
+	return &groupState{id: id, consumer: c, module: m, rec: rec, tasks: map[uint32]*taskState{}}, nil
+}
+
+// resume runs once after Start: it re-posts unposted escrows and
+// settlements, re-sends assignments that were never acknowledged and
+// wakes every loop.
+func (v *Verifier) resume(ctx context.Context) {
+	v.mu.Lock()
+	var escrows []ledger.Posting
+	var escrowTasks []*taskState
+	for _, g := range v.groups {
+		for _, t := range g.tasks {
+			if t.rec.EscrowPosted >= t.rec.EscrowQueued {
+				continue
+			}
+			if ps := v.escrowPostingsLocked(t, t.rec.EscrowPosted, t.rec.EscrowQueued); len(ps) > 0 {
+				escrows = append(escrows, ps...)
+				escrowTasks = append(escrowTasks, t)
+			}
+		}
+	}
+	var resend []*assignmentRecord
+	for _, a := range v.asgs {
+		if !a.Acked && !a.Bench {
+			resend = append(resend, a)
+		}
+	}
+	v.mu.Unlock()
+	if len(escrows) > 0 {
+		err := v.wait(ctx, v.lq.queue(escrows...))
+		v.mu.Lock()
+		for _, t := range escrowTasks {
+			if err == nil {
+				t.rec.EscrowPosted = t.rec.EscrowQueued
+			}
+		}
+		v.mu.Unlock()
+		if err != nil {
+			v.log.Error("re-posting escrow after restart failed", "err", err)
+			v.failAssignments(resend, "escrow could not be posted after a restart")
+			resend = nil
+		}
+	}
+	for _, a := range resend {
+		v.sendAssignment(ctx, a)
+	}
+	v.retrySettlements()
+	kick(v.kickSched)
+	kick(v.kickRelease)
+	kick(v.kickSelf)
+}
+
+// dirtyWorkersLocked returns the writes of every changed worker record.
+func (v *Verifier) dirtyWorkersLocked() []write {
+	var ws []write
+	for _, w := range v.workers {
+		if w.dirty {
+			w.dirty = false
+			ws = append(ws, v.workerWrite(w))
+		}
+	}
+	return ws
+}
+
+func (v *Verifier) workerWrite(w *workerState) write {
+	return write{ns: nsWorker, key: string(w.id), val: mustJSON(&w.rec)}
+}
+
+func (v *Verifier) taskWrite(t *taskState) write {
+	return write{ns: nsTask, key: t.key(), val: mustJSON(&t.rec)}
+}
+
+func (v *Verifier) groupWrite(g *groupState) write {
+	return write{ns: nsGroup, key: string(g.id[:]), val: mustJSON(&g.rec)}
+}
+
+func (v *Verifier) asgWrite(a *assignmentRecord) write {
+	id, _ := protocol.ParseID(a.ID)
+	return write{ns: nsAssign, key: string(id[:]), val: mustJSON(a)}
+}
+
+func (v *Verifier) benchWrite(id protocol.ID, b *benchRecord) write {
+	if b == nil {
+		return write{ns: nsBench, key: string(id[:])}
+	}
+	return write{ns: nsBench, key: string(id[:]), val: mustJSON(b)}
+}
+
+// blobStore adapts the store to what the blob server reads.
+type blobStore struct{ *store.Store }
+
+func (b blobStore) ReadBlob(c cid.Cid) (p2p.BlobReader, error) { return b.OpenBlob(c) }
