@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aspen-market/aspen/client"
+	"github.com/aspen-market/aspen/examples"
+	"github.com/aspen-market/aspen/node"
+	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/verifier"
+)
+
+func init() {
+	register("devnet", command{summary: "run a whole local network (verifier, workers, consumer) and an example job", run: cmdDevnet})
+}
+
+// exampleInputs are the devnet's inputs for each example job.
+var exampleInputs = map[string]func(n int) [][]byte{
+	"primes": func(n int) [][]byte {
+		out := make([][]byte, n)
+		for i := range out {
+			lo := i * 200_000
+			out[i] = fmt.Appendf(nil, "%d %d", lo, lo+200_000)
+		}
+		return out
+	},
+	"montecarlo": func(n int) [][]byte {
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = fmt.Appendf(nil, "%d 2000000", i+1)
+		}
+		return out
+	},
+	"hashchain": func(n int) [][]byte {
+		out := make([][]byte, n)
+		for i := range out {
+			out[i] = fmt.Appendf(nil, "200000\ninput-%d", i)
+		}
+		return out
+	},
+}
+
+type devnet struct {
+	dir      string
+	log      *slog.Logger
+	verifier *verifier.Verifier
+	workers  []*node.Node
+	consumer *node.Node
+}
+
+func (d *devnet) close() {
+	if d.consumer != nil {
+		d.consumer.Close()
+	}
+	for _, w := range d.workers {
+		w.Close()
+	}
+	if d.verifier != nil {
+		d.verifier.Close()
+	}
+}
+
+func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("devnet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	workers := fs.Int("workers", 3, "number of workers")
+	example := fs.String("example", "primes", "example job to run: "+strings.Join(examples.Names(), ", "))
+	tasks := fs.Int("tasks", 10, "number of inputs of the example job")
+	keep := fs.Bool("keep", false, "keep the network running after the example (Ctrl-C stops it)")
+	dir := fs.String("dir", "", "directory for the network's data (default: a temporary directory, removed at exit)")
+	credit := fs.String("credit", "100", "credit given to the consumer")
+	maxPrice := fs.String("max-price", "0.05", "consumer's max price per hour")
+	spot := fs.Float64("spot-check", 0.1, "fraction of tasks the verifier also runs itself")
+	verbose := fs.Bool("v", false, "log every node's decisions to stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *workers < 2 {
+		fmt.Fprintln(stderr, "aspen-node: devnet: at least 2 workers are needed (every job runs on two)")
+		return 2
+	}
+	inputsOf, ok := exampleInputs[*example]
+	if !ok {
+		fmt.Fprintf(stderr, "aspen-node: devnet: unknown example %q (have %s)\n", *example, strings.Join(examples.Names(), ", "))
+		return 2
+	}
+	module, err := examples.Module(*example)
+	if err != nil {
+		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+		return 1
+	}
+	creditAmt, err := protocol.ParseAmount(*credit)
+	if err != nil {
+		fmt.Fprintln(stderr, "aspen-node: devnet: --credit:", err)
+		return 2
+	}
+	price, err := protocol.ParseAmount(*maxPrice)
+	if err != nil {
+		fmt.Fprintln(stderr, "aspen-node: devnet: --max-price:", err)
+		return 2
+	}
+	root := *dir
+	if root == "" {
+		if root, err = os.MkdirTemp("", "aspen-devnet-"); err != nil {
+			fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+			return 1
+		}
+		if !*keep {
+			defer os.RemoveAll(root)
+		}
+	}
+	logOut := io.Discard
+	if *verbose {
+		logOut = stderr
+	}
+	d := &devnet{dir: root, log: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	defer d.close()
+	start := time.Now()
+	if err := d.start(ctx, *workers, *spot); err != nil {
+		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "devnet: verifier %s, %d workers, consumer %s (data in %s)\n", short(d.verifier.ID().String()), len(d.workers), short(d.consumer.ID().String()), root)
+	if err := d.waitRated(ctx, 60*time.Second); err != nil {
+		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "devnet: %d workers benchmarked and rated in %s\n", len(d.workers), time.Since(start).Round(time.Millisecond))
+	if err := d.verifier.Credit(ctx, d.consumer.ID(), creditAmt); err != nil {
+		fmt.Fprintln(stderr, "aspen-node: devnet: credit:", err)
+		return 1
+	}
+	env := filepath.Join(root, "devnet.env")
+	if err := d.writeEnv(env); err != nil {
+		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "devnet: consumer credited %s; environment in %s\n\n", creditAmt, env)
+
+	cl := client.New("http://"+d.consumer.APIAddr(), d.consumer.Token())
+	inputs := inputsOf(*tasks)
+	fmt.Fprintf(stdout, "running example %q: %d inputs, 2 replicas each, max price %s/h\n", *example, len(inputs), price)
+	jobStart := time.Now()
+	var groupID string
+	results, err := cl.Map(ctx, module, inputs, client.MapOptions{
+		Name: "devnet-" + *example, MaxPrice: price, MinSpeed: 0, Replicas: 2, Timeout: time.Minute,
+		Progress: func(p client.Progress) { groupID = p.Group },
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "aspen-node: devnet: map:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "all %d results verified in %s\n\n", len(results), time.Since(jobStart).Round(time.Millisecond))
+	failed := 0
+	fmt.Fprintf(stdout, "%-5s %-24s %-22s %s\n", "input", "argument", "verification", "result")
+	for i, r := range results {
+		arg := strings.ReplaceAll(string(inputs[i]), "\n", " ")
+		verdict := d.verdict(groupID, i)
+		out := strings.TrimSpace(string(r.Stdout))
+		if r.Err != nil {
+			failed++
+			out = "ERROR " + r.Err.Error()
+		}
+		fmt.Fprintf(stdout, "%-5d %-24s %-22s %s\n", i, truncateStr(arg, 24), verdict, out)
+	}
+	fmt.Fprintln(stdout)
+	if err := d.printLedger(ctx, stdout); err != nil {
+		fmt.Fprintln(stderr, "aspen-node: devnet: ledger:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "\ndevnet finished in %s\n", time.Since(start).Round(time.Millisecond))
+	if *keep {
+		fmt.Fprintf(stdout, "\nthe network keeps running; in another shell:\n  . %s\n  aspen-node map examples/wasm/primes.wasm --lines inputs.txt --max-price 0.05 --min-speed 0\nCtrl-C stops it.\n", env)
+		<-ctx.Done()
+	}
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func (d *devnet) start(ctx context.Context, workers int, spot float64) error {
+	vcfg := verifier.DefaultConfig()
+	vcfg.DataDir = filepath.Join(d.dir, "verifier")
+	vcfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	vcfg.APIAddr = "127.0.0.1:0"
+	vcfg.Logger = d.log.With("who", "verifier")
+	vcfg.Market.SpotCheckPPM = uint32(spot * 1_000_000)
+	vcfg.Market.HeartbeatTimeout = 5 * time.Second
+	vcfg.BenchmarkTasks = 1
+	vcfg.ScheduleInterval = 20 * time.Millisecond
+	v, err := verifier.New(vcfg)
+	if err != nil {
+		return fmt.Errorf("verifier: %w", err)
+	}
+	if err := v.Start(ctx); err != nil {
+		v.Close()
+		return fmt.Errorf("verifier: %w", err)
+	}
+	d.verifier = v
+	vinfo := v.AddrInfo()
+	for i := 0; i < workers; i++ {
+		cfg := node.DefaultConfig()
+		cfg.DataDir = filepath.Join(d.dir, fmt.Sprintf("worker-%d", i+1))
+		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+		cfg.APIAddr = "127.0.0.1:0"
+		cfg.Verifier = vinfo
+		cfg.Role = node.RoleWorker
+		cfg.MinPrice = protocol.Micros(10_000 + 5_000*i) // 0.01, 0.015, 0.02 … per hour
+		cfg.Owner = fmt.Sprintf("owner-%d", i+1)
+		cfg.OfferInterval = 2 * time.Second
+		cfg.HeartbeatInterval = 500 * time.Millisecond
+		cfg.Logger = d.log.With("who", fmt.Sprintf("worker-%d", i+1))
+		n, err := node.New(cfg)
+		if err != nil {
+			return fmt.Errorf("worker %d: %w", i+1, err)
+		}
+		if err := n.Start(ctx); err != nil {
+			n.Close()
+			return fmt.Errorf("worker %d: %w", i+1, err)
+		}
+		d.workers = append(d.workers, n)
+	}
+	cfg := node.DefaultConfig()
+	cfg.DataDir = filepath.Join(d.dir, "consumer")
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.APIAddr = "127.0.0.1:0"
+	cfg.Verifier = vinfo
+	cfg.Role = node.RoleConsumer
+	cfg.Logger = d.log.With("who", "consumer")
+	n, err := node.New(cfg)
+	if err != nil {
+		return fmt.Errorf("consumer: %w", err)
+	}
+	if err := n.Start(ctx); err != nil {
+		n.Close()
+		return fmt.Errorf("consumer: %w", err)
+	}
+	d.consumer = n
+	return nil
+}
+
+// waitRated waits until every worker holds a rating from the verifier.
+func (d *devnet) waitRated(ctx context.Context, limit time.Duration) error {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		rated := 0
+		for _, w := range d.workers {
+			if w.Info().Rating != nil {
+				rated++
+			}
+		}
+		if rated == len(d.workers) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("only %d of %d workers were rated within %s", rated, len(d.workers), limit)
+		case <-tick.C:
+		}
+	}
+}
+
+func (d *devnet) writeEnv(path string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ASPEN_API=http://%s\nASPEN_TOKEN=%s\n", d.consumer.APIAddr(), d.consumer.Token())
+	fmt.Fprintf(&b, "ASPEN_VERIFIER_API=http://%s\nASPEN_VERIFIER_TOKEN=%s\n", d.verifier.APIAddr(), d.verifier.Token())
+	fmt.Fprintf(&b, "ASPEN_VERIFIER=%s\n", verifierAddr(d.verifier))
+	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+func verifierAddr(v *verifier.Verifier) string {
+	addrs := v.Addrs()
+	if len(addrs) == 0 {
+		return v.ID().String()
+	}
+	return addrs[0].String() + "/p2p/" + v.ID().String()
+}
+
+func short(s string) string {
+	if len(s) > 10 {
+		return "…" + s[len(s)-8:]
+	}
+	return s
+}
+
+func truncateStr(s string, n int) string {
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}
+
+var (
+	_ = errors.New
+	_ = sort.Strings
+)
