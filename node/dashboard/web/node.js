@@ -283,6 +283,7 @@
     const r = info && info.rating;
     setText("#r-price", info ? money(info.min_price || 0) : "–");
     setText("#r-slots", info && info.slots ? `${info.slots} slot${info.slots === 1 ? "" : "s"}` : "");
+    $("#r-speed").classList.toggle("small", !r);
     if (!r) {
       setText("#r-speed", "not rated yet");
       for (const id of ["#r-rel", "#r-strikes", "#r-exp"]) setText(id, "–");
@@ -303,6 +304,7 @@
     jobs = jobs || []; // newest first
     setText("#w-jobs", jobs.length >= 20000 ? "20000+" : String(jobs.length));
     $("#jobs-empty").hidden = jobs.length > 0;
+    $("#job-table").parentElement.hidden = jobs.length === 0;
     const asc = jobs.slice().sort((a, b) => a.finished - b.finished);
     let sum = 0;
     const pts = asc.map((j) => ({ x: j.finished, y: (sum += j.value) }));
