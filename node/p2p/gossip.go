@@ -135,8 +135,8 @@ func (h *Host) readLoop(ctx context.Context, kind topicKind, sub *pubsub.Subscri
 		if err != nil {
 			return
 		}
-		if m.Local {
-			continue
+		if m.GetFrom() == h.id {
+			continue // our own
 		}
 		switch v := m.ValidatorData.(type) {
 		case *protocol.Offer:
@@ -281,7 +281,7 @@ func (h *Host) validate(kind topicKind, from peer.ID, m *pubsub.Message) pubsub.
 	case pubsub.ValidationReject:
 		h.rejected.Add(1)
 		if h.logLimit.allow() {
-			h.log.Warn("gossip message rejected", "topic", kind.String(), "from", from, "origin", m.GetFrom(), "reason", why, "local", m.Local)
+			h.log.Warn("gossip message rejected", "topic", kind.String(), "from", from, "origin", m.GetFrom(), "reason", why)
 		}
 	default:
 		h.ignored.Add(1)
@@ -350,7 +350,7 @@ func (h *Host) check(kind topicKind, from peer.ID, m *pubsub.Message) (pubsub.Va
 	case exp.After(now.Add(protocol.MaxOfferTTL + protocol.MaxClockSkew)):
 		return pubsub.ValidationReject, fmt.Sprintf("expires %s, more than %s ahead", exp.UTC().Format(time.RFC3339), protocol.MaxOfferTTL), nil
 	}
-	direct := m.Local || from == origin
+	direct := from == origin
 	if res, why := h.guard.admit(env.Signer, kind, seq, expires, direct, time.Now(), now); res != pubsub.ValidationAccept {
 		return res, why, nil
 	}

@@ -1,0 +1,481 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/aspen-market/aspen/protocol"
+)
+
+// inbox records what a host's gossip handlers receive.
+type inbox struct {
+	mu     sync.Mutex
+	offers map[peer.ID][]uint64 // signer -> seqs received
+	bids   map[peer.ID][]uint64
+}
+
+func listen(h *Host) *inbox {
+	in := &inbox{offers: map[peer.ID][]uint64{}, bids: map[peer.ID][]uint64{}}
+	h.OnOffer(func(from peer.ID, o *protocol.Offer, raw []byte) {
+		in.mu.Lock()
+		in.offers[from] = append(in.offers[from], o.Seq)
+		in.mu.Unlock()
+	})
+	h.OnBid(func(from peer.ID, b *protocol.Bid, raw []byte) {
+		in.mu.Lock()
+		in.bids[from] = append(in.bids[from], b.Seq)
+		in.mu.Unlock()
+	})
+	return in
+}
+
+func (in *inbox) hasOffer(from peer.ID, seq uint64) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, s := range in.offers[from] {
+		if s == seq {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *inbox) hasBid(from peer.ID, seq uint64) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for _, s := range in.bids[from] {
+		if s == seq {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *inbox) count(from peer.ID) int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return len(in.offers[from]) + len(in.bids[from])
+}
+
+func testOffer(worker peer.ID) *protocol.Offer {
+	return &protocol.Offer{Worker: worker, MinPrice: 40_000, Capacity: 2, Slots: 4, Addrs: []string{"/ip4/127.0.0.1/tcp/1"}}
+}
+
+func testBid(consumer peer.ID) *protocol.Bid {
+	return &protocol.Bid{Consumer: consumer, Group: protocol.NewID(), Module: protocol.BlobCID([]byte("module")), Tasks: 10, MaxPrice: 100_000, MinSpeed: 1000, Replicas: 2}
+}
+
+// publishUntil publishes fresh messages from pub every 500 ms (within the
+// gossip rate limit) until every inbox got one, and returns the last seq.
+func publishUntil(t *testing.T, pub *Host, bid bool, inboxes []*inbox) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var seq uint64
+		if bid {
+			b := testBid(pub.ID())
+			if err := pub.PublishBid(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+			seq = b.Seq
+		} else {
+			o := testOffer(pub.ID())
+			if err := pub.PublishOffer(context.Background(), o); err != nil {
+				t.Fatal(err)
+			}
+			seq = o.Seq
+		}
+		wait := time.Now().Add(500 * time.Millisecond)
+		for time.Now().Before(wait) {
+			all := true
+			for _, in := range inboxes {
+				if (bid && !in.hasBid(pub.ID(), seq)) || (!bid && !in.hasOffer(pub.ID(), seq)) {
+					all = false
+				}
+			}
+			if all {
+				return seq
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("message from %s never reached every peer", pub.ID())
+		}
+	}
+}
+
+func TestGossipPropagatesAlongLine(t *testing.T) {
+	const n = 4
+	var hosts []*Host
+	var inboxes []*inbox
+	for i := range n {
+		h := newHost(t, nil)
+		hosts = append(hosts, h)
+		inboxes = append(inboxes, listen(h))
+		if i > 0 {
+			connect(t, hosts[i-1], h)
+		}
+	}
+	// An offer from one end and a bid from the other reach every peer.
+	publishUntil(t, hosts[0], false, inboxes[1:])
+	publishUntil(t, hosts[n-1], true, inboxes[:n-1])
+	// Once meshes are formed, a single message reaches everyone.
+	o := testOffer(hosts[1].ID())
+	if err := hosts[1].PublishOffer(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "offer everywhere", func() bool {
+		for i, in := range inboxes {
+			if i != 1 && !in.hasOffer(hosts[1].ID(), o.Seq) {
+				return false
+			}
+		}
+		return true
+	})
+	// Own messages are not delivered to oneself.
+	if inboxes[1].count(hosts[1].ID()) != 0 {
+		t.Fatal("own offer delivered")
+	}
+}
+
+func TestPublishFillsAndChecks(t *testing.T) {
+	h := newHost(t, nil)
+	o := &protocol.Offer{Slots: 1}
+	if err := h.PublishOffer(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	if o.Worker != h.ID() || o.Seq == 0 || o.Expires == 0 {
+		t.Fatalf("offer not filled: %+v", o)
+	}
+	o2 := &protocol.Offer{Slots: 1}
+	if err := h.PublishOffer(context.Background(), o2); err != nil || o2.Seq <= o.Seq {
+		t.Fatalf("seq %d after %d: %v", o2.Seq, o.Seq, err)
+	}
+	other := newKey(t)
+	oid, _ := peer.IDFromPrivateKey(other)
+	if err := h.PublishOffer(context.Background(), &protocol.Offer{Worker: oid}); !errors.Is(err, ErrSignerMismatch) {
+		t.Fatalf("want signer mismatch, got %v", err)
+	}
+	// Our own validator refuses a replayed seq.
+	if err := h.PublishOffer(context.Background(), &protocol.Offer{Seq: o.Seq - 100, Slots: 1}); !errors.Is(err, ErrRejected) {
+		t.Fatalf("want rejected, got %v", err)
+	}
+	if err := h.PublishOffer(context.Background(), &protocol.Offer{Slots: 1, Expires: time.Now().Add(time.Hour).UnixMilli()}); !errors.Is(err, ErrRejected) {
+		t.Fatalf("want rejected, got %v", err)
+	}
+}
+
+// rogue is a peer speaking gossipsub without Aspen's validators, to send
+// raw bytes.
+type rogue struct {
+	h      host.Host
+	key    crypto.PrivKey
+	id     peer.ID
+	ps     *pubsub.PubSub
+	cancel context.CancelFunc
+	topics map[string]*pubsub.Topic
+}
+
+func newRogue(t *testing.T) *rogue {
+	t.Helper()
+	key := newKey(t)
+	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ps, err := pubsub.NewGossipSub(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rogue{h: h, key: key, id: h.ID(), ps: ps, cancel: cancel, topics: map[string]*pubsub.Topic{}}
+	for _, name := range topicNames {
+		tp, err := ps.Join(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.topics[name] = tp
+	}
+	t.Cleanup(func() { cancel(); h.Close() })
+	return r
+}
+
+func (r *rogue) connect(t *testing.T, to *Host) {
+	t.Helper()
+	if err := r.h.Connect(context.Background(), to.AddrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "rogue to see the topic peer", func() bool {
+		for _, p := range r.topics[protocol.TopicOffers].ListPeers() {
+			if p == to.ID() {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func (r *rogue) publish(t *testing.T, topic string, data []byte) {
+	t.Helper()
+	if err := r.topics[topic].Publish(context.Background(), data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func seal(t testing.TB, key crypto.PrivKey, m protocol.Message) []byte {
+	t.Helper()
+	b, err := protocol.Seal(key, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func future() int64 { return time.Now().Add(5 * time.Minute).UnixMilli() }
+
+// forgedEnvelope returns an offer claiming to be from claimed but signed by
+// another key (the signer field is swapped after signing).
+func forgedEnvelope(t testing.TB, claimed peer.ID) []byte {
+	other := newKey(t)
+	oid, _ := peer.IDFromPrivateKey(other)
+	o := testOffer(claimed)
+	o.Seq, o.Expires = 1, future()
+	b := seal(t, other, o)
+	a, c := []byte(oid), []byte(claimed)
+	if len(a) != len(c) || string(b[6:6+len(a)]) != string(a) {
+		t.Fatal("unexpected envelope layout")
+	}
+	copy(b[6:], c)
+	return b
+}
+
+func TestGossipMisbehaviourIsDroppedAndPenalised(t *testing.T) {
+	a, b := newHost(t, nil), newHost(t, nil)
+	inB := listen(b)
+	listen(a)
+	connect(t, a, b)
+	publishUntil(t, a, false, []*inbox{inB}) // the honest mesh works
+
+	cases := []struct {
+		name  string
+		topic string
+		data  func(r *rogue) []byte
+	}{
+		{"forged signature", protocol.TopicOffers, func(r *rogue) []byte { return forgedEnvelope(t, r.id) }},
+		{"signed by another key", protocol.TopicOffers, func(r *rogue) []byte {
+			k := newKey(t)
+			id, _ := peer.IDFromPrivateKey(k)
+			o := testOffer(id)
+			o.Seq, o.Expires = 1, future()
+			return seal(t, k, o)
+		}},
+		{"author is not signer", protocol.TopicOffers, func(r *rogue) []byte {
+			o := testOffer(a.ID())
+			o.Seq, o.Expires = 1, future()
+			return seal(t, r.key, o)
+		}},
+		{"oversized", protocol.TopicOffers, func(r *rogue) []byte {
+			o := testOffer(r.id)
+			o.Seq, o.Expires = 1, future()
+			return append(seal(t, r.key, o), make([]byte, protocol.MaxGossipSize)...)
+		}},
+		{"garbage", protocol.TopicBids, func(r *rogue) []byte { return []byte("hello") }},
+		{"expired", protocol.TopicOffers, func(r *rogue) []byte {
+			o := testOffer(r.id)
+			o.Seq, o.Expires = 1, time.Now().Add(-10*time.Minute).UnixMilli()
+			return seal(t, r.key, o)
+		}},
+		{"expiry too far ahead", protocol.TopicOffers, func(r *rogue) []byte {
+			o := testOffer(r.id)
+			o.Seq, o.Expires = 1, time.Now().Add(time.Hour).UnixMilli()
+			return seal(t, r.key, o)
+		}},
+		{"bid on offers topic", protocol.TopicOffers, func(r *rogue) []byte {
+			bid := testBid(r.id)
+			bid.Seq, bid.Expires = 1, future()
+			return seal(t, r.key, bid)
+		}},
+	}
+	var rogues []peer.ID
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRogue(t)
+			rogues = append(rogues, r.id)
+			r.connect(t, a)
+			before := a.GossipStats().Rejected
+			r.publish(t, tc.topic, tc.data(r))
+			waitFor(t, 10*time.Second, "rejection", func() bool { return a.GossipStats().Rejected > before })
+			waitFor(t, 10*time.Second, "score to fall", func() bool { return a.PeerScore(r.id) <= GossipThreshold })
+		})
+	}
+
+	t.Run("replayed seq", func(t *testing.T) {
+		r := newRogue(t)
+		r.connect(t, a)
+		o := testOffer(r.id)
+		o.Seq, o.Expires = 100, future()
+		r.publish(t, protocol.TopicOffers, seal(t, r.key, o))
+		waitFor(t, 10*time.Second, "first offer relayed", func() bool { return inB.hasOffer(r.id, 100) })
+		before := a.GossipStats().Rejected
+		o.Seq, o.MinPrice = 50, 1 // older seq, different bytes
+		r.publish(t, protocol.TopicOffers, seal(t, r.key, o))
+		waitFor(t, 10*time.Second, "rejection", func() bool { return a.GossipStats().Rejected > before })
+		waitFor(t, 10*time.Second, "score to fall", func() bool { return a.PeerScore(r.id) < 0 })
+		if inB.hasOffer(r.id, 50) {
+			t.Fatal("replayed offer relayed")
+		}
+	})
+
+	t.Run("flood", func(t *testing.T) {
+		r := newRogue(t)
+		r.connect(t, a)
+		exp := future()
+		for i := 1; i <= 40; i++ {
+			o := testOffer(r.id)
+			o.Seq, o.Expires = uint64(i), exp
+			r.publish(t, protocol.TopicOffers, seal(t, r.key, o))
+		}
+		waitFor(t, 10*time.Second, "score to fall", func() bool { return a.PeerScore(r.id) < GraylistThreshold })
+		if got := inB.count(r.id); got > DefaultConfig().GossipBurst+2 {
+			t.Fatalf("%d flooded offers relayed", got)
+		}
+	})
+
+	// Nothing bad reached b; honest gossip still flows both ways.
+	inA := listen(a)
+	for _, id := range rogues {
+		if inB.count(id) != 0 {
+			t.Fatalf("an invalid message from %s reached b", id)
+		}
+	}
+	publishUntil(t, a, true, []*inbox{inB})
+	publishUntil(t, b, false, []*inbox{inA})
+	stats := a.GossipStats()
+	t.Logf("a: %+v; b: %+v", stats, b.GossipStats())
+	if stats.Rejected < uint64(len(cases)) {
+		t.Fatalf("rejected %d", stats.Rejected)
+	}
+}
+
+// checkHost is a host for calling the validator directly.
+func checkHost(t *testing.T, mutate func(*Config)) *Host {
+	cfg := testConfig(t)
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func gossipMsg(topic string, data []byte, origin, from peer.ID) *pubsub.Message {
+	return &pubsub.Message{Message: &pb.Message{Data: data, From: []byte(origin), Topic: &topic}, ReceivedFrom: from}
+}
+
+func TestValidatorDecisions(t *testing.T) {
+	hookErr := errors.New("rating is not from our verifier")
+	var hookMode string
+	h := checkHost(t, func(c *Config) {
+		c.ValidateOffer = func(o *protocol.Offer) error {
+			switch hookMode {
+			case "reject":
+				return hookErr
+			case "ignore":
+				return fmt.Errorf("%w: rating expired", ErrIgnore)
+			}
+			return nil
+		}
+	})
+	key := newKey(t)
+	w, _ := peer.IDFromPrivateKey(key)
+	relay := peer.ID("relay")
+	offer := func(seq uint64, exp int64) []byte {
+		o := testOffer(w)
+		o.Seq, o.Expires = seq, exp
+		return seal(t, key, o)
+	}
+	exp := future()
+	steps := []struct {
+		name string
+		data []byte
+		from peer.ID
+		mode string
+		want pubsub.ValidationResult
+	}{
+		{"first", offer(100, exp), w, "", pubsub.ValidationAccept},
+		{"same seq again", offer(100, exp+1), relay, "", pubsub.ValidationIgnore},
+		{"reordered via relay", offer(95, exp), relay, "", pubsub.ValidationIgnore},
+		{"old via relay", offer(10, exp), relay, "", pubsub.ValidationReject},
+		{"older from author", offer(99, exp), w, "", pubsub.ValidationReject},
+		{"next", offer(101, exp), relay, "", pubsub.ValidationAccept},
+		{"just expired", offer(102, time.Now().Add(-time.Second).UnixMilli()), w, "", pubsub.ValidationIgnore},
+		{"long expired", offer(103, time.Now().Add(-time.Hour).UnixMilli()), w, "", pubsub.ValidationReject},
+		{"too far ahead", offer(104, time.Now().Add(protocol.MaxOfferTTL+protocol.MaxClockSkew+time.Minute).UnixMilli()), w, "", pubsub.ValidationReject},
+		{"hook rejects", offer(105, exp), w, "reject", pubsub.ValidationReject},
+		{"hook ignores", offer(106, exp), w, "ignore", pubsub.ValidationIgnore},
+		{"hook passes", offer(107, exp), w, "", pubsub.ValidationAccept},
+	}
+	for _, s := range steps {
+		hookMode = s.mode
+		got := h.validate(kindOffer, s.from, gossipMsg(protocol.TopicOffers, s.data, w, s.from))
+		if got != s.want {
+			t.Errorf("%s: got %v want %v", s.name, got, s.want)
+		}
+	}
+	// Origin must be the signer.
+	if got := h.validate(kindOffer, relay, gossipMsg(protocol.TopicOffers, offer(200, exp), relay, relay)); got != pubsub.ValidationReject {
+		t.Errorf("origin mismatch: %v", got)
+	}
+	// Rate: the burst passes, then direct floods are rejected and relayed
+	// ones ignored.
+	k2 := newKey(t)
+	w2, _ := peer.IDFromPrivateKey(k2)
+	burst := DefaultConfig().GossipBurst
+	for i := 1; i <= burst+2; i++ {
+		o := testOffer(w2)
+		o.Seq, o.Expires = uint64(i), exp
+		from := w2
+		if i == burst+2 {
+			from = relay
+		}
+		got := h.validate(kindOffer, from, gossipMsg(protocol.TopicOffers, seal(t, k2, o), w2, from))
+		want := pubsub.ValidationAccept
+		switch {
+		case i == burst+1:
+			want = pubsub.ValidationReject
+		case i == burst+2:
+			want = pubsub.ValidationIgnore
+		}
+		if got != want {
+			t.Errorf("message %d: got %v want %v", i, got, want)
+		}
+	}
+}
+
+func TestSeqGuardBounded(t *testing.T) {
+	g := newSeqGuard(100, 1, 1, 0)
+	now := time.Now()
+	for i := range 1000 {
+		p := peer.ID(fmt.Sprintf("p%d", i))
+		if r, _ := g.admit(p, kindOffer, 1, now.Add(time.Minute).UnixMilli(), true, now, now); r != pubsub.ValidationAccept {
+			t.Fatal(r)
+		}
+	}
+	if len(g.m) > 100 {
+		t.Fatalf("guard holds %d signers", len(g.m))
+	}
+}
