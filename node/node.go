@@ -154,6 +154,9 @@ func New(cfg Config) (*Node, error) {
 // consumer loops, the local API. It returns once everything listens.
 func (n *Node) Start(ctx context.Context) error {
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.sb.Start(n.ctx); err != nil {
+		return fmt.Errorf("node: start sandbox: %w", err)
+	}
 	if err := n.host.Start(n.ctx); err != nil {
 		return fmt.Errorf("node: start host: %w", err)
 	}

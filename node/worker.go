@@ -300,6 +300,7 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 		}
 		out.Status = protocol.StatusFetchFailed
 		out.Message = truncate(err.Error(), protocol.MaxTextLen)
+		n.log.Warn("could not fetch job blobs", "assignment", asg.ID.String(), "task", t.Index, "err", err)
 	} else {
 		res, err := n.sb.Run(ctx, sandbox.Job{
 			ModuleID:  asg.Module.String(),
@@ -314,6 +315,7 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 			}
 			out.Status = protocol.StatusFetchFailed
 			out.Message = truncate("sandbox: "+err.Error(), protocol.MaxTextLen)
+			n.log.Error("sandbox failed to run a job", "assignment", asg.ID.String(), "task", t.Index, "err", err)
 		} else {
 			*out = outputOf(res)
 			dur = res.Duration

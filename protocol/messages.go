@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/hex"
 	"fmt"
 
 	"github.com/ipfs/go-cid"
@@ -60,9 +61,11 @@ func ParseID(s string) (ID, error) {
 	if len(s) != 32 {
 		return id, fmt.Errorf("%w: id %q is not 32 hex digits", ErrMalformed, s)
 	}
-	if _, err := fmt.Sscanf(s, "%x", (*[16]byte)(&id)); err != nil {
+	b, err := hex.DecodeString(s)
+	if err != nil {
 		return id, fmt.Errorf("%w: id %q: %v", ErrMalformed, s, err)
 	}
+	copy(id[:], b)
 	return id, nil
 }
 

@@ -265,3 +265,16 @@ func TestEnvelopeBytes(t *testing.T) {
 		t.Fatal("EnvelopeBytes differs from the sealed bytes")
 	}
 }
+
+func TestParseID(t *testing.T) {
+	id := NewID()
+	got, err := ParseID(id.String())
+	if err != nil || got != id {
+		t.Fatalf("ParseID(%s) = %s, %v", id, got, err)
+	}
+	for _, bad := range []string{"", "xyz", strings.Repeat("g", 32), strings.Repeat("a", 31)} {
+		if _, err := ParseID(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParseID(%q) accepted", bad)
+		}
+	}
+}

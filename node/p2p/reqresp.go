@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -63,7 +64,7 @@ func (h *Host) serveRequests(s network.Stream, fn Handler) {
 			switch {
 			case errors.Is(err, io.EOF) && !first:
 				_ = s.Close()
-			case errors.Is(err, os.ErrDeadlineExceeded) && !first, h.ctx.Err() != nil:
+			case isTimeout(err) && !first, h.ctx.Err() != nil:
 				s.Reset()
 			default:
 				h.log.Warn("bad request frame, stream reset", "proto", proto, "from", from, "err", err)
@@ -87,6 +88,11 @@ func (h *Host) serveRequests(s network.Stream, fn Handler) {
 			return
 		}
 	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // answer returns the sealed reply to one request frame, and whether the
