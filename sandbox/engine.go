@@ -26,6 +26,7 @@ type engine struct {
 	cache wazero.CompilationCache
 	wasi  map[string]api.FunctionDefinition
 	base  wazero.ModuleConfig
+	mem   memPool
 
 	mu      sync.Mutex
 	max     int
@@ -108,6 +109,7 @@ func (e *engine) close() {
 	if e.cache != nil {
 		_ = e.cache.Close(ctx)
 	}
+	e.mem.close()
 }
 
 // lookup returns the cached module with this ID, holding a reference the
@@ -187,7 +189,7 @@ func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wazero.C
 	}
 	// Link it once without running it: catches imported tables and
 	// globals (which CompiledModule does not list) and oversized memory.
-	alloc := &allocator{limit: memCap}
+	alloc := &allocator{pool: &e.mem, limit: memCap}
 	mod, err := e.instantiate(experimental.WithMemoryAllocator(ctx, alloc), cm, e.base)
 	if mod != nil {
 		_ = mod.Close(ctx)
@@ -264,7 +266,7 @@ func (e *engine) run(m *module, input []byte, lim limits) Result {
 	stdout := &capWriter{max: lim.stdout, strict: true}
 	stderr := &capWriter{max: lim.stderr}
 	clk := &fakeClock{}
-	alloc := &allocator{limit: lim.memory}
+	alloc := &allocator{pool: &e.mem, limit: lim.memory}
 	cfg := e.base.
 		WithStdin(bytes.NewReader(input)).
 		WithStdout(stdout).

@@ -12,9 +12,10 @@ import (
 // at once.
 var errMemoryCap = errors.New("memory cap reached")
 
-// allocator gives each guest memory a fixed address range of the job's cap
-// and records whether the guest tried to grow past it.
+// allocator hands a guest its linear memory, from the engine's pool, and
+// records whether the guest tried to grow past the job's cap.
 type allocator struct {
+	pool      *memPool
 	limit     uint64 // bytes, a multiple of pageSize
 	exceeded  bool
 	requested uint64 // the size asked for when exceeded
@@ -22,12 +23,8 @@ type allocator struct {
 }
 
 // Allocate implements experimental.MemoryAllocator.
-func (a *allocator) Allocate(_, max uint64) experimental.LinearMemory {
-	reserve := a.limit
-	if max < reserve {
-		reserve = max
-	}
-	return newLinearMemory(a, reserve)
+func (a *allocator) Allocate(_, _ uint64) experimental.LinearMemory {
+	return a.pool.get(a)
 }
 
 // refuse records a refused growth and stops the guest.

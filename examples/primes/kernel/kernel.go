@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"math"
+	"math/bits"
 	"strconv"
 )
 
@@ -35,10 +36,14 @@ func ParseRange(input []byte) (lo, hi uint64, err error) {
 	return lo, hi, nil
 }
 
-// segment is the number of odd numbers sieved at a time (64 KiB of marks).
-const segment = 1 << 16
+// segmentWords is the sieve segment in 64-bit words of odd-number marks
+// (64 KiB, 2^19 odd numbers: a window of 2^20 integers).
+const segmentWords = 1 << 13
 
 // CountPrimes returns how many primes p satisfy lo ≤ p ≤ hi (hi ≤ MaxHi).
+// Odd numbers in a window are marked composite in a bitset, one bit per
+// odd number, by every odd base prime up to √hi; primes are the unmarked
+// bits, counted with a population count.
 func CountPrimes(lo, hi uint64) uint64 {
 	if hi > MaxHi {
 		hi = MaxHi
@@ -54,28 +59,26 @@ func CountPrimes(lo, hi uint64) uint64 {
 		count = 1
 		lo = 3
 	}
-	if lo%2 == 0 {
-		lo++
-	}
+	lo |= 1 // first odd number ≥ lo
 	if lo > hi {
 		return count
 	}
 	base := oddPrimesUpTo(isqrt(hi))
-	mark := make([]bool, segment)
-	for start := lo; start <= hi; start += 2 * segment {
-		n := uint64(segment)
+	words := make([]uint64, segmentWords)
+	const span = 64 * segmentWords // odd numbers per segment
+	for start := lo; start <= hi; start += 2 * span {
+		n := uint64(span) // odd numbers in this segment
 		if rem := (hi-start)/2 + 1; rem < n {
 			n = rem
 		}
-		marks := mark[:n]
-		clear(marks)
+		w := words[:(n+63)/64]
+		clear(w)
 		last := start + 2*(n-1)
 		for _, p := range base {
-			sq := p * p
-			if sq > last {
+			m := p * p
+			if m > last {
 				break
 			}
-			m := sq
 			if m < start {
 				m = (start + p - 1) / p * p
 				if m%2 == 0 {
@@ -83,13 +86,14 @@ func CountPrimes(lo, hi uint64) uint64 {
 				}
 			}
 			for i := (m - start) / 2; i < n; i += p {
-				marks[i] = true
+				w[i/64] |= 1 << (i % 64)
 			}
 		}
-		for _, composite := range marks {
-			if !composite {
-				count++
-			}
+		if tail := n % 64; tail != 0 { // bits past the range count as composite
+			w[len(w)-1] |= ^uint64(0) << tail
+		}
+		for _, x := range w {
+			count += uint64(64 - bits.OnesCount64(x))
 		}
 	}
 	return count

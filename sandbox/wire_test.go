@@ -1,0 +1,193 @@
+package sandbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+}
+
+func payload(t fataler, frame []byte) (msgType, []byte) {
+	t.Helper()
+	typ, p, err := readFrame(bufio.NewReader(bytes.NewReader(frame)), maxChildFrame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return typ, p
+}
+
+func TestWireRoundTrip(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		res := Result{
+			Status:   Status(rapid.IntRange(0, int(numStatus)-1).Draw(t, "status")),
+			ExitCode: rapid.Uint32().Draw(t, "exit"),
+			Stdout:   rapid.SliceOfN(rapid.Byte(), 1, 100).Draw(t, "stdout"),
+			Stderr:   rapid.SliceOfN(rapid.Byte(), 1, 100).Draw(t, "stderr"),
+			Message:  rapid.StringN(0, 50, MaxMessage).Draw(t, "message"),
+			Duration: time.Duration(rapid.Int64Range(0, 1<<62).Draw(t, "duration")),
+		}
+		typ, p := payload(t, encodeResult(res))
+		got, err := decodeResult(p)
+		if typ != msgResult || err != nil || got.Status != res.Status || got.ExitCode != res.ExitCode ||
+			!bytes.Equal(got.Stdout, res.Stdout) || !bytes.Equal(got.Stderr, res.Stderr) ||
+			got.Message != res.Message || got.Duration != res.Duration {
+			t.Fatalf("result %+v decoded as %+v (%v)", res, got, err)
+		}
+
+		req := runReq{
+			moduleID: rapid.String().Draw(t, "id"),
+			lim: limits{
+				memory: rapid.Uint64Range(0, maxWasmMemory).Draw(t, "mem"),
+				stdout: rapid.IntRange(0, maxOutputCap).Draw(t, "out"),
+				stderr: rapid.IntRange(0, maxOutputCap).Draw(t, "err"),
+			},
+			input: rapid.SliceOf(rapid.Byte()).Draw(t, "input"),
+		}
+		frame := append(encodeRunHeader(req), req.input...)
+		typ, p = payload(t, frame)
+		gotReq, err := decodeRun(p)
+		if typ != msgRun || err != nil || gotReq.moduleID != req.moduleID || gotReq.lim != req.lim || !bytes.Equal(gotReq.input, req.input) {
+			t.Fatalf("run %+v decoded as %+v (%v)", req, gotReq, err)
+		}
+
+		c := compileReq{moduleID: req.moduleID, memCap: req.lim.memory, module: req.input}
+		typ, p = payload(t, append(encodeCompileHeader(c), c.module...))
+		gotC, err := decodeCompile(p)
+		if typ != msgCompile || err != nil || gotC.moduleID != c.moduleID || gotC.memCap != c.memCap || !bytes.Equal(gotC.module, c.module) {
+			t.Fatalf("compile %+v decoded as %+v (%v)", c, gotC, err)
+		}
+
+		h := hello{version: rapid.Uint32().Draw(t, "v"), nice: rapid.Uint32().Draw(t, "nice"),
+			goMemLimit: rapid.Uint64().Draw(t, "gml"), cachedModules: rapid.Uint32().Draw(t, "cm"), cacheDir: rapid.String().Draw(t, "dir")}
+		typ, p = payload(t, encodeHello(h))
+		if gotH, err := decodeHello(p); typ != msgHello || err != nil || gotH != h {
+			t.Fatalf("hello %+v decoded as %+v (%v)", h, gotH, err)
+		}
+	})
+}
+
+func TestReadFrameRefuses(t *testing.T) {
+	for name, in := range map[string][]byte{
+		"empty frame": {0, 0, 0, 0, 0, 0, 0, 0},
+		"too long":    {0, 0, 0, 1, 0, 0, 0, 0},
+		"truncated":   {0, 0, 0, 0, 0, 0, 0, 5, 1, 2},
+		"short len":   {0, 0, 0},
+	} {
+		_, _, err := readFrame(bufio.NewReader(bytes.NewReader(in)), 1<<20)
+		if err == nil || errors.Is(err, io.EOF) && name != "short len" {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// FuzzDecode feeds arbitrary payloads to every decoder of frames from the
+// other side of the executor pipe: none may panic, and what decodes must
+// re-encode to the same bytes.
+func FuzzDecode(f *testing.F) {
+	_, p := payload(f, encodeResult(Result{Status: StatusExit, ExitCode: 3, Stdout: []byte("out"), Message: "m"}))
+	f.Add(p)
+	_, p = payload(f, append(encodeRunHeader(runReq{moduleID: "m", lim: limits{65536, 10, 10}, input: []byte("in")}), "in"...))
+	f.Add(p)
+	_, p = payload(f, encodeCompiled(compiledMsg{status: StatusMissingImport, message: "env.f"}))
+	f.Add(p)
+	f.Fuzz(func(t *testing.T, p []byte) {
+		if r, err := decodeResult(p); err == nil {
+			if _, again := payload(t, encodeResult(r)); !bytes.Equal(again, p) {
+				t.Fatalf("result %x re-encodes as %x", p, again)
+			}
+			_ = r.Err()
+		}
+		if r, err := decodeRun(p); err == nil {
+			if _, again := payload(t, append(encodeRunHeader(r), r.input...)); !bytes.Equal(again, p) {
+				t.Fatalf("run %x re-encodes as %x", p, again)
+			}
+		}
+		if c, err := decodeCompiled(p); err == nil {
+			if _, again := payload(t, encodeCompiled(c)); !bytes.Equal(again, p) {
+				t.Fatalf("compiled %x re-encodes as %x", p, again)
+			}
+		}
+		if c, err := decodeCompile(p); err == nil {
+			if _, again := payload(t, append(encodeCompileHeader(c), c.module...)); !bytes.Equal(again, p) {
+				t.Fatalf("compile %x re-encodes as %x", p, again)
+			}
+		}
+		_, _ = decodeHello(p)
+		_, _ = decodeModule(p)
+	})
+}
+
+// FuzzServe drives the executor child loop with arbitrary bytes after a
+// valid hello: it must end with an error or EOF, never panic or hang.
+func FuzzServe(f *testing.F) {
+	tiny := tinyHello()
+	good := append(encodeRunHeader(runReq{moduleID: "t", lim: limits{1 << 20, 100, 100}}), encodeModuleHeader(len(tiny))...)
+	good = append(good, tiny...)
+	f.Add(good)
+	f.Add(append(encodeCompileHeader(compileReq{moduleID: "x", memCap: 1 << 20, module: []byte("junk")}), "junk"...))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 1, byte(msgAbort)})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var out bytes.Buffer
+		h := encodeHello(hello{version: wireVersion, cachedModules: 2})
+		if err := serve(io.MultiReader(bytes.NewReader(h), bytes.NewReader(in)), &out); err != nil && !errors.Is(err, errWire) && !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("serve: %v", err)
+		}
+		if typ, _ := payload(t, out.Bytes()); typ != msgReady {
+			t.Fatalf("first reply type %d", typ)
+		}
+	})
+}
+
+// FuzzCompile feeds arbitrary bytes to the module checker: every refusal
+// is ErrInvalidModule, ErrMissingImport or ErrMemoryLimit, with a one-line
+// message, and nothing panics.
+func FuzzCompile(f *testing.F) {
+	f.Add(tinyHello())
+	f.Add(startModule([]wimport{funcImport("env", "f", 0)}, []wfunc{tVoid}, code()))
+	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
+	eng, err := newEngine(context.Background(), "", 8)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer eng.close()
+	f.Fuzz(func(t *testing.T, bin []byte) {
+		m := eng.compile(context.Background(), string(bin), bin, 1<<20)
+		defer eng.release(m)
+		if m.fail == nil {
+			return
+		}
+		err := m.fail.result().Err()
+		if !errors.Is(err, ErrInvalidModule) && !errors.Is(err, ErrMissingImport) && !errors.Is(err, ErrMemoryLimit) {
+			t.Fatalf("refusal %v", err)
+		}
+		if m.fail.message == "" || bytes.ContainsRune([]byte(m.fail.message), '\n') {
+			t.Fatalf("message %q", m.fail.message)
+		}
+		_, _ = parseImports(bin)
+	})
+}
+
+func FuzzParseImports(f *testing.F) {
+	f.Add(tinyHello())
+	f.Add(wmodule{types: []wfunc{tVoid}, imports: []wimport{{"env", "g", 3, []byte{i32, 0}}}}.bytes())
+	f.Fuzz(func(t *testing.T, bin []byte) {
+		ims, err := parseImports(bin)
+		if err == nil {
+			for _, im := range ims {
+				if im.kind > 4 {
+					t.Fatalf("import kind %d", im.kind)
+				}
+			}
+		}
+	})
+}
