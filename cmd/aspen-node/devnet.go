@@ -29,8 +29,8 @@ var exampleInputs = map[string]func(n int) [][]byte{
 	"primes": func(n int) [][]byte {
 		out := make([][]byte, n)
 		for i := range out {
-			lo := i * 200_000
-			out[i] = fmt.Appendf(nil, "%d %d", lo, lo+200_000)
+			lo := i * 2_000_000
+			out[i] = fmt.Appendf(nil, "%d %d", lo, lo+2_000_000)
 		}
 		return out
 	},
@@ -79,7 +79,7 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	keep := fs.Bool("keep", false, "keep the network running after the example (Ctrl-C stops it)")
 	dir := fs.String("dir", "", "directory for the network's data (default: a temporary directory, removed at exit)")
 	credit := fs.String("credit", "100", "credit given to the consumer")
-	maxPrice := fs.String("max-price", "0.05", "consumer's max price per hour")
+	maxPrice := fs.String("max-price", "20", "consumer's max price per hour (devnet workers ask 5.00, 7.50, 10.00 … per hour)")
 	spot := fs.Float64("spot-check", 0.1, "fraction of tasks the verifier also runs itself")
 	verbose := fs.Bool("v", false, "log every node's decisions to stderr")
 	if err := fs.Parse(args); err != nil {
@@ -216,7 +216,9 @@ func (d *devnet) start(ctx context.Context, workers int, spot float64) error {
 		cfg.APIAddr = "127.0.0.1:0"
 		cfg.Verifier = vinfo
 		cfg.Role = node.RoleWorker
-		cfg.MinPrice = protocol.Micros(10_000 + 5_000*i) // 0.01, 0.015, 0.02 … per hour
+		// Devnet prices are high so that jobs of a fraction of a second
+		// cost visible amounts: 5.00, 7.50, 10.00 … per hour.
+		cfg.MinPrice = protocol.Micros(5_000_000 + 2_500_000*i)
 		cfg.Owner = fmt.Sprintf("owner-%d", i+1)
 		cfg.OfferInterval = 2 * time.Second
 		cfg.HeartbeatInterval = 500 * time.Millisecond
