@@ -9,6 +9,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,11 +64,14 @@ func BenchmarkDurableGroupCommit(b *testing.B) {
 	})
 	s := openTest(b, "", nil)
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	rate := durableBurst(b, s, b.N, fmt.Sprintf("run%d-", b.N))
+	cpu := cpuTime() - cpu0
 	b.StopTimer()
 	st := s.Stats()
 	b.ReportMetric(rate, "writes/s")
 	b.ReportMetric(baselineOnce.rate, "one-sync-per-write/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
 	b.ReportMetric(rate/baselineOnce.rate, "ratio")
 	b.ReportMetric(float64(st.DurableWrites)/float64(max(st.Syncs, 1)), "writes/sync")
 }
@@ -166,4 +170,14 @@ func BenchmarkBlob256MiB(b *testing.B) {
 		b.ReportMetric(base, "sha256-MB/s")
 		b.ReportMetric(rate/base, "ratio-to-sha256")
 	})
+}
+
+// cpuTime is the process's user+system CPU time so far; CPU per operation
+// shows the cost of a write independently of how busy the machine is.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -262,7 +262,8 @@ func (s *Store) writeChunked(ctx context.Context, c cid.Cid, r io.Reader, maxSiz
 	return total, nil
 }
 
-// rawUpdate writes internal blob keys directly (not through the committer).
+// rawUpdate writes internal blob keys directly (not through the committer):
+// only keys no other transaction writes (chunks and markers of one upload).
 func (s *Store) rawUpdate(fn func(tx *Tx) error) error { return s.directUpdate(fn) }
 
 // dropUpload deletes every chunk of an upload, then its pending marker.
@@ -427,7 +428,7 @@ func (s *Store) DeleteBlob(c cid.Cid) error {
 	}
 	k := blobKey(c)
 	var up *uploadID
-	err := s.rawUpdate(func(tx *Tx) error {
+	err := s.Update(func(tx *Tx) error {
 		up = nil
 		v, err := tx.getRaw(k)
 		if errors.Is(err, ErrNotFound) {

@@ -183,6 +183,10 @@ func TestLargeBlobChunkedRoundTrip(t *testing.T) {
 	if want := fmt.Sprintf("%s:%d", c, len(data)); len(listed) != 1 || listed[0] != want {
 		t.Fatalf("ListBlobs = %v, want [%s]", listed, want)
 	}
+	opened, err := s.OpenBlob(c) // opened before the delete, nothing read yet
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.DeleteBlob(c); err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +197,7 @@ func TestLargeBlobChunkedRoundTrip(t *testing.T) {
 		t.Fatalf("%d chunk/pending keys left after delete", k)
 	}
 	// Reading through a reader opened before the delete fails cleanly.
-	_, err = r.ReadAt(make([]byte, 10), 40<<10)
+	_, err = opened.ReadAt(make([]byte, 10), 40<<10)
 	mustErrIs(t, err, ErrNotFound)
 	if err := s.DeleteBlob(c); err != nil {
 		t.Fatalf("deleting a missing blob: %v", err)

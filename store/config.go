@@ -150,5 +150,8 @@ func (c Config) badgerOptions(log *slog.Logger) badger.Options {
 		WithNumCompactors(c.NumCompactors).
 		WithNumGoroutines(2).
 		WithCompression(options.Snappy).
-		WithDetectConflicts(true)
+		// Every write that can touch a shared key goes through the
+		// committer (one writer), so badger's conflict tracking would only
+		// cost time; blob chunks and upload markers use unique keys.
+		WithDetectConflicts(false)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -129,39 +130,37 @@ func apply(tx *store.Tx, p *Posting) (bool, error) {
 	case !errors.Is(err, store.ErrNotFound):
 		return false, err
 	}
-	newBal := make([]protocol.Micros, len(p.Entries))
-	for i, e := range p.Entries {
-		bal, err := balance(tx, e.Account)
-		if err != nil {
-			return false, err
-		}
-		nb, ok := addMicros(bal, e.Amount)
-		if !ok {
-			return false, fmt.Errorf("%w: posting %s overflows %s", ErrInvalid, p.ID, e.Account)
-		}
-		if nb < 0 && mustStayNonNegative(e.Account) {
-			return false, fmt.Errorf("%w: %s has %s, posting %s needs %s", ErrInsufficientFunds, e.Account, bal, p.ID, -e.Amount)
-		}
-		newBal[i] = nb
-	}
 	seq, err := lastSeq(tx)
 	if err != nil {
 		return false, err
 	}
 	seq++
-	rec := encodeJournal(&JournalEntry{Seq: seq, Posting: *p})
+	rec := journalRecord{JournalEntry: JournalEntry{Seq: seq, Posting: *p}, Prev: make([]uint64, len(p.Entries))}
+	states := make([]accountState, len(p.Entries))
+	for i, e := range p.Entries {
+		st, err := account(tx, e.Account)
+		if err != nil {
+			return false, err
+		}
+		nb, ok := addMicros(st.Balance, e.Amount)
+		if !ok {
+			return false, fmt.Errorf("%w: posting %s overflows %s", ErrInvalid, p.ID, e.Account)
+		}
+		if nb < 0 && mustStayNonNegative(e.Account) {
+			return false, fmt.Errorf("%w: %s has %s, posting %s needs %s", ErrInsufficientFunds, e.Account, st.Balance, p.ID, -e.Amount)
+		}
+		rec.Prev[i] = st.Last
+		states[i] = accountState{Balance: nb, Last: seq}
+	}
 	sk := seqKey(seq)
-	if err := tx.Put(nsJournal, sk, rec); err != nil {
+	if err := tx.Put(nsJournal, sk, encodeJournal(&rec)); err != nil {
 		return false, err
 	}
 	if err := tx.Put(nsID, []byte(p.ID), sk); err != nil {
 		return false, err
 	}
 	for i, e := range p.Entries {
-		if err := tx.Put(nsBalance, []byte(e.Account), encodeBalance(newBal[i])); err != nil {
-			return false, err
-		}
-		if err := tx.Put(nsAcct, acctKey(e.Account, seq), nil); err != nil {
+		if err := tx.Put(nsBalance, []byte(e.Account), encodeAccount(states[i])); err != nil {
 			return false, err
 		}
 	}
@@ -179,26 +178,27 @@ func lastSeq(tx *store.Tx) (uint64, error) {
 	return decodeU64(raw, "journal sequence")
 }
 
-func readJournal(tx *store.Tx, seq uint64) (JournalEntry, error) {
+func readJournal(tx *store.Tx, seq uint64) (journalRecord, error) {
 	raw, err := tx.Get(nsJournal, seqKey(seq))
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return JournalEntry{}, fmt.Errorf("%w: journal entry %d is missing", ErrCorrupt, seq)
+			return journalRecord{}, fmt.Errorf("%w: journal entry %d is missing", ErrCorrupt, seq)
 		}
-		return JournalEntry{}, err
+		return journalRecord{}, err
 	}
 	return decodeJournal(seq, raw)
 }
 
-func balance(tx *store.Tx, acct string) (protocol.Micros, error) {
+// account returns the stored state of acct (zero for an unused account).
+func account(tx *store.Tx, acct string) (accountState, error) {
 	raw, err := tx.Get(nsBalance, []byte(acct))
 	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
+		return accountState{}, nil
 	}
 	if err != nil {
-		return 0, err
+		return accountState{}, err
 	}
-	return decodeBalance(raw)
+	return decodeAccount(raw)
 }
 
 // Credit moves amount from the outside world to consumer's available
@@ -216,13 +216,13 @@ func (l *Ledger) Balance(acct string) (protocol.Micros, error) {
 	if _, _, err := AccountKind(acct); err != nil {
 		return 0, err
 	}
-	var b protocol.Micros
+	var st accountState
 	err := l.st.View(func(tx *store.Tx) error {
 		var err error
-		b, err = balance(tx, acct)
+		st, err = account(tx, acct)
 		return err
 	})
-	return b, err
+	return st.Balance, err
 }
 
 // AccountBalance is one account's balance.
@@ -236,11 +236,11 @@ func (l *Ledger) Balances() ([]AccountBalance, error) {
 	var out []AccountBalance
 	err := l.st.View(func(tx *store.Tx) error {
 		return tx.Scan(nsBalance, nil, func(k, v []byte) error {
-			b, err := decodeBalance(v)
+			st, err := decodeAccount(v)
 			if err != nil {
 				return fmt.Errorf("account %s: %w", k, err)
 			}
-			out = append(out, AccountBalance{Account: string(k), Balance: b})
+			out = append(out, AccountBalance{Account: string(k), Balance: st.Balance})
 			return nil
 		})
 	})
@@ -279,7 +279,9 @@ type JournalFilter struct {
 }
 
 // Journal returns the journal entries selected by f, in sequence order
-// (descending when f.Newest).
+// (descending when f.Newest). With an account, it follows the account's
+// chain backwards from its newest entry, so its cost is proportional to the
+// account's entries above f.After.
 func (l *Ledger) Journal(f JournalFilter) ([]JournalEntry, error) {
 	if f.Limit < 0 {
 		return nil, fmt.Errorf("%w: negative limit", ErrInvalid)
@@ -289,58 +291,74 @@ func (l *Ledger) Journal(f JournalFilter) ([]JournalEntry, error) {
 			return nil, err
 		}
 	}
+	inRange := func(seq uint64) bool { return seq > f.After && (f.Before == 0 || seq < f.Before) }
 	var out []JournalEntry
 	err := l.st.View(func(tx *store.Tx) error {
-		visit := func(seq uint64) error {
-			switch {
-			case f.Newest && seq <= f.After:
-				return store.ErrStop
-			case !f.Newest && f.Before > 0 && seq >= f.Before:
-				return store.ErrStop
-			case seq <= f.After || (f.Before > 0 && seq >= f.Before):
-				return nil
-			}
-			e, err := readJournal(tx, seq)
+		if f.Account != "" {
+			return journalOfAccount(tx, f, &out)
+		}
+		opt := store.ScanOptions{Reverse: f.Newest}
+		switch {
+		case f.Newest && f.Before > 0:
+			opt.Start = seqKey(f.Before - 1)
+		case !f.Newest:
+			opt.Start = seqKey(f.After + 1)
+		}
+		return tx.ScanWith(nsJournal, opt, func(k, v []byte) error {
+			seq, err := decodeU64(k, "journal key")
 			if err != nil {
 				return err
 			}
-			out = append(out, e)
+			if !inRange(seq) {
+				return store.ErrStop
+			}
+			r, err := decodeJournal(seq, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r.JournalEntry)
 			if f.Limit > 0 && len(out) >= f.Limit {
 				return store.ErrStop
 			}
 			return nil
-		}
-		opt := store.ScanOptions{Reverse: f.Newest}
-		if f.Account == "" {
-			if f.Newest && f.Before > 0 {
-				opt.Start = seqKey(f.Before - 1)
-			} else if !f.Newest {
-				opt.Start = seqKey(f.After + 1)
-			}
-			return tx.ScanWith(nsJournal, opt, func(k, _ []byte) error {
-				seq, err := decodeU64(k, "journal key")
-				if err != nil {
-					return err
-				}
-				return visit(seq)
-			})
-		}
-		prefix := acctPrefix(f.Account)
-		opt.Prefix = prefix
-		if f.Newest && f.Before > 0 {
-			opt.Start = acctKey(f.Account, f.Before-1)
-		} else if !f.Newest {
-			opt.Start = acctKey(f.Account, f.After+1)
-		}
-		return tx.ScanWith(nsAcct, opt, func(k, _ []byte) error {
-			seq, err := decodeU64(k[len(prefix):], "account index key")
-			if err != nil {
-				return err
-			}
-			return visit(seq)
 		})
 	})
 	return out, err
+}
+
+// journalOfAccount walks f.Account's chain from its newest entry down to
+// f.After.
+func journalOfAccount(tx *store.Tx, f JournalFilter, out *[]JournalEntry) error {
+	st, err := account(tx, f.Account)
+	if err != nil {
+		return err
+	}
+	var got []JournalEntry
+	for seq := st.Last; seq > f.After; {
+		r, err := readJournal(tx, seq)
+		if err != nil {
+			return err
+		}
+		prev, ok := r.prevFor(f.Account)
+		if !ok {
+			return fmt.Errorf("%w: journal %d is on %s's chain but has no entry for it", ErrCorrupt, seq, f.Account)
+		}
+		if f.Before == 0 || seq < f.Before {
+			got = append(got, r.JournalEntry)
+			if f.Newest && f.Limit > 0 && len(got) >= f.Limit {
+				break
+			}
+		}
+		seq = prev
+	}
+	if !f.Newest {
+		slices.Reverse(got)
+		if f.Limit > 0 && len(got) > f.Limit {
+			got = got[:f.Limit]
+		}
+	}
+	*out = got
+	return nil
 }
 
 // Lookup returns the journal entry of posting id, or ErrNotFound.
@@ -358,17 +376,18 @@ func (l *Ledger) Lookup(id string) (JournalEntry, error) {
 		if err != nil {
 			return err
 		}
-		e, err = readJournal(tx, seq)
+		r, err := readJournal(tx, seq)
+		e = r.JournalEntry
 		return err
 	})
 	return e, err
 }
 
 // Check replays the whole journal from one snapshot and compares it with
-// the stored state: every record decodes and balances, the ID and account
-// indexes agree with it, the stored balances equal the replayed ones, no
-// non-negative account is negative, the total is zero, and every payout
-// batch matches its posting. It returns nil or an error wrapping
+// the stored state: every record decodes and balances, the ID index and the
+// per-account chains agree with it, the stored balances equal the replayed
+// ones, no non-negative account is negative, the total is zero, and every
+// payout batch matches its posting. It returns nil or an error wrapping
 // ErrInconsistent (or ErrCorrupt) describing the first problems found.
 func (l *Ledger) Check() error {
 	return l.st.View(func(tx *store.Tx) error {
@@ -378,9 +397,8 @@ func (l *Ledger) Check() error {
 				problems = append(problems, fmt.Sprintf(format, a...))
 			}
 		}
-		replayed := map[string]protocol.Micros{}
+		replayed := map[string]accountState{}
 		byID := map[string]uint64{}
-		entries := 0
 		var last uint64
 		err := tx.Scan(nsJournal, nil, func(k, v []byte) error {
 			seq, err := decodeU64(k, "journal key")
@@ -391,21 +409,24 @@ func (l *Ledger) Check() error {
 				bad("journal jumps from %d to %d", last, seq)
 			}
 			last = seq
-			e, err := decodeJournal(seq, v)
+			r, err := decodeJournal(seq, v)
 			if err != nil {
 				return err
 			}
-			if prev, dup := byID[e.ID]; dup {
-				bad("posting %s appears twice (journal %d and %d)", e.ID, prev, seq)
+			if prev, dup := byID[r.ID]; dup {
+				bad("posting %s appears twice (journal %d and %d)", r.ID, prev, seq)
 			}
-			byID[e.ID] = seq
-			for _, en := range e.Entries {
-				nb, ok := addMicros(replayed[en.Account], en.Amount)
+			byID[r.ID] = seq
+			for i, en := range r.Entries {
+				st := replayed[en.Account]
+				if r.Prev[i] != st.Last {
+					bad("journal %d links %s back to %d, its previous entry is %d", seq, en.Account, r.Prev[i], st.Last)
+				}
+				nb, ok := addMicros(st.Balance, en.Amount)
 				if !ok {
 					bad("replay overflows %s at journal %d", en.Account, seq)
 				}
-				replayed[en.Account] = nb
-				entries++
+				replayed[en.Account] = accountState{Balance: nb, Last: seq}
 			}
 			return nil
 		})
@@ -434,39 +455,30 @@ func (l *Ledger) Check() error {
 		if ids != len(byID) {
 			bad("%d postings indexed, %d in the journal", ids, len(byID))
 		}
-		idx := 0
-		if err := tx.Scan(nsAcct, nil, func(k, _ []byte) error {
-			idx++
-			return nil
-		}); err != nil {
-			return err
-		}
-		if idx != entries {
-			bad("%d account index entries, %d journal entries", idx, entries)
-		}
 		var total protocol.Micros
 		seen := map[string]bool{}
 		if err := tx.Scan(nsBalance, nil, func(k, v []byte) error {
 			acct := string(k)
 			seen[acct] = true
-			b, err := decodeBalance(v)
+			st, err := decodeAccount(v)
 			if err != nil {
 				return err
 			}
-			if b != replayed[acct] {
-				bad("%s: stored balance %s, journal replay %s", acct, b, replayed[acct])
+			if want := replayed[acct]; st != want {
+				bad("%s: stored balance %s (newest entry %d), journal replay %s (newest entry %d)",
+					acct, st.Balance, st.Last, want.Balance, want.Last)
 			}
-			if b < 0 && mustStayNonNegative(acct) {
-				bad("%s is negative: %s", acct, b)
+			if st.Balance < 0 && mustStayNonNegative(acct) {
+				bad("%s is negative: %s", acct, st.Balance)
 			}
-			total += b
+			total += st.Balance
 			return nil
 		}); err != nil {
 			return err
 		}
-		for acct, b := range replayed {
+		for acct, st := range replayed {
 			if !seen[acct] {
-				bad("%s: no stored balance, journal replay %s", acct, b)
+				bad("%s: no stored balance, journal replay %s", acct, st.Balance)
 			}
 		}
 		if total != 0 {
@@ -488,11 +500,11 @@ func (l *Ledger) Check() error {
 				bad("batch %s has no payout posting", b.ID)
 				return nil
 			}
-			e, err := readJournal(tx, seq)
+			r, err := readJournal(tx, seq)
 			if err != nil {
 				return err
 			}
-			if want := b.posting(); !sameContent(&e.Posting, &want) {
+			if want := b.posting(); !sameContent(&r.Posting, &want) {
 				bad("batch %s does not match its payout posting", b.ID)
 			}
 			return nil

@@ -302,11 +302,11 @@ func TestCheckDetectsTampering(t *testing.T) {
 	if err := l.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(nsBalance, []byte(ConsumerAccount("alice")), encodeBalance(2000)); err != nil {
+	if err := st.Put(nsBalance, []byte(ConsumerAccount("alice")), encodeAccount(accountState{Balance: 2000, Last: 1})); err != nil {
 		t.Fatal(err)
 	}
 	mustErrIs(t, l.Check(), ErrInconsistent)
-	if err := st.Put(nsBalance, []byte(ConsumerAccount("alice")), encodeBalance(1000)); err != nil {
+	if err := st.Put(nsBalance, []byte(ConsumerAccount("alice")), encodeAccount(accountState{Balance: 1000, Last: 1})); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Delete(nsID, []byte("credit/c")); err != nil {

@@ -105,10 +105,11 @@ func (l *Ledger) Payout(ctx context.Context, threshold protocol.Micros, batchID 
 		}
 		b := Batch{ID: batchID, Time: now, Threshold: threshold, Lines: []PayoutLine{}}
 		err = tx.Scan(nsBalance, []byte(workerPrefix), func(k, v []byte) error {
-			bal, err := decodeBalance(v)
+			st, err := decodeAccount(v)
 			if err != nil {
 				return err
 			}
+			bal := st.Balance
 			if bal >= threshold {
 				b.Lines = append(b.Lines, PayoutLine{Worker: strings.TrimPrefix(string(k), workerPrefix), Amount: bal})
 				var ok bool

@@ -11,10 +11,9 @@ import (
 
 // Store namespaces.
 const (
-	nsJournal = "ledger/journal" // seq (u64 BE) → JSON JournalEntry
+	nsJournal = "ledger/journal" // seq (u64 BE) → JSON journalRecord
 	nsID      = "ledger/id"      // posting ID → seq (u64 BE)
-	nsBalance = "ledger/balance" // account → balance (i64 BE)
-	nsAcct    = "ledger/acct"    // account 0x00 seq → empty (per-account journal index)
+	nsBalance = "ledger/balance" // account → accountState (16 bytes)
 	nsMeta    = "ledger/meta"    // "seq" → last journal seq (u64 BE)
 	nsBatch   = "ledger/batch"   // batch ID → JSON Batch
 )
@@ -23,15 +22,6 @@ var seqKeyName = []byte("seq")
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
-func acctKey(acct string, seq uint64) []byte {
-	k := make([]byte, 0, len(acct)+9)
-	k = append(k, acct...)
-	k = append(k, 0)
-	return binary.BigEndian.AppendUint64(k, seq)
-}
-
-func acctPrefix(acct string) []byte { return append([]byte(acct), 0) }
-
 func decodeU64(b []byte, what string) (uint64, error) {
 	if len(b) != 8 {
 		return 0, fmt.Errorf("%w: %s is %d bytes, want 8", ErrCorrupt, what, len(b))
@@ -39,15 +29,38 @@ func decodeU64(b []byte, what string) (uint64, error) {
 	return binary.BigEndian.Uint64(b), nil
 }
 
-func encodeBalance(m protocol.Micros) []byte { return binary.BigEndian.AppendUint64(nil, uint64(m)) }
-
-func decodeBalance(b []byte) (protocol.Micros, error) {
-	v, err := decodeU64(b, "balance")
-	return protocol.Micros(v), err
+// accountState is the stored record of one account: its balance and the
+// sequence number of the newest journal entry touching it. Each journal
+// record keeps, per entry, the previous entry's sequence number for that
+// account, so an account's history is a chain through the journal that
+// costs no extra records per posting.
+type accountState struct {
+	Balance protocol.Micros
+	Last    uint64
 }
 
-func encodeJournal(e *JournalEntry) []byte {
-	b, err := json.Marshal(e)
+func encodeAccount(a accountState) []byte {
+	b := binary.BigEndian.AppendUint64(make([]byte, 0, 16), uint64(a.Balance))
+	return binary.BigEndian.AppendUint64(b, a.Last)
+}
+
+func decodeAccount(b []byte) (accountState, error) {
+	if len(b) != 16 {
+		return accountState{}, fmt.Errorf("%w: account record is %d bytes, want 16", ErrCorrupt, len(b))
+	}
+	return accountState{protocol.Micros(binary.BigEndian.Uint64(b)), binary.BigEndian.Uint64(b[8:])}, nil
+}
+
+// journalRecord is the stored form of a journal entry.
+type journalRecord struct {
+	JournalEntry
+	// Prev[i] is the sequence number of the previous journal entry on
+	// Entries[i].Account (0: this is the account's first).
+	Prev []uint64 `json:"prev"`
+}
+
+func encodeJournal(r *journalRecord) []byte {
+	b, err := json.Marshal(r)
 	if err != nil {
 		panic(err) // unreachable: plain strings and integers
 	}
@@ -68,19 +81,37 @@ func strictUnmarshal(b []byte, v any) error {
 }
 
 // decodeJournal parses a stored journal record and checks it is a valid
-// posting recorded under seq.
-func decodeJournal(seq uint64, b []byte) (JournalEntry, error) {
-	var e JournalEntry
-	if err := strictUnmarshal(b, &e); err != nil {
-		return JournalEntry{}, fmt.Errorf("%w: journal %d: %v", ErrCorrupt, seq, err)
+// posting recorded under seq whose account chain points backwards.
+func decodeJournal(seq uint64, b []byte) (journalRecord, error) {
+	var r journalRecord
+	if err := strictUnmarshal(b, &r); err != nil {
+		return journalRecord{}, fmt.Errorf("%w: journal %d: %v", ErrCorrupt, seq, err)
 	}
-	if e.Seq != seq {
-		return JournalEntry{}, fmt.Errorf("%w: journal record %d says seq %d", ErrCorrupt, seq, e.Seq)
+	if r.Seq != seq || seq == 0 {
+		return journalRecord{}, fmt.Errorf("%w: journal record %d says seq %d", ErrCorrupt, seq, r.Seq)
 	}
-	if err := e.Posting.Validate(); err != nil {
-		return JournalEntry{}, fmt.Errorf("%w: journal %d: %v", ErrCorrupt, seq, err)
+	if err := r.Posting.Validate(); err != nil {
+		return journalRecord{}, fmt.Errorf("%w: journal %d: %v", ErrCorrupt, seq, err)
 	}
-	return e, nil
+	if len(r.Prev) != len(r.Entries) {
+		return journalRecord{}, fmt.Errorf("%w: journal %d: %d chain links for %d entries", ErrCorrupt, seq, len(r.Prev), len(r.Entries))
+	}
+	for _, p := range r.Prev {
+		if p >= seq {
+			return journalRecord{}, fmt.Errorf("%w: journal %d: chain link %d does not point back", ErrCorrupt, seq, p)
+		}
+	}
+	return r, nil
+}
+
+// prevFor returns the chain link of account acct in r.
+func (r *journalRecord) prevFor(acct string) (uint64, bool) {
+	for i, e := range r.Entries {
+		if e.Account == acct {
+			return r.Prev[i], true
+		}
+	}
+	return 0, false
 }
 
 func encodeBatch(b *Batch) []byte {
