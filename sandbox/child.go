@@ -112,7 +112,12 @@ func serve(r io.Reader, w io.Writer) error {
 			if m.fail != nil {
 				reply = encodeCompiled(compiledMsg{status: m.fail.status, message: m.fail.message})
 			} else {
-				reply = encodeResult(eng.run(m, req.input, req.lim))
+				res, err := eng.run(m, req.input, req.lim)
+				if err != nil { // the parent sees the executor fail, and why in its log
+					eng.release(m)
+					return err
+				}
+				reply = encodeResult(res)
 			}
 			eng.release(m)
 		case msgCompile:

@@ -258,10 +258,16 @@ func recovered(r any) error {
 	return fmt.Errorf("internal error: %v", r)
 }
 
-// run instantiates m with input on stdin and runs its _start under lim.
-func (e *engine) run(m *module, input []byte, lim limits) Result {
+// errHostMemory reports that the host, not the job's cap, refused memory:
+// the run says nothing about the job and must not be reported as its result.
+var errHostMemory = errors.New("host refused memory")
+
+// run instantiates m with input on stdin and runs its _start under lim. The
+// error is non-nil (wrapping errHostMemory) only when the host ran out of
+// memory below the job's cap.
+func (e *engine) run(m *module, input []byte, lim limits) (Result, error) {
 	if m.fail != nil {
-		return m.fail.result()
+		return m.fail.result(), nil
 	}
 	stdout := &capWriter{max: lim.stdout, strict: true}
 	stderr := &capWriter{max: lim.stderr}
@@ -289,13 +295,11 @@ func (e *engine) run(m *module, input []byte, lim limits) Result {
 	res := Result{Stdout: stdout.buf, Stderr: stderr.buf, Duration: dur}
 	var exit *sys.ExitError
 	switch {
+	case alloc.exceeded && alloc.hostErr != nil:
+		return Result{}, fmt.Errorf("%w: growing a job's memory to %s: %w", errHostMemory, formatSize(alloc.requested), alloc.hostErr)
 	case alloc.exceeded:
 		res.Status = StatusMemoryLimit
-		if alloc.hostErr != nil {
-			res.Message = fmt.Sprintf("host refused memory growth to %s: %v", formatSize(alloc.requested), alloc.hostErr)
-		} else {
-			res.Message = fmt.Sprintf("memory limit %s exceeded (grow to %s)", formatSize(lim.memory), formatSize(alloc.requested))
-		}
+		res.Message = fmt.Sprintf("memory limit %s exceeded (grow to %s)", formatSize(lim.memory), formatSize(alloc.requested))
 	case stdout.exceeded:
 		res.Status = StatusOutputLimit
 		res.Message = fmt.Sprintf("stdout limit %s exceeded", formatSize(uint64(lim.stdout)))
@@ -313,14 +317,15 @@ func (e *engine) run(m *module, input []byte, lim limits) Result {
 		res.Status = StatusTrap
 		res.Message = trapMessage(err)
 	}
-	return res
+	return res, nil
 }
 
-// call runs fn, timing it and recovering panics.
+// call runs fn, timing it (CPU time of its thread where available, see
+// jobClock) and recovering panics.
 func call(ctx context.Context, fn api.Function) (dur time.Duration, err error) {
-	start := time.Now()
+	clock := startClock()
 	defer func() {
-		dur = time.Since(start)
+		dur = clock.stop()
 		if r := recover(); r != nil {
 			err = recovered(r)
 		}

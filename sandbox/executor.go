@@ -215,10 +215,8 @@ func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte,
 	if testHookRunSent != nil {
 		testHookRunSent()
 	}
-	_ = e.fromR.SetReadDeadline(time.Now().Add(timeout))
-	t, p, err := readFrame(e.br, maxReply)
+	t, p, err := e.readReply(time.Now().Add(timeout), maxReply)
 	if err == nil && t == msgNeedModule {
-		_ = e.fromR.SetReadDeadline(time.Time{})
 		if verr := checkModuleID(id, bin); verr != nil {
 			if err := e.send(encodeEmpty(msgAbort), nil); err != nil {
 				return Result{}, e.broken(ctx, "send abort", err)
@@ -228,7 +226,7 @@ func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte,
 		if err := e.send(encodeModuleHeader(len(bin)), bin); err != nil {
 			return Result{}, e.broken(ctx, "send module", err)
 		}
-		t, p, err = readFrame(e.br, maxReply)
+		t, p, err = e.readReply(time.Time{}, maxReply)
 		if err == nil && t == msgCompiled {
 			c, derr := decodeCompiled(p)
 			if derr != nil {
@@ -237,11 +235,9 @@ func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte,
 			if c.status != StatusOK {
 				return Result{Status: c.status, Message: c.message}, nil
 			}
-			_ = e.fromR.SetReadDeadline(time.Now().Add(timeout))
-			t, p, err = readFrame(e.br, maxReply)
+			t, p, err = e.readReply(time.Now().Add(timeout), maxReply)
 		}
 	}
-	_ = e.fromR.SetReadDeadline(time.Time{})
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
 		e.s.log.Info("sandbox job timed out; killing executor", "executor", e.id, "module", id, "timeout", timeout)
@@ -264,6 +260,20 @@ func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte,
 		return Result{Status: c.status, Message: c.message}, nil
 	}
 	return Result{}, e.broken(ctx, "read result", fmt.Errorf("%w: unexpected message type %d", errWire, t))
+}
+
+// readReply reads the child's next frame. Only the wait for its first
+// byte is bounded by deadline (zero: none): the child writes nothing while
+// the guest runs, so once a reply starts the guest is done, and a large
+// stdout still in transit is not mistaken for a time-out.
+func (e *executor) readReply(deadline time.Time, max uint64) (msgType, []byte, error) {
+	_ = e.fromR.SetReadDeadline(deadline)
+	_, err := e.br.Peek(1)
+	_ = e.fromR.SetReadDeadline(time.Time{})
+	if err != nil {
+		return 0, nil, err
+	}
+	return readFrame(e.br, max)
 }
 
 // compile asks the child to compile and check a module.

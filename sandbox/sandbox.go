@@ -369,18 +369,26 @@ func (p *inProcess) run(ctx context.Context, id string, bin, input []byte, lim l
 		}
 		m = p.eng.compile(ctx, id, bin, lim.memory)
 	}
-	done := make(chan Result, 1)
+	type outcome struct {
+		r   Result
+		err error
+	}
+	done := make(chan outcome, 1)
 	go func() {
 		defer func() { <-p.slots }()
 		defer p.exit()
 		defer p.eng.release(m)
-		done <- p.eng.run(m, input, lim)
+		r, err := p.eng.run(m, input, lim)
+		done <- outcome{r, err}
 	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
-	case r := <-done:
-		return r, nil
+	case o := <-done:
+		if o.err != nil {
+			return Result{}, fmt.Errorf("%w: %w", ErrExecutor, o.err)
+		}
+		return o.r, nil
 	case <-timer.C:
 		return Result{Status: StatusTimeout, Duration: timeout,
 			Message: fmt.Sprintf("time limit %s exceeded", timeout)}, nil
