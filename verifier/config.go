@@ -90,6 +90,10 @@ type Config struct {
 	// SweepInterval is how often silent workers and overdue replicas are
 	// checked.
 	SweepInterval time.Duration
+	// RestartGrace: after a restart, workers holding replicas get this
+	// long (plus the heartbeat timeout) to reconnect before their replicas
+	// are failed for silence.
+	RestartGrace time.Duration
 	// ReleaseRetryMin and ReleaseRetryMax bound the backoff of releases
 	// a consumer did not acknowledge.
 	ReleaseRetryMin, ReleaseRetryMax time.Duration
@@ -139,6 +143,7 @@ func DefaultConfig() Config {
 		RequestTimeout:   30 * time.Second,
 		ScheduleInterval: 500 * time.Millisecond,
 		SweepInterval:    time.Second,
+		RestartGrace:     30 * time.Second,
 		ReleaseRetryMin:  500 * time.Millisecond,
 		ReleaseRetryMax:  time.Minute,
 		MaxOpenTasks:     1_000_000,
@@ -204,6 +209,8 @@ func (c *Config) Validate() error {
 		return bad("assignment TTL %v, request timeout %v", c.AssignmentTTL, c.RequestTimeout)
 	case c.ScheduleInterval <= 0 || c.SweepInterval <= 0:
 		return bad("schedule interval %v, sweep interval %v", c.ScheduleInterval, c.SweepInterval)
+	case c.RestartGrace < 0:
+		return bad("restart grace %v", c.RestartGrace)
 	case c.ReleaseRetryMin <= 0 || c.ReleaseRetryMax < c.ReleaseRetryMin:
 		return bad("release retry %v..%v", c.ReleaseRetryMin, c.ReleaseRetryMax)
 	case c.MaxOpenTasks < 1:

@@ -18,8 +18,8 @@ import (
 )
 
 // DefaultBenchmarkWork is the hashchain round count of one benchmark job:
-// about 100 ms on a current x86 core.
-const DefaultBenchmarkWork = 200_000
+// about 50–200 ms on a current x86 core.
+const DefaultBenchmarkWork = 30_000
 
 // maxSlots bounds the slots a worker may register.
 const maxSlots = 4096

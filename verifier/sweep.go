@@ -52,7 +52,7 @@ func (v *Verifier) sweep(ctx context.Context) {
 				if r.State != market.ReplicaAssigned {
 					continue
 				}
-				seen := v.startedAt
+				seen := v.startedAt + v.cfg.RestartGrace.Milliseconds()
 				if ws := v.workers[peerID(r.Worker)]; ws != nil {
 					seen = max(seen, ws.lastSeen)
 				}
