@@ -9,8 +9,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// jobClock measures a job's execution time as the user CPU time
-// of the OS thread that runs it. The calling goroutine is locked to its
+// jobClock measures a job's execution time as the CPU time of the
+// OS thread that runs it. The calling goroutine is locked to its
 // thread between start and stop, so the guest's whole run is on that thread;
 // time the machine spends on other work (other jobs, the node, the owner's
 // programs) is not counted. That makes a worker's reported time — and so the
@@ -21,12 +21,14 @@ type jobClock struct {
 	isCPU bool
 }
 
+// threadCPU reads the calling thread's CPU clock (nanosecond precision;
+// getrusage would only be tick-precise, milliseconds).
 func threadCPU() (time.Duration, bool) {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
 		return 0, false
 	}
-	return time.Duration(ru.Utime.Nano()), true
+	return time.Duration(ts.Nano()), true
 }
 
 func startClock() jobClock {

@@ -29,8 +29,8 @@ var exampleInputs = map[string]func(n int) [][]byte{
 	"primes": func(n int) [][]byte {
 		out := make([][]byte, n)
 		for i := range out {
-			lo := i * 2_000_000
-			out[i] = fmt.Appendf(nil, "%d %d", lo, lo+2_000_000)
+			lo := i * 10_000_000
+			out[i] = fmt.Appendf(nil, "%d %d", lo, lo+10_000_000)
 		}
 		return out
 	},
@@ -81,6 +81,7 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	credit := fs.String("credit", "100", "credit given to the consumer")
 	maxPrice := fs.String("max-price", "20", "consumer's max price per hour (devnet workers ask 5.00, 7.50, 10.00 … per hour)")
 	spot := fs.Float64("spot-check", 0.1, "fraction of tasks the verifier also runs itself")
+	tolerance := fs.Float64("speed-tolerance", 0.5, "speed rule tolerance (production default 0.15; all devnet nodes share this machine's cores, so timings are noisier)")
 	verbose := fs.Bool("v", false, "log every node's decisions to stderr")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -126,7 +127,7 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	d := &devnet{dir: root, log: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	defer d.close()
 	start := time.Now()
-	if err := d.start(ctx, *workers, *spot); err != nil {
+	if err := d.start(ctx, *workers, *spot, *tolerance); err != nil {
 		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
 		return 1
 	}
@@ -189,7 +190,7 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	return 0
 }
 
-func (d *devnet) start(ctx context.Context, workers int, spot float64) error {
+func (d *devnet) start(ctx context.Context, workers int, spot, tolerance float64) error {
 	vcfg := verifier.DefaultConfig()
 	vcfg.DataDir = filepath.Join(d.dir, "verifier")
 	vcfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -197,7 +198,8 @@ func (d *devnet) start(ctx context.Context, workers int, spot float64) error {
 	vcfg.Logger = d.log.With("who", "verifier")
 	vcfg.Market.SpotCheckPPM = uint32(spot * 1_000_000)
 	vcfg.Market.HeartbeatTimeout = 5 * time.Second
-	vcfg.BenchmarkTasks = 1
+	vcfg.Market.SpeedTolerancePPM = uint32(tolerance * 1_000_000)
+	vcfg.BenchmarkTasks = 3
 	vcfg.ScheduleInterval = 20 * time.Millisecond
 	v, err := verifier.New(vcfg)
 	if err != nil {
