@@ -77,47 +77,24 @@ func (h *Host) serveBlob(s network.Stream) {
 		s.Reset()
 		return
 	}
-	q, err := protocol.DecodeBlobRequest(frame)
-	if err != nil {
-		h.log.Warn("blob request malformed", "from", remote, "err", err)
-		h.blobAnswer(s, protocol.BlobBadRequest, 0)
-		return
+	c, off, n, st, size := h.parseBlobRequest(remote, frame)
+	if st == protocol.BlobOK {
+		select {
+		case h.blobs.sem <- struct{}{}:
+			defer func() { <-h.blobs.sem }()
+		default:
+			h.log.Debug("blob server busy", "from", remote, "cid", c)
+			st = protocol.BlobBusy
+		}
 	}
-	c, err := cid.Cast(q.CID)
-	if err == nil {
-		err = protocol.CheckBlobCID(c)
-	}
-	if err != nil {
-		h.log.Warn("blob request with bad CID", "from", remote, "err", err)
-		h.blobAnswer(s, protocol.BlobBadRequest, 0)
-		return
-	}
-	select {
-	case h.blobs.sem <- struct{}{}:
-		defer func() { <-h.blobs.sem }()
-	default:
-		h.log.Debug("blob server busy", "from", remote, "cid", c)
-		h.blobAnswer(s, protocol.BlobBusy, 0)
+	if st != protocol.BlobOK {
+		if st != protocol.BlobBadRange {
+			size = 0
+		}
+		h.blobAnswer(s, st, size)
 		return
 	}
 	src := h.cfg.Blobs
-	size, ok, err := src.HasBlob(c)
-	if err != nil {
-		h.log.Error("blob source", "cid", c, "err", err)
-	}
-	if err != nil || !ok {
-		h.blobAnswer(s, protocol.BlobNotFound, 0)
-		return
-	}
-	usize := uint64(size)
-	if q.Offset > usize || (q.Length != 0 && q.Length > usize-q.Offset) {
-		h.blobAnswer(s, protocol.BlobBadRange, usize)
-		return
-	}
-	n := q.Length
-	if n == 0 {
-		n = usize - q.Offset
-	}
 	r, err := src.ReadBlob(c)
 	if err != nil {
 		h.log.Error("blob source open", "cid", c, "err", err)
@@ -125,7 +102,7 @@ func (h *Host) serveBlob(s network.Stream) {
 		return
 	}
 	defer r.Close()
-	head := protocol.EncodeBlobResponse(&protocol.BlobResponse{Status: protocol.BlobOK, Size: usize, Length: n})
+	head := protocol.EncodeBlobResponse(&protocol.BlobResponse{Status: protocol.BlobOK, Size: size, Length: n})
 	if err := writeFrame(s, head); err != nil {
 		s.Reset()
 		return
@@ -133,15 +110,15 @@ func (h *Host) serveBlob(s network.Stream) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
-	off, end := int64(q.Offset), int64(q.Offset+n)
-	for off < end {
-		k := min(int64(len(buf)), end-off)
-		m, err := r.ReadAt(buf[:k], off)
+	pos, end := int64(off), int64(off+n)
+	for pos < end {
+		k := min(int64(len(buf)), end-pos)
+		m, err := r.ReadAt(buf[:k], pos)
 		if int64(m) < k {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			h.log.Error("blob source read", "cid", c, "offset", off, "err", err)
+			h.log.Error("blob source read", "cid", c, "offset", pos, "err", err)
 			s.Reset()
 			return
 		}
@@ -151,9 +128,44 @@ func (h *Host) serveBlob(s network.Stream) {
 			s.Reset()
 			return
 		}
-		off += k
+		pos += k
 	}
 	_ = s.Close()
+}
+
+// parseBlobRequest decodes a request frame and checks it against the
+// source: the CID, the offset and length of the range to send, or the
+// status to answer (with the blob size for BlobBadRange).
+func (h *Host) parseBlobRequest(remote peer.ID, frame []byte) (c cid.Cid, off, n uint64, st protocol.BlobStatus, size uint64) {
+	q, err := protocol.DecodeBlobRequest(frame)
+	if err != nil {
+		h.log.Warn("blob request malformed", "from", remote, "err", err)
+		return cid.Undef, 0, 0, protocol.BlobBadRequest, 0
+	}
+	c, err = cid.Cast(q.CID)
+	if err == nil {
+		err = protocol.CheckBlobCID(c)
+	}
+	if err != nil {
+		h.log.Warn("blob request with bad CID", "from", remote, "err", err)
+		return cid.Undef, 0, 0, protocol.BlobBadRequest, 0
+	}
+	bsize, ok, err := h.cfg.Blobs.HasBlob(c)
+	if err != nil {
+		h.log.Error("blob source", "cid", c, "err", err)
+	}
+	if err != nil || !ok || bsize < 0 {
+		return c, 0, 0, protocol.BlobNotFound, 0
+	}
+	size = uint64(bsize)
+	if q.Offset > size || (q.Length != 0 && q.Length > size-q.Offset) {
+		return c, 0, 0, protocol.BlobBadRange, size
+	}
+	n = q.Length
+	if n == 0 {
+		n = size - q.Offset
+	}
+	return c, q.Offset, n, protocol.BlobOK, size
 }
 
 func (h *Host) blobAnswer(s network.Stream, st protocol.BlobStatus, size uint64) {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -60,11 +61,12 @@ type Host struct {
 	fetchQ chan struct{} // FetchBlob concurrency
 	pool   streamPool
 
-	pinned    map[peer.ID]bool
-	wake      chan struct{} // nudges the connection maintainer
-	notifiee  *network.NotifyBundle
-	handlerMu sync.Mutex
-	handlers  map[string]struct{}
+	pinned       map[peer.ID]bool
+	dialFailures atomic.Int64  // failed maintenance dials, for tests
+	wake         chan struct{} // nudges the connection maintainer
+	notifiee     *network.NotifyBundle
+	handlerMu    sync.Mutex
+	handlers     map[string]struct{}
 }
 
 // New builds the host from cfg: it starts listening, joins the gossip
@@ -382,7 +384,8 @@ func (h *Host) maintain(ctx context.Context) {
 			st.inflight = true
 			inflight++
 			go func(st *dialState) {
-				err := h.Connect(ctx, st.pi)
+				// Our own backoff governs: skip the swarm's (5 s and up).
+				err := h.Connect(network.WithForceDirectDial(ctx, "aspen: maintained peer"), st.pi)
 				done <- &dialResult{st: st, err: err}
 			}(st)
 		}
@@ -406,6 +409,7 @@ func (h *Host) maintain(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			h.dialFailures.Add(1)
 			jitter := time.Duration(rand.Int64N(int64(st.backoff)/5 + 1))
 			st.next = time.Now().Add(st.backoff + jitter)
 			h.log.Warn("dial failed, will retry", "to", st.pi.ID, "pinned", st.pinned, "in", st.backoff+jitter, "err", r.err)

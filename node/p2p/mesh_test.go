@@ -93,19 +93,16 @@ func runMesh(tb testing.TB, n, degree, msgs int, wait time.Duration) meshResult 
 			tb.Fatal(err)
 		}
 	}
-	seenBy := func(key string) (int, []time.Duration, time.Time) {
+	seenBy := func(key string) int {
 		c := 0
-		var at []time.Time
 		for _, r := range recs {
 			r.mu.Lock()
-			if t, ok := r.seen[key]; ok {
+			if _, ok := r.seen[key]; ok {
 				c++
-				at = append(at, t)
 			}
 			r.mu.Unlock()
 		}
-		_ = at
-		return c, nil, time.Time{}
+		return c
 	}
 	// Warm up: publish from peer 0 until one offer reaches every peer
 	// (meshes formed).
@@ -119,8 +116,7 @@ func runMesh(tb testing.TB, n, degree, msgs int, wait time.Duration) meshResult 
 		done := false
 		end := time.Now().Add(time.Second)
 		for !done && time.Now().Before(end) {
-			c, _, _ := seenBy(key)
-			done = c == n-1
+			done = seenBy(key) == n-1
 			time.Sleep(20 * time.Millisecond)
 		}
 		if done {
@@ -141,7 +137,7 @@ func runMesh(tb testing.TB, n, degree, msgs int, wait time.Duration) meshResult 
 		key := fmt.Sprintf("%s/%d", src.ID(), o.Seq)
 		end := start.Add(wait)
 		for time.Now().Before(end) {
-			if c, _, _ := seenBy(key); c == n-1 {
+			if seenBy(key) == n-1 {
 				break
 			}
 			time.Sleep(5 * time.Millisecond)

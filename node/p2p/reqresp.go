@@ -66,6 +66,10 @@ func (h *Host) serveRequests(s network.Stream, fn Handler) {
 				_ = s.Close()
 			case isTimeout(err) && !first, h.ctx.Err() != nil:
 				s.Reset()
+			case !first && isReset(err):
+				// The requester dropped an idle pooled stream (closing
+				// down, or its pool was full): not an error.
+				s.Reset()
 			default:
 				h.log.Warn("bad request frame, stream reset", "proto", proto, "from", from, "err", err)
 				s.Reset()
@@ -378,4 +382,13 @@ func (sp *streamPool) closeAll() {
 			ps.s.Reset()
 		}
 	}
+}
+
+// isReset reports whether err is the remote resetting the stream.
+func isReset(err error) bool {
+	var se *network.StreamError
+	if errors.As(err, &se) {
+		return se.Remote
+	}
+	return errors.Is(err, network.ErrReset)
 }
