@@ -85,7 +85,12 @@ func CountPrimes(lo, hi uint64) uint64 {
 					m += p
 				}
 			}
-			for i := (m - start) / 2; i < n; i += p {
+			i := (m - start) / 2 // first bit to mark; then every p-th
+			if p < 64 {
+				markSmall(w, i, p)
+				continue
+			}
+			for ; i < n; i += p {
 				w[i/64] |= 1 << (i % 64)
 			}
 		}
@@ -97,6 +102,39 @@ func CountPrimes(lo, hi uint64) uint64 {
 		}
 	}
 	return count
+}
+
+// smallMasks[p][s] has the bits j (0 ≤ j < 64) with j ≡ s (mod p), for odd
+// p < 64.
+var smallMasks = func() (t [64][]uint64) {
+	for p := 3; p < 64; p += 2 {
+		t[p] = make([]uint64, p)
+		for s := range p {
+			for j := s; j < 64; j += p {
+				t[p][s] |= 1 << j
+			}
+		}
+	}
+	return t
+}()
+
+// markSmall marks bits first, first+p, first+2p, ... of w a word at a time:
+// for p < 64 every word gets at least one mark, so one OR per word with a
+// precomputed mask beats one per mark.
+func markSmall(w []uint64, first, p uint64) {
+	masks := smallMasks[p]
+	k := first / 64
+	s := first % 64 % p // marked bits of word k are ≡ s (mod p)
+	// In word k, only the bits from first on.
+	w[k] |= masks[s] &^ (1<<(first%64) - 1)
+	step := p - 64%p // word k+1's residue is s - 64 (mod p)
+	for k++; k < uint64(len(w)); k++ {
+		s += step
+		if s >= p {
+			s -= p
+		}
+		w[k] |= masks[s]
+	}
 }
 
 // oddPrimesUpTo returns the odd primes ≤ n.
