@@ -103,6 +103,9 @@ func (s *Store) putBlob(c cid.Cid, data []byte) error {
 	if len(data) <= s.cfg.InlineMax {
 		return s.putInline(context.Background(), c, data)
 	}
+	if _, ok, err := s.HasBlob(c); err == nil && ok {
+		return nil // already stored
+	}
 	_, err := s.writeChunked(context.Background(), c, bytes.NewReader(data), int64(len(data)), false)
 	return err
 }
@@ -144,11 +147,13 @@ func (s *Store) WriteBlob(ctx context.Context, c cid.Cid, r io.Reader, maxSize i
 	if maxSize <= 0 || maxSize > s.cfg.MaxBlobSize {
 		maxSize = s.cfg.MaxBlobSize
 	}
-	if size, ok, err := s.HasBlob(c); err != nil {
-		return 0, err
-	} else if ok {
+	switch size, ok, err := s.HasBlob(c); {
+	case err == nil && ok:
 		return size, nil
+	case err != nil && !errors.Is(err, ErrCorrupt):
+		return 0, err
 	}
+	// Missing, or a corrupt record that this write replaces.
 	head := make([]byte, s.cfg.InlineMax+1)
 	n, err := io.ReadFull(r, head)
 	switch {
@@ -240,9 +245,11 @@ func (s *Store) writeChunked(ctx context.Context, c cid.Cid, r io.Reader, maxSiz
 	var existed bool
 	err := s.Durable(ctx, func(tx *Tx) error {
 		existed = false
-		if _, err := tx.getRaw(k); err == nil {
-			existed = true // a concurrent writer stored it first
-			return nil
+		if old, err := tx.getRaw(k); err == nil {
+			if _, derr := decodeBlobMeta(old); derr == nil {
+				existed = true // a concurrent writer stored it first
+				return nil
+			} // else: replace the corrupt record
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}

@@ -357,6 +357,13 @@ func TestCorruptionIsDetected(t *testing.T) {
 	if err := s.ListBlobs(func(cid.Cid, int64) error { listed++; return nil }); err != nil || listed != 1 {
 		t.Fatalf("ListBlobs skips the bad record: %d %v", listed, err)
 	}
+	// Writing the blob again replaces the undecodable record.
+	if n, err := s.WriteBlob(context.Background(), bc, bytes.NewReader(big), 0); err != nil || n != int64(len(big)) {
+		t.Fatalf("rewrite over a corrupt record: %d %v", n, err)
+	}
+	if got, err := s.GetBlob(bc); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("after rewrite: %v", err)
+	}
 }
 
 func TestInterruptedUploadRemovedAtOpen(t *testing.T) {
