@@ -123,7 +123,7 @@
         g.failed ? el("span", {}, A.stateSpan("failed", `${g.failed} failed`)) : null,
         g.canceled ? el("span", {}, A.stateSpan("canceled", `${g.canceled} canceled`)) : null,
         g.submitted < g.tasks && !g.error ? el("span", { class: "muted" }, `${g.submitted}/${g.tasks} submitted`) : null,
-        g.error ? el("span", { class: "state failed" }, g.error) : null));
+        g.error ? el("span", { class: "state failed wrap" }, g.error) : null));
   }
 
   function renderGroups(groups) {
@@ -194,7 +194,7 @@
     const wrap = el("div", { class: "item" }, progressBar(g));
     wrap.style.flexBasis = "100%";
     head.append(wrap);
-    if (g.error) head.append(el("div", { class: "item" }, A.stateSpan("failed", g.error)));
+    if (g.error) head.append(el("div", { class: "item" }, el("span", { class: "state failed wrap" }, g.error)));
   }
 
   let lastTasks = null;
@@ -207,7 +207,7 @@
     const rows = shown.slice(0, MAX_ROWS).map((t) => {
       let outcome = "–";
       if (t.state === "verified" || t.state === "fetching") outcome = A.stateSpan(t.status === 0 ? "ok" : "warn", statusName(t.status));
-      else if (t.reason) outcome = el("span", { class: t.state === "failed" ? "state failed" : "muted" }, t.reason);
+      else if (t.reason) outcome = el("span", { class: t.state === "failed" ? "state failed wrap" : "muted" }, t.reason);
       return el("tr", { class: "task", dataset: { index: t.index, state: t.state } },
         el("td", { class: "num" }, String(t.index)),
         el("td", {}, A.stateSpan(t.state)),

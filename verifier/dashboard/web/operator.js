@@ -43,7 +43,7 @@
     setText("#s-groups", String(info.groups));
     setText("#s-tasks", String(info.open_tasks));
     setText("#s-queued", `${info.queued} queued`);
-    setText("#foot", `aspen-verifier · peer ${info.peer}` + (info.addrs && info.addrs.length ? ` · ${info.addrs[0]}` : ""));
+    setText("#foot", `aspen-verifier · peer ${info.peer}`);
   }
 
   function route() {
@@ -57,6 +57,7 @@
     for (const a of document.querySelectorAll("#nav a[data-tab]")) a.classList.toggle("active", a.dataset.tab === tab);
     currentView = view;
     document.body.dataset.view = view;
+    $("#summary").hidden = view === "ledger";
     switch (view) {
       case "workers": showWorkers(); break;
       case "worker": showWorker(decodeURIComponent(parts[1] || "")); break;
@@ -201,7 +202,7 @@
     if (g.canceled) return "canceled";
     if (g.open && (c.queued || c.running)) return "running";
     if (c.failed) return "finished-with-failures";
-    if (!g.open) return "closed";
+    if (!g.open && !c.verified) return "closed";
     return "verified";
   }
 
@@ -314,7 +315,7 @@
       setText("#l-paid", money(paid));
       setText("#l-total", money(acc.total));
       setText("#l-check", acc.total === 0 ? "balanced: money is neither created nor lost" : "NOT BALANCED");
-      $("#l-check").className = "sub state " + (acc.total === 0 ? "ok" : "failed");
+      $("#l-check").className = "sub state wrap " + (acc.total === 0 ? "ok" : "failed");
       const f = $("#acct-filter").value;
       const shown = accounts.filter((a) => !f || accountKind(a.account) === f).sort((a, b) => b.balance_micros - a.balance_micros);
       A.fillTable($("#acct-table"), shown.map((a) => el("tr", { class: "account" },
@@ -353,7 +354,7 @@
       el("td", { class: "num" }, String(e.seq)),
       el("td", {}, A.time(e.time)),
       el("td", {}, e.kind),
-      el("td", {}, el("code", { title: e.id }, e.id.length > 40 ? e.id.slice(0, 39) + "…" : e.id), e.memo ? el("div", { class: "muted" }, e.memo) : null),
+      el("td", { class: "hide-sm" }, el("code", { title: e.id }, e.id.length > 40 ? e.id.slice(0, 39) + "…" : e.id), e.memo ? el("div", { class: "muted" }, e.memo) : null),
       el("td", {}, ...(e.entries || []).map((x) => el("div", {}, accountLabel(x.account), " ",
         el("span", { class: x.amount < 0 ? "state failed" : "state ok" }, (x.amount > 0 ? "+" : "") + money(x.amount))))))), "No entries.");
   }
