@@ -266,6 +266,7 @@ func (s *Store) writeChunked(ctx context.Context, c cid.Cid, r io.Reader, maxSiz
 			s.log.Warn("removing duplicate upload", "cid", c, "err", derr)
 		}
 	}
+	s.trimSoon()
 	return total, nil
 }
 
@@ -409,6 +410,7 @@ func (s *Store) GetBlob(c cid.Cid) ([]byte, error) {
 	if _, err := br.ReadAt(out, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	s.trimSoon()
 	if err := protocol.VerifyBlob(c, out); err != nil {
 		return nil, fmt.Errorf("%w: blob %s: %w", ErrCorrupt, c, err)
 	}

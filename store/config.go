@@ -39,6 +39,12 @@ type Config struct {
 	// ValueLogGCInterval is how often the value log is garbage collected to
 	// reclaim the space of deleted blobs. 0 disables the background GC.
 	ValueLogGCInterval time.Duration
+	// TrimInterval is how often the pages of value-log files (blob data,
+	// mmap'd by badger) are released from the process's resident set, so
+	// an idle node stays small after moving large blobs. They are also
+	// released after each large blob written or read to the end. 0
+	// disables trimming. Linux only.
+	TrimInterval time.Duration
 
 	// Badger sizing. The defaults keep an idle node small (tens of MiB);
 	// the verifier may raise them.
@@ -63,6 +69,7 @@ func DefaultConfig() Config {
 		MaxRecordSize:      16 << 20,
 		MaxBatch:           256,
 		ValueLogGCInterval: 10 * time.Minute,
+		TrimInterval:       30 * time.Second,
 		MemTableSize:       8 << 20,
 		NumMemtables:       2,
 		BlockCacheSize:     8 << 20,
@@ -101,6 +108,8 @@ func (c Config) Validate() error {
 		return bad("MaxBatch must be ≥ 1")
 	case c.ValueLogGCInterval < 0:
 		return bad("ValueLogGCInterval must not be negative")
+	case c.TrimInterval < 0:
+		return bad("TrimInterval must not be negative")
 	case c.MemTableSize < 1<<20:
 		return bad("MemTableSize must be ≥ 1 MiB")
 	case c.NumMemtables < 1:

@@ -165,6 +165,9 @@ func (r *BlobReader) finish() error {
 		}
 		r.hasher = nil // verified; later passes rely on chunk hashes
 	}
+	if r.meta.chunked {
+		r.s.trimSoon()
+	}
 	return io.EOF
 }
 

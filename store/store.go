@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +70,9 @@ type Store struct {
 	reqs   chan *durableReq
 	toSync chan []*durableReq
 
+	absDir string        // Dir as it appears in /proc/self/maps
+	trimCh chan struct{} // requests an early trim (see trim_linux.go)
+
 	// vlogDirty is set when a value big enough for the value log is
 	// written, and cleared by the sync that covers it.
 	vlogDirty atomic.Bool
@@ -109,6 +113,14 @@ func Open(cfg Config) (*Store, error) {
 		committerDone: make(chan struct{}),
 		reqs:          make(chan *durableReq, cfg.MaxBatch),
 		toSync:        make(chan []*durableReq, 4),
+		trimCh:        make(chan struct{}, 1),
+	}
+	s.absDir = cfg.Dir
+	if abs, err := filepath.Abs(cfg.Dir); err == nil {
+		s.absDir = abs
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			s.absDir = real
+		}
 	}
 	s.guardCV = sync.NewCond(&s.guardMu)
 	if err := s.checkVersion(); err != nil {
@@ -125,6 +137,10 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.ValueLogGCInterval > 0 {
 		s.wg.Add(1)
 		go s.gcLoop(cfg.ValueLogGCInterval)
+	}
+	if cfg.TrimInterval > 0 {
+		s.wg.Add(1)
+		go s.trimLoop(cfg.TrimInterval)
 	}
 	log.Debug("store opened", "dir", cfg.Dir)
 	return s, nil
@@ -222,6 +238,37 @@ func (s *Store) gcLoop(every time.Duration) {
 		}
 		if err := s.runValueLogGC(); err != nil {
 			s.log.Warn("value log GC failed", "err", err)
+		}
+	}
+}
+
+// trimSoon asks the trim loop to release value-log pages now.
+func (s *Store) trimSoon() {
+	select {
+	case s.trimCh <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) trimLoop(every time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		case <-s.trimCh:
+		}
+		if err := s.enter(); err != nil {
+			return
+		}
+		_, err := trimMappings(s.absDir)
+		s.leave()
+		if err != nil {
+			s.log.Warn("releasing value-log pages failed; trimming disabled", "err", err)
+			return
 		}
 	}
 }
