@@ -127,7 +127,7 @@ type Info struct {
 // Info returns the verifier's identity and counters.
 func (v *Verifier) Info() Info {
 	in := Info{Peer: v.id.String()}
-	for _, a := range v.host.Addrs() {
+	for _, a := range v.Addrs() {
 		in.Addrs = append(in.Addrs, a.String()+"/p2p/"+v.id.String())
 	}
 	v.mu.Lock()

@@ -315,7 +315,7 @@ func (w *testWorker) stop() {
 
 func (w *testWorker) register(ctx context.Context) error {
 	var addrs []string
-	for _, a := range w.host.Addrs() {
+	for _, a := range w.host.AddrInfo().Addrs {
 		addrs = append(addrs, a.String())
 	}
 	reg := &protocol.Register{Worker: w.id, Owner: w.owner, MinPrice: w.price, Slots: w.slots, Addrs: addrs,
@@ -612,7 +612,7 @@ func (c *testConsumer) submit(ctx context.Context, g groupSpec) (protocol.ID, *p
 		return protocol.ID{}, nil, err
 	}
 	var addrs []string
-	for _, a := range c.host.Addrs() {
+	for _, a := range c.host.AddrInfo().Addrs {
 		addrs = append(addrs, a.String())
 	}
 	gid := protocol.NewID()

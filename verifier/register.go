@@ -396,7 +396,7 @@ func benchInput(kernel string, work int) ([]byte, error) {
 // addrStrings are the verifier's listen addrs as strings.
 func (v *Verifier) addrStrings() []string {
 	var out []string
-	for _, a := range v.host.Addrs() {
+	for _, a := range v.Addrs() {
 		if len(out) == protocol.MaxAddrs {
 			break
 		}

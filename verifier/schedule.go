@@ -426,8 +426,12 @@ func (v *Verifier) addWorkerAddrs(id peer.ID) {
 func (v *Verifier) addAddrs(id peer.ID, addrs []string) {
 	var mas []ma.Multiaddr
 	for _, s := range addrs {
-		if a, err := ma.NewMultiaddr(s); err == nil {
-			mas = append(mas, a)
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			continue
+		}
+		if tr, pid := peer.SplitAddr(a); tr != nil && (pid == "" || pid == id) {
+			mas = append(mas, tr)
 		}
 	}
 	if len(mas) > 0 && id != "" {

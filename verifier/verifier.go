@@ -215,11 +215,12 @@ func (v *Verifier) closeParts() error {
 // ID is the verifier's peer ID (the key every node pins).
 func (v *Verifier) ID() peer.ID { return v.id }
 
-// Addrs are the verifier's listen multiaddrs.
-func (v *Verifier) Addrs() []ma.Multiaddr { return v.host.Addrs() }
+// Addrs are the verifier's listen multiaddrs (transport addresses, without
+// the /p2p/ID suffix).
+func (v *Verifier) Addrs() []ma.Multiaddr { return v.host.AddrInfo().Addrs }
 
 // AddrInfo is the verifier's peer ID and addrs, to pin in nodes.
-func (v *Verifier) AddrInfo() peer.AddrInfo { return peer.AddrInfo{ID: v.id, Addrs: v.host.Addrs()} }
+func (v *Verifier) AddrInfo() peer.AddrInfo { return v.host.AddrInfo() }
 
 // APIAddr is the operator API's listen address once started ("" if off).
 func (v *Verifier) APIAddr() string { return v.apiAddr }

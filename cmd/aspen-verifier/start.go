@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/aspen-market/aspen/node/p2p"
+	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/verifier"
+)
+
+func init() {
+	register("init", command{summary: "create a data directory: identity key, operator token, config", run: cmdInit})
+	register("start", command{summary: "run the verifier", run: cmdStart})
+}
+
+// fileConfig is the verifier's config file (verifier.json in the data
+// directory): what init writes and start reads; flags override it.
+// Durations are Go durations ("10s", "2h"), rates decimal fractions
+// ("0.05" = 5%), amounts decimal currency.
+type fileConfig struct {
+	Listen           []string `json:"listen"`
+	API              string   `json:"api"`
+	SpotCheckRate    string   `json:"spot_check_rate"`
+	OperatorCut      string   `json:"operator_cut"`
+	SpeedTolerance   string   `json:"speed_tolerance"`
+	MaxRunTime       string   `json:"max_run_time"`
+	HeartbeatTimeout string   `json:"heartbeat_timeout"`
+	MaxReplicas      int      `json:"max_replicas"`
+	MaxExtraReplicas int      `json:"max_extra_replicas"`
+	StrikesToExclude int      `json:"strikes_to_exclude"`
+	VerifierTiebreak bool     `json:"verifier_tiebreak"`
+	VerifierSlots    int      `json:"verifier_slots"`
+	BenchmarkKernel  string   `json:"benchmark_kernel"`
+	BenchmarkWork    int      `json:"benchmark_work"`
+	BenchmarkTasks   int      `json:"benchmark_tasks"`
+	RatingTTL        string   `json:"rating_ttl"`
+	QueueDepth       int      `json:"queue_depth"`
+	QueueTimeout     string   `json:"queue_timeout"`
+	RestartGrace     string   `json:"restart_grace"`
+}
+
+func defaultFileConfig() fileConfig {
+	d := verifier.DefaultConfig()
+	m := d.Market
+	return fileConfig{
+		Listen: d.Listen, API: d.APIAddr,
+		SpotCheckRate: ppmString(m.SpotCheckPPM), OperatorCut: ppmString(m.OperatorCutPPM), SpeedTolerance: ppmString(m.SpeedTolerancePPM),
+		MaxRunTime: m.MaxRunTime.String(), HeartbeatTimeout: m.HeartbeatTimeout.String(),
+		MaxReplicas: m.MaxReplicas, MaxExtraReplicas: m.MaxExtraReplicas, StrikesToExclude: m.StrikesToExclude,
+		VerifierTiebreak: m.VerifierTiebreak, VerifierSlots: d.VerifierSlots,
+		BenchmarkKernel: d.BenchmarkKernel, BenchmarkWork: d.BenchmarkWork, BenchmarkTasks: d.BenchmarkTasks,
+		RatingTTL: d.RatingTTL.String(), QueueDepth: d.QueueDepth, QueueTimeout: d.QueueTimeout.String(),
+		RestartGrace: d.RestartGrace.String(),
+	}
+}
+
+// ppmString formats parts per million as a decimal fraction.
+func ppmString(v uint32) string {
+	s := fmt.Sprintf("%d.%06d", v/1_000_000, v%1_000_000)
+	s = strings.TrimRight(s, "0")
+	if strings.HasSuffix(s, ".") {
+		s += "0"
+	}
+	return s
+}
+
+// parsePPM parses a decimal fraction ("0.05") into parts per million.
+func parsePPM(what, s string) (uint32, error) {
+	m, err := protocol.ParseAmount(s) // six decimals: micro-units are ppm
+	if err != nil || m > 1_000_000 {
+		return 0, fmt.Errorf("%s %q: want a fraction between 0 and 1, e.g. 0.05", what, s)
+	}
+	return uint32(m), nil
+}
+
+// apply turns the file config into a verifier config.
+func (fc fileConfig) apply(cfg *verifier.Config) error {
+	var err error
+	dur := func(what, s string, dst *time.Duration) {
+		if err != nil || s == "" {
+			return
+		}
+		d, e := time.ParseDuration(s)
+		if e != nil {
+			err = fmt.Errorf("%s %q: %v", what, s, e)
+			return
+		}
+		*dst = d
+	}
+	ppm := func(what, s string, dst *uint32) {
+		if err != nil || s == "" {
+			return
+		}
+		*dst, err = parsePPM(what, s)
+	}
+	if len(fc.Listen) > 0 {
+		cfg.Listen = fc.Listen
+	}
+	cfg.APIAddr = fc.API
+	m := &cfg.Market
+	ppm("spot_check_rate", fc.SpotCheckRate, &m.SpotCheckPPM)
+	ppm("operator_cut", fc.OperatorCut, &m.OperatorCutPPM)
+	ppm("speed_tolerance", fc.SpeedTolerance, &m.SpeedTolerancePPM)
+	dur("max_run_time", fc.MaxRunTime, &m.MaxRunTime)
+	dur("heartbeat_timeout", fc.HeartbeatTimeout, &m.HeartbeatTimeout)
+	dur("rating_ttl", fc.RatingTTL, &cfg.RatingTTL)
+	dur("queue_timeout", fc.QueueTimeout, &cfg.QueueTimeout)
+	dur("restart_grace", fc.RestartGrace, &cfg.RestartGrace)
+	if fc.MaxReplicas > 0 {
+		m.MaxReplicas = fc.MaxReplicas
+	}
+	if fc.MaxExtraReplicas > 0 {
+		m.MaxExtraReplicas = fc.MaxExtraReplicas
+	}
+	if fc.StrikesToExclude > 0 {
+		m.StrikesToExclude = fc.StrikesToExclude
+	}
+	m.VerifierTiebreak = fc.VerifierTiebreak
+	if fc.VerifierSlots > 0 {
+		cfg.VerifierSlots = fc.VerifierSlots
+	}
+	if fc.BenchmarkKernel != "" {
+		cfg.BenchmarkKernel = fc.BenchmarkKernel
+	}
+	if fc.BenchmarkWork > 0 {
+		cfg.BenchmarkWork = fc.BenchmarkWork
+	}
+	if fc.BenchmarkTasks > 0 {
+		cfg.BenchmarkTasks = fc.BenchmarkTasks
+	}
+	if fc.QueueDepth > 0 {
+		cfg.QueueDepth = fc.QueueDepth
+	}
+	return err
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("ASPEN_VERIFIER_DATA"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".aspen-verifier"
+	}
+	return filepath.Join(home, ".aspen-verifier")
+}
+
+func configPath(data string) string { return filepath.Join(data, verifier.ConfigFile) }
+
+func readFileConfig(data string) (fileConfig, error) {
+	fc := defaultFileConfig()
+	b, err := os.ReadFile(configPath(data))
+	if errors.Is(err, os.ErrNotExist) {
+		return fc, nil
+	} else if err != nil {
+		return fc, err
+	}
+	if err := json.Unmarshal(b, &fc); err != nil {
+		return fc, fmt.Errorf("%s: %w", configPath(data), err)
+	}
+	return fc, nil
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q: want text or json", format)
+}
+
+func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", defaultDataDir(), "data directory (env ASPEN_VERIFIER_DATA)")
+	var listen listFlag
+	fs.Var(&listen, "listen", "libp2p listen multiaddr (repeatable)")
+	api := fs.String("api", "", "operator API listen address, 127.0.0.1:PORT")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "aspen-verifier: init:", err)
+		return 1
+	}
+	fc, err := readFileConfig(*data)
+	if err != nil {
+		return fail(err)
+	}
+	if len(listen) > 0 {
+		fc.Listen = listen
+	}
+	if *api != "" {
+		fc.API = *api
+	}
+	if err := os.MkdirAll(*data, 0o700); err != nil {
+		return fail(err)
+	}
+	key, err := p2p.LoadOrCreateKey(filepath.Join(*data, verifier.KeyFile))
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := verifier.LoadOrCreateToken(filepath.Join(*data, verifier.TokenFile)); err != nil {
+		return fail(err)
+	}
+	b, _ := json.MarshalIndent(fc, "", "  ")
+	if err := os.WriteFile(configPath(*data), append(b, '\n'), 0o600); err != nil {
+		return fail(err)
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	fmt.Fprintf(stdout, "initialized %s\npeer ID: %s\nconfig:  %s\ntoken:   %s\n", *data, id,
+		configPath(*data), filepath.Join(*data, verifier.TokenFile))
+	fmt.Fprintln(stdout, "next: aspen-verifier start --data "+*data+"  (nodes pin this peer ID with --verifier)")
+	return 0
+}
+
+func cmdStart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("start", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", defaultDataDir(), "data directory (env ASPEN_VERIFIER_DATA)")
+	var listen listFlag
+	fs.Var(&listen, "listen", "libp2p listen multiaddr (repeatable)")
+	api := fs.String("api", "", "operator API listen address, 127.0.0.1:PORT (\"off\" disables it)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(err error) int {
+		fmt.Fprintln(stderr, "aspen-verifier: start:", err)
+		return 1
+	}
+	log, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return fail(err)
+	}
+	fc, err := readFileConfig(*data)
+	if err != nil {
+		return fail(err)
+	}
+	if len(listen) > 0 {
+		fc.Listen = listen
+	}
+	switch *api {
+	case "":
+	case "off":
+		fc.API = ""
+	default:
+		fc.API = *api
+	}
+	cfg := verifier.DefaultConfig()
+	cfg.DataDir = *data
+	cfg.Logger = log
+	if err := fc.apply(&cfg); err != nil {
+		return fail(err)
+	}
+	v, err := verifier.New(cfg)
+	if err != nil {
+		return fail(err)
+	}
+	if err := v.Start(ctx); err != nil {
+		v.Close()
+		return fail(err)
+	}
+	fmt.Fprintf(stdout, "aspen-verifier %s\n", v.ID())
+	for _, a := range v.Addrs() {
+		fmt.Fprintf(stdout, "  listening on %s/p2p/%s\n", a, v.ID())
+	}
+	if v.APIAddr() != "" {
+		fmt.Fprintf(stdout, "  operator API on http://%s (token in %s)\n", v.APIAddr(), filepath.Join(*data, verifier.TokenFile))
+	}
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "shutting down")
+	if err := v.Close(); err != nil {
+		return fail(err)
+	}
+	return 0
+}
