@@ -26,6 +26,8 @@ import (
 // Every sink hashes the bytes (as the store does), so the ratios show what
 // libp2p (TLS, yamux, resource accounting) costs for a verified transfer.
 // cpu-ratio compares process CPU time (both ends run in this process).
+// The machine may be shared, and interference only ever slows a run down,
+// so rates are the best of the b.N interleaved runs of each method.
 // Sub-benchmark "default" listens on TCP and QUIC as a real node does;
 // "quic" forces QUIC. Run with -benchtime=1x (or 3x).
 func BenchmarkBlobTransfer(b *testing.B) {
@@ -70,7 +72,7 @@ func BenchmarkBlobTransfer(b *testing.B) {
 				tcp1.run(func() { tcpTransfer(b, bytes.NewReader(data), c, size) })
 				b.StartTimer()
 			}
-			mb := func(m measure) float64 { return float64(size*b.N) / m.wall.Seconds() / 1e6 }
+			mb := func(m measure) float64 { return float64(size) / m.best.Seconds() / 1e6 }
 			b.ReportMetric(mb(p2p), "p2p-MB/s")
 			b.ReportMetric(mb(tcp), "tcp-MB/s")
 			b.ReportMetric(mb(tcp1), "tcp1w-MB/s")
@@ -81,13 +83,15 @@ func BenchmarkBlobTransfer(b *testing.B) {
 	}
 }
 
-// measure accumulates wall and process CPU time.
-type measure struct{ wall, cpu time.Duration }
+// measure keeps the best wall time and the total process CPU time.
+type measure struct{ best, cpu time.Duration }
 
 func (m *measure) run(f func()) {
 	c0, t0 := cpuTime(), time.Now()
 	f()
-	m.wall += time.Since(t0)
+	if d := time.Since(t0); m.best == 0 || d < m.best {
+		m.best = d
+	}
 	m.cpu += cpuTime() - c0
 }
 
