@@ -56,11 +56,11 @@ func (e *executor) alive() bool {
 // spawn starts the child and performs the handshake.
 func (e *executor) spawn(ctx context.Context) error {
 	s := e.s
-	toR, toW, err := os.Pipe()
+	toR, toW, err := blockingPipe()
 	if err != nil {
 		return fmt.Errorf("%w: pipe: %w", ErrExecutor, err)
 	}
-	fromR, fromW, err := os.Pipe()
+	fromR, fromW, err := blockingPipe()
 	if err != nil {
 		toR.Close()
 		toW.Close()
@@ -105,13 +105,9 @@ func (e *executor) spawn(ctx context.Context) error {
 
 	stop := context.AfterFunc(ctx, e.kill)
 	defer stop()
-	deadline := time.Now().Add(handshakeTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	_ = e.fromR.SetReadDeadline(deadline)
+	timer := time.AfterFunc(handshakeTimeout, e.kill)
 	err = e.handshake()
-	_ = e.fromR.SetReadDeadline(time.Time{})
+	timer.Stop()
 	if err != nil {
 		e.stop()
 		if ctx.Err() != nil {
@@ -215,7 +211,7 @@ func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte,
 	if testHookRunSent != nil {
 		testHookRunSent()
 	}
-	t, p, err := e.readReply(time.Now().Add(timeout), maxReply)
+	t, p, err := e.readReply(timeout, maxReply)
 	if err == nil && t == msgNeedModule {
 		if verr := checkModuleID(id, bin); verr != nil {
 			if err := e.send(encodeEmpty(msgAbort), nil); err != nil {
@@ -226,7 +222,7 @@ func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte,
 		if err := e.send(encodeModuleHeader(len(bin)), bin); err != nil {
 			return Result{}, e.broken(ctx, "send module", err)
 		}
-		t, p, err = e.readReply(time.Time{}, maxReply)
+		t, p, err = e.readReply(0, maxReply)
 		if err == nil && t == msgCompiled {
 			c, derr := decodeCompiled(p)
 			if derr != nil {
@@ -235,11 +231,11 @@ func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte,
 			if c.status != StatusOK {
 				return Result{Status: c.status, Message: c.message}, nil
 			}
-			t, p, err = e.readReply(time.Now().Add(timeout), maxReply)
+			t, p, err = e.readReply(timeout, maxReply)
 		}
 	}
 	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil:
+	case errors.Is(err, errTimedOut) && ctx.Err() == nil:
 		e.s.log.Info("sandbox job timed out; killing executor", "executor", e.id, "module", id, "timeout", timeout)
 		e.stop()
 		return Result{Status: StatusTimeout, Duration: timeout,
@@ -262,16 +258,27 @@ func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte,
 	return Result{}, e.broken(ctx, "read result", fmt.Errorf("%w: unexpected message type %d", errWire, t))
 }
 
+// errTimedOut reports that the wait for a reply passed its deadline (and
+// the child was killed).
+var errTimedOut = errors.New("reply deadline passed")
+
 // readReply reads the child's next frame. Only the wait for its first
-// byte is bounded by deadline (zero: none): the child writes nothing while
+// byte is bounded, by timeout (zero: none): the child writes nothing while
 // the guest runs, so once a reply starts the guest is done, and a large
-// stdout still in transit is not mistaken for a time-out.
-func (e *executor) readReply(deadline time.Time, max uint64) (msgType, []byte, error) {
-	_ = e.fromR.SetReadDeadline(deadline)
-	_, err := e.br.Peek(1)
-	_ = e.fromR.SetReadDeadline(time.Time{})
-	if err != nil {
-		return 0, nil, err
+// stdout still in transit is not mistaken for a time-out. At the deadline
+// the child is killed, which ends the blocked read. (The pipes are
+// blocking: a read returns as soon as the child writes, without a trip
+// through the network poller.)
+func (e *executor) readReply(timeout time.Duration, max uint64) (msgType, []byte, error) {
+	if timeout > 0 {
+		timer := time.AfterFunc(timeout, e.kill)
+		_, err := e.br.Peek(1)
+		if !timer.Stop() { // fired: the child is (being) killed
+			return 0, nil, errTimedOut
+		}
+		if err != nil {
+			return 0, nil, err
+		}
 	}
 	return readFrame(e.br, max)
 }
