@@ -260,13 +260,15 @@ func (h *Host) GossipStats() GossipStats {
 	return GossipStats{Accepted: h.accepted.Load(), Rejected: h.rejected.Load(), Ignored: h.ignored.Load()}
 }
 
-// GossipPeers returns the peers known to be subscribed to the offers
-// (bids == false) or bids topic.
-func (h *Host) GossipPeers(bids bool) []peer.ID {
-	if bids {
-		return h.topics[kindBid].ListPeers()
+// TopicPeers returns the peers known to be subscribed to topic
+// (protocol.TopicOffers or protocol.TopicBids).
+func (h *Host) TopicPeers(topic string) []peer.ID {
+	for k, name := range topicNames {
+		if name == topic {
+			return h.topics[k].ListPeers()
+		}
 	}
-	return h.topics[kindOffer].ListPeers()
+	return nil
 }
 
 // validate is the topic validator: it decides whether a message is
@@ -355,7 +357,7 @@ func (h *Host) check(kind topicKind, from peer.ID, m *pubsub.Message) (pubsub.Va
 		return res, why, nil
 	}
 	if hook != nil {
-		if err := hook(); err != nil {
+		if err := callHook(hook); err != nil {
 			if errors.Is(err, ErrIgnore) {
 				return pubsub.ValidationIgnore, err.Error(), nil
 			}
@@ -363,6 +365,16 @@ func (h *Host) check(kind topicKind, from peer.ID, m *pubsub.Message) (pubsub.Va
 		}
 	}
 	return pubsub.ValidationAccept, "", v
+}
+
+// callHook runs a validation hook, turning a panic into a rejection.
+func callHook(f func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("validation hook panicked: %v", r)
+		}
+	}()
+	return f()
 }
 
 // seqGuard keeps, per signer and topic, the last accepted Seq and a token
