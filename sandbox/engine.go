@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -178,7 +177,8 @@ func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wazero.C
 	if err != nil {
 		return nil, &failure{StatusInvalidModule, oneLine(err.Error())}
 	}
-	if f := e.checkImports(cm, bin); f != nil {
+	info, _ := inspect(bin) // bin compiled, so it parses
+	if f := e.checkImports(cm, info.imports); f != nil {
 		_ = cm.Close(ctx)
 		return nil, f
 	}
@@ -187,8 +187,12 @@ func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wazero.C
 		_ = cm.Close(ctx)
 		return nil, &failure{StatusInvalidModule, "no _start function: not a WASI command module"}
 	}
-	// Link it once without running it: catches imported tables and
-	// globals (which CompiledModule does not list) and oversized memory.
+	// Instantiate it once without running _start: catches oversized
+	// initial memory and anything else that fails to link. Not if it has
+	// a start section: that code may only run under a time limit, in run.
+	if info.hasStart {
+		return cm, nil
+	}
 	alloc := &allocator{pool: &e.mem, limit: memCap}
 	mod, err := e.instantiate(experimental.WithMemoryAllocator(ctx, alloc), cm, e.base)
 	if mod != nil {
@@ -210,7 +214,7 @@ func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wazero.C
 	return cm, nil
 }
 
-func (e *engine) checkImports(cm wazero.CompiledModule, bin []byte) *failure {
+func (e *engine) checkImports(cm wazero.CompiledModule, imports []wasmImport) *failure {
 	for _, f := range cm.ImportedFunctions() {
 		mod, name, _ := f.Import()
 		full := mod + "." + name
@@ -226,7 +230,6 @@ func (e *engine) checkImports(cm wazero.CompiledModule, bin []byte) *failure {
 		}
 	}
 	// Memories, tables, globals and tags are never provided.
-	imports, _ := parseImports(bin) // bin compiled, so it parses
 	for _, im := range imports {
 		if im.kind != 0 && int(im.kind) < len(importKinds) {
 			return &failure{StatusMissingImport, clip(im.module + "." + im.name + " (" + importKinds[im.kind] + ")")}
@@ -283,11 +286,14 @@ func (e *engine) run(m *module, input []byte, lim limits) (Result, error) {
 		WithRandSource(newRandSource())
 	ctx := experimental.WithMemoryAllocator(context.Background(), alloc)
 
-	var dur time.Duration
+	// The run is instantiation (with a start section, if any) and _start,
+	// timed on the thread that runs it (see jobClock).
+	clock := startClock()
 	mod, err := e.instantiate(ctx, m.cm, cfg)
 	if err == nil {
-		dur, err = call(ctx, mod.ExportedFunction("_start"))
+		err = call(ctx, mod.ExportedFunction("_start"))
 	}
+	dur := clock.stop()
 	if mod != nil {
 		_ = mod.Close(ctx)
 	}
@@ -320,18 +326,15 @@ func (e *engine) run(m *module, input []byte, lim limits) (Result, error) {
 	return res, nil
 }
 
-// call runs fn, timing it (CPU time of its thread where available, see
-// jobClock) and recovering panics.
-func call(ctx context.Context, fn api.Function) (dur time.Duration, err error) {
-	clock := startClock()
+// call runs fn, recovering panics.
+func call(ctx context.Context, fn api.Function) (err error) {
 	defer func() {
-		dur = clock.stop()
 		if r := recover(); r != nil {
 			err = recovered(r)
 		}
 	}()
 	_, err = fn.Call(ctx)
-	return dur, err
+	return err
 }
 
 // trapMessage reduces a wazero call error to its cause, e.g. "unreachable".

@@ -16,12 +16,20 @@ var errImportSection = errors.New("malformed import section")
 // importKinds names import kinds for messages.
 var importKinds = [...]string{"a function", "a table", "a memory", "a global", "a tag"}
 
-// parseImports reads the import section of a wasm binary. wazero does not
-// list imported tables and globals, so the sandbox reads them itself to
-// name them when refusing a module.
-func parseImports(bin []byte) ([]wasmImport, error) {
+// moduleInfo is what the sandbox reads from a binary itself, because
+// wazero's CompiledModule does not tell: imported tables and globals (to
+// name them when refusing a module) and whether it has a start section
+// (code that runs when the module is instantiated).
+type moduleInfo struct {
+	imports  []wasmImport
+	hasStart bool
+}
+
+// inspect reads a wasm binary's section headers and its import section.
+func inspect(bin []byte) (moduleInfo, error) {
+	var info moduleInfo
 	if len(bin) < 8 || string(bin[:4]) != "\x00asm" {
-		return nil, errImportSection
+		return info, errImportSection
 	}
 	r := wasmReader{b: bin[8:]}
 	for len(r.b) > 0 {
@@ -29,11 +37,24 @@ func parseImports(bin []byte) ([]wasmImport, error) {
 		size := r.u32()
 		body := r.take(size)
 		if r.err != nil {
-			return nil, r.err
+			return info, r.err
 		}
-		if id != 2 {
-			continue
+		switch id {
+		case 2:
+			var err error
+			if info.imports, err = parseImports(body); err != nil {
+				return info, err
+			}
+		case 8:
+			info.hasStart = true
 		}
+	}
+	return info, nil
+}
+
+// parseImports reads the body of an import section.
+func parseImports(body []byte) ([]wasmImport, error) {
+	{
 		s := wasmReader{b: body}
 		n := s.u32()
 		var out []wasmImport
@@ -63,7 +84,6 @@ func parseImports(bin []byte) ([]wasmImport, error) {
 		}
 		return out, nil
 	}
-	return nil, nil
 }
 
 type wasmReader struct {

@@ -136,6 +136,7 @@ type wmodule struct {
 	funcs   []uint32 // type index of each defined function
 	mem     []byte   // encoded limits of the memory, nil for none
 	exports []wexport
+	start   []byte   // encoded start function index, nil for none
 	codes   [][]byte // body of each defined function (locals vector + code + end)
 	data    []wdata
 }
@@ -203,6 +204,9 @@ func (m wmodule) bytes() []byte {
 	}
 	if len(items) > 0 {
 		section(7, vec(items...))
+	}
+	if m.start != nil {
+		section(8, m.start)
 	}
 	items = nil
 	for _, c := range m.codes {

@@ -77,7 +77,11 @@ type Result struct {
 	// reason, the first line of stderr, the missing import's name, the limit
 	// that was exceeded. At most MaxMessage bytes of valid UTF-8.
 	Message string
-	// Duration is the guest's running time (not compile or start-up time).
+	// Duration is the guest's running time: instantiation and _start, not
+	// compiling or executor start-up. On Linux it is the CPU time of the
+	// thread that ran the guest, so it does not grow with the machine's
+	// load; elsewhere it is wall-clock time. After a time-out it is the
+	// time limit.
 	Duration time.Duration
 }
 

@@ -194,6 +194,25 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
+// TestStartSection: a start section runs only under the time limit, never
+// while compiling.
+func TestStartSection(t *testing.T) {
+	loop := code([]byte{0x03, 0x40, 0x0c, 0x00, 0x0b}) // loop br 0 end
+	m := wmodule{
+		types:   []wfunc{tVoid},
+		funcs:   []uint32{0, 0},
+		exports: []wexport{{"_start", 0, 1}},
+		start:   uleb(0),
+		codes:   [][]byte{loop, code()},
+	}.bytes()
+	s := newSandbox(t, Subprocess, nil)
+	if err := s.Compile(context.Background(), "", m); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, s, Job{Module: m, Timeout: 200 * time.Millisecond})
+	wantStatus(t, r, StatusTimeout)
+}
+
 func TestInProcessTimeout(t *testing.T) {
 	s := newSandbox(t, InProcess, nil)
 	r := run(t, s, Job{ModuleID: "guest", Module: guestWasm(t, "guest"), Input: []byte("spin 300000000"), Timeout: 20 * time.Millisecond})

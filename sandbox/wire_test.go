@@ -173,17 +173,17 @@ func FuzzCompile(f *testing.F) {
 		if m.fail.message == "" || bytes.ContainsRune([]byte(m.fail.message), '\n') {
 			t.Fatalf("message %q", m.fail.message)
 		}
-		_, _ = parseImports(bin)
+		_, _ = inspect(bin)
 	})
 }
 
-func FuzzParseImports(f *testing.F) {
+func FuzzInspect(f *testing.F) {
 	f.Add(tinyHello())
 	f.Add(wmodule{types: []wfunc{tVoid}, imports: []wimport{{"env", "g", 3, []byte{i32, 0}}}}.bytes())
 	f.Fuzz(func(t *testing.T, bin []byte) {
-		ims, err := parseImports(bin)
+		info, err := inspect(bin)
 		if err == nil {
-			for _, im := range ims {
+			for _, im := range info.imports {
 				if im.kind > 4 {
 					t.Fatalf("import kind %d", im.kind)
 				}
