@@ -662,3 +662,8 @@ func primesInputs(n int) [][]byte {
 	}
 	return out
 }
+
+func peerIDFromKey(k crypto.PrivKey) (string, error) {
+	id, err := peer.IDFromPrivateKey(k)
+	return id.String(), err
+}

@@ -52,6 +52,9 @@ type workerRecord struct {
 	RatingIssued int64          `json:"rating_issued,omitempty"`
 	RatingExpiry int64          `json:"rating_expires,omitempty"`
 	Sealed       []byte         `json:"sealed,omitempty"`
+	// What the sealed rating says besides the speed.
+	RatedStrikes     uint32 `json:"rated_strikes,omitempty"`
+	RatedReliability uint32 `json:"rated_reliability,omitempty"`
 
 	// Benchmark state.
 	Bench         string `json:"bench,omitempty"` // assignment ID of the benchmark in flight

@@ -222,13 +222,9 @@ func (v *Verifier) renewRatingLocked(ws *workerState, now int64, force bool) {
 		return
 	}
 	rel := ws.rec.Rep.Rating(v.cfg.Market)
-	var cur protocol.Rating
-	if len(ws.rec.Sealed) > 0 {
-		_, _ = protocol.OpenAs(ws.rec.Sealed, &cur)
-	}
 	half := v.cfg.RatingTTL.Milliseconds() / 2
-	stale := len(ws.rec.Sealed) == 0 || now-ws.rec.RatingIssued >= half || cur.Speed != speed ||
-		cur.Strikes != uint32(ws.rec.Rep.Strikes) || absDiff(cur.ReliabilityPPM, rel) > 50_000
+	stale := len(ws.rec.Sealed) == 0 || now-ws.rec.RatingIssued >= half || ws.rec.Speed != speed ||
+		ws.rec.RatedStrikes != uint32(ws.rec.Rep.Strikes) || absDiff(ws.rec.RatedReliability, rel) > 50_000
 	if !stale && !force {
 		return
 	}
@@ -241,6 +237,7 @@ func (v *Verifier) renewRatingLocked(ws *workerState, now int64, force bool) {
 	}
 	old := ws.rec.Speed
 	ws.rec.Speed, ws.rec.RatingIssued, ws.rec.RatingExpiry, ws.rec.Sealed = speed, now, r.Expires, sealed
+	ws.rec.RatedStrikes, ws.rec.RatedReliability = r.Strikes, r.ReliabilityPPM
 	ws.dirty = true
 	if old != speed {
 		v.log.Info("worker rated", "worker", ws.id.String(), "speed", speed.String(), "previous", old.String(),

@@ -117,7 +117,13 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 		}
 		c := t.g.rec.Consumer
 		per := escrowPerSlot(m)
-		slots := max(m.EscrowSlots, m.Replicas) + d.Need
+		live := 0
+		for _, r := range m.Runs {
+			if r.State == market.ReplicaAssigned || r.State == market.ReplicaReported {
+				live++
+			}
+		}
+		slots := max(m.EscrowSlots, live+d.Need) // what Assign may escrow at most
 		required := per * protocol.Micros(max(slots-t.rec.EscrowQueued, 0))
 		if avail, ok := bal[c]; !ok || avail < required {
 			v.waitLocked(t, now, fmt.Sprintf("insufficient funds: escrow needs %s, available %s", required, bal[c]))

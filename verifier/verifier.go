@@ -315,7 +315,6 @@ func (v *Verifier) Close() error {
 		}
 		if started {
 			errs = append(errs, v.host.Close())
-			v.host = nil
 			v.cancel()
 			v.wg.Wait()
 			v.mu.Lock()
