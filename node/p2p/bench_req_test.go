@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/aspen-market/aspen/protocol"
 )
 
@@ -103,5 +101,3 @@ func cryptoRoundTrip(b *testing.B, cl, srv *Host) func() error {
 		return err
 	}
 }
-
-var _ peer.ID

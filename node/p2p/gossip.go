@@ -124,10 +124,6 @@ func (h *Host) startGossip(ctx context.Context) error {
 	return nil
 }
 
-// closeGossip runs after the pubsub context is cancelled, which stops
-// pubsub's own goroutines; nothing else to release.
-func (h *Host) closeGossip() {}
-
 func (h *Host) readLoop(ctx context.Context, kind topicKind, sub *pubsub.Subscription) {
 	defer sub.Cancel()
 	for {

@@ -224,8 +224,7 @@ func (h *Host) shutdown() error {
 	if runCancel != nil {
 		runCancel()
 	}
-	h.cancel()
-	h.closeGossip()
+	h.cancel() // stops pubsub's goroutines
 	h.pool.closeAll()
 	var err error
 	if h.h != nil {
