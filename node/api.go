@@ -100,6 +100,12 @@ func (n *Node) Handler() http.Handler {
 			api.ServeHTTP(w, r)
 			return
 		}
+		if r.URL.Path == "/metrics" {
+			// Prometheus scrapes without the token; the API listens on
+			// loopback only.
+			n.metrics.handler().ServeHTTP(w, r)
+			return
+		}
 		ui.ServeHTTP(w, r)
 	})
 }

@@ -292,6 +292,7 @@ func (c *consumer) submitRemaining(ctx context.Context, id protocol.ID) error {
 			c.failGroup(ctx, id, reason)
 			return fmt.Errorf("%w: %s", ErrRefused, reason)
 		}
+		n.metrics.submitted.Add(float64(end - start))
 		start = end
 		c.mu.Lock()
 		gs.rec.Submitted = start
@@ -403,6 +404,7 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 			t.State, t.Reason = TaskCanceled, "canceled"
 		}
 		updated = append(updated, t)
+		n.metrics.releases.WithLabelValues(r.Outcome.String()).Inc()
 		c.mu.Lock()
 		gs.counts[prev]--
 		gs.counts[t.State]++
@@ -457,11 +459,14 @@ func (c *consumer) fetchLoop() {
 				break
 			}
 			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Minute)
-			_, err = n.host.FetchBlob(ctx, rc, holders, n.store, protocol.MaxBlobSize)
+			var got int64
+			got, err = n.host.FetchBlob(ctx, rc, holders, n.store, protocol.MaxBlobSize)
 			cancel()
 			if err == nil {
+				n.metrics.fetchBytes.WithLabelValues("result").Add(float64(got))
 				break
 			}
+			n.metrics.fetchErrors.Inc()
 			if n.ctx.Err() != nil {
 				return
 			}

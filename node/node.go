@@ -42,6 +42,8 @@ type Node struct {
 	api     *http.Server
 	apiAddr string
 
+	metrics *metrics
+
 	w *worker   // nil unless RoleWorker
 	c *consumer // nil unless RoleConsumer
 
@@ -144,6 +146,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Role.Has(RoleWorker) {
 		n.w = newWorker(n)
 	}
+	n.metrics = newMetrics(n)
 	if cfg.Role.Has(RoleConsumer) {
 		n.c = newConsumer(n)
 	}

@@ -178,6 +178,19 @@ func refuse(ref protocol.ID, code protocol.AckCode, format string, args ...any) 
 // for us, only unexpired and at or above our minimum price. It is
 // persisted before it is acknowledged.
 func (w *worker) handleAssign(ctx context.Context, from peer.ID, env *protocol.Envelope) (protocol.Message, error) {
+	msg, err := w.accept(ctx, env)
+	if ack, ok := msg.(*protocol.Ack); ok {
+		if ack.OK {
+			w.n.metrics.assignments.WithLabelValues("accepted").Inc()
+		} else {
+			w.n.metrics.assignments.WithLabelValues("refused").Inc()
+			w.n.log.Info("refused assignment", "code", ack.Code, "reason", ack.Error)
+		}
+	}
+	return msg, err
+}
+
+func (w *worker) accept(ctx context.Context, env *protocol.Envelope) (protocol.Message, error) {
 	n := w.n
 	if env.Signer != n.cfg.Verifier.ID {
 		n.log.Warn("refused assignment not signed by the pinned verifier", "signer", env.Signer.String())
@@ -327,6 +340,10 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 		n.log.Error("storing result", "err", err)
 		c = protocol.BlobCID(enc)
 	}
+	n.metrics.jobs.WithLabelValues(out.Status.String()).Inc()
+	if dur > 0 {
+		n.metrics.execSeconds.Observe(dur.Seconds())
+	}
 	execUS := uint64(dur.Microseconds())
 	if execUS == 0 && dur > 0 {
 		execUS = 1
@@ -410,7 +427,13 @@ func (w *worker) blob(ctx context.Context, c cid.Cid, size uint64, from peer.ID)
 		w.fetches[c] = call
 		go func() {
 			fctx, cancel := context.WithTimeout(w.n.ctx, 10*time.Minute)
-			_, call.err = w.n.host.FetchBlob(fctx, c, []peer.ID{from}, w.n.store, int64(size))
+			var got int64
+			got, call.err = w.n.host.FetchBlob(fctx, c, []peer.ID{from}, w.n.store, int64(size))
+			if call.err == nil {
+				w.n.metrics.fetchBytes.WithLabelValues("job").Add(float64(got))
+			} else {
+				w.n.metrics.fetchErrors.Inc()
+			}
 			cancel()
 			close(call.done)
 			w.fetchMu.Lock()
@@ -491,6 +514,11 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 		var ack protocol.Ack
 		err := n.requestVerifier(ctx, protocol.ProtoReceipt, rc, &ack)
 		if err == nil {
+			if ack.OK {
+				n.metrics.receipts.WithLabelValues("delivered").Inc()
+			} else {
+				n.metrics.receipts.WithLabelValues("refused").Inc()
+			}
 			if !ack.OK {
 				n.log.Warn("verifier refused receipt", "assignment", asg.ID.String(), "code", ack.Code, "err", ack.Error)
 			}
@@ -503,6 +531,7 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 		if ctx.Err() != nil {
 			return
 		}
+		n.metrics.receipts.WithLabelValues("retried").Inc()
 		n.log.Warn("receipt not delivered; retrying", "assignment", asg.ID.String(), "err", err)
 		select {
 		case <-time.After(backoff):
