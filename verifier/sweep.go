@@ -37,6 +37,10 @@ func (v *Verifier) sweep(ctx context.Context) {
 			v.book.Remove(ws.id.String())
 		}
 	}
+	byName := make(map[string]*workerState, len(v.workers))
+	for _, ws := range v.workers {
+		byName[ws.rec.ID] = ws
+	}
 	var changed, settled, unposted []*taskState
 	for _, g := range v.groups {
 		for _, t := range g.tasks {
@@ -53,7 +57,7 @@ func (v *Verifier) sweep(ctx context.Context) {
 					continue
 				}
 				seen := v.startedAt + v.cfg.RestartGrace.Milliseconds()
-				if ws := v.workers[peerID(r.Worker)]; ws != nil {
+				if ws := byName[r.Worker]; ws != nil {
 					seen = max(seen, ws.lastSeen)
 				}
 				_ = m.Heartbeat(r.Worker, min(seen, now))
