@@ -50,6 +50,10 @@ type Config struct {
 	MaxMemory uint64
 	// Timeout caps a job's running time (compile time excluded).
 	Timeout time.Duration
+	// CompileTimeout caps compiling a module that is not cached yet. A
+	// module whose compile runs past it, or crashes the executor, is
+	// refused as invalid. Subprocess isolation only.
+	CompileTimeout time.Duration
 	// MaxStdout caps a job's stdout in bytes; writing more fails the job
 	// with StatusOutputLimit.
 	MaxStdout int
@@ -78,19 +82,21 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns: 256 MiB memory, 2 h time limit, 64 MiB stdout,
+// DefaultConfig returns: 256 MiB memory, 2 h time limit, 2 min compile
+// limit, 64 MiB stdout,
 // 64 KiB stderr, a temporary cache directory, 64 cached modules per
 // executor, Subprocess isolation, 1 slot, niceness 19.
 func DefaultConfig() Config {
 	return Config{
-		MaxMemory:     256 << 20,
-		Timeout:       2 * time.Hour,
-		MaxStdout:     64 << 20,
-		MaxStderr:     64 << 10,
-		CachedModules: 64,
-		Isolation:     Subprocess,
-		Slots:         1,
-		Nice:          19,
+		MaxMemory:      256 << 20,
+		Timeout:        2 * time.Hour,
+		CompileTimeout: 2 * time.Minute,
+		MaxStdout:      64 << 20,
+		MaxStderr:      64 << 10,
+		CachedModules:  64,
+		Isolation:      Subprocess,
+		Slots:          1,
+		Nice:           19,
 	}
 }
 
@@ -104,6 +110,8 @@ func (c Config) Validate() error {
 		return bad("MaxMemory %d outside [64KiB, 4GiB]", c.MaxMemory)
 	case c.Timeout <= 0 || c.Timeout > maxTimeout:
 		return bad("Timeout %s outside (0, %s]", c.Timeout, maxTimeout)
+	case c.CompileTimeout <= 0 || c.CompileTimeout > maxTimeout:
+		return bad("CompileTimeout %s outside (0, %s]", c.CompileTimeout, maxTimeout)
 	case c.MaxStdout <= 0 || c.MaxStdout > maxOutputCap:
 		return bad("MaxStdout %d outside [1, 1GiB]", c.MaxStdout)
 	case c.MaxStderr < 0 || c.MaxStderr > maxOutputCap:

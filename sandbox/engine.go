@@ -173,11 +173,14 @@ func (e *engine) compile(ctx context.Context, id string, bin []byte, memCap uint
 // wasm, anything imported but WASI preview 1 functions, no _start, initial
 // memory above memCap, and anything else that fails to link.
 func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wazero.CompiledModule, *failure) {
-	cm, err := e.rt.CompileModule(ctx, bin)
+	wasm, info, err := guard(bin)
+	if err != nil {
+		return nil, &failure{StatusInvalidModule, clip(strings.TrimPrefix(err.Error(), errMalformed.Error()+": "))}
+	}
+	cm, err := e.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, &failure{StatusInvalidModule, oneLine(err.Error())}
 	}
-	info, _ := inspect(bin) // bin compiled, so it parses
 	if f := e.checkImports(cm, info.imports); f != nil {
 		_ = cm.Close(ctx)
 		return nil, f

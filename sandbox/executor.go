@@ -222,8 +222,15 @@ func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte,
 		if err := e.send(encodeModuleHeader(len(bin)), bin); err != nil {
 			return Result{}, e.broken(ctx, "send module", err)
 		}
-		t, p, err = e.readReply(0, maxReply)
-		if err == nil && t == msgCompiled {
+		t, p, err = e.readReply(e.s.cfg.CompileTimeout, maxReply)
+		if err != nil {
+			c, err := e.compileFailure(ctx, id, err)
+			if err != nil {
+				return Result{}, err
+			}
+			return Result{Status: c.status, Message: c.message}, nil
+		}
+		if t == msgCompiled {
 			c, derr := decodeCompiled(p)
 			if derr != nil {
 				return Result{}, e.broken(ctx, "read compiled", derr)
@@ -290,18 +297,36 @@ func (e *executor) compile(ctx context.Context, id string, bin []byte, memCap ui
 	if err := e.send(encodeCompileHeader(compileReq{moduleID: id, memCap: memCap, module: bin}), bin); err != nil {
 		return compiledMsg{}, e.broken(ctx, "send compile", err)
 	}
-	t, p, err := readFrame(e.br, 64<<10)
-	if err == nil && t != msgCompiled {
-		err = fmt.Errorf("%w: expected compiled, got type %d", errWire, t)
-	}
+	t, p, err := e.readReply(e.s.cfg.CompileTimeout, 64<<10)
 	if err != nil {
-		return compiledMsg{}, e.broken(ctx, "read compiled", err)
+		return e.compileFailure(ctx, id, err)
+	}
+	if t != msgCompiled {
+		return compiledMsg{}, e.broken(ctx, "read compiled", fmt.Errorf("%w: expected compiled, got type %d", errWire, t))
 	}
 	c, err := decodeCompiled(p)
 	if err != nil {
 		return compiledMsg{}, e.broken(ctx, "read compiled", err)
 	}
 	return c, nil
+}
+
+// compileFailure handles a failed wait for the answer to a compile: the
+// module is refused if it is to blame (its compile ran past
+// CompileTimeout, or the child died compiling it); otherwise as broken.
+func (e *executor) compileFailure(ctx context.Context, id string, err error) (compiledMsg, error) {
+	timedOut := errors.Is(err, errTimedOut)
+	died := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	if ctx.Err() != nil || e.s.isClosed() || !timedOut && !died {
+		return compiledMsg{}, e.broken(ctx, "read compiled", err)
+	}
+	e.stop()
+	msg := fmt.Sprintf("compiling took longer than %s", e.s.cfg.CompileTimeout)
+	if died {
+		msg = "compiling crashed the executor (" + e.exitState() + ")"
+	}
+	e.s.log.Error("sandbox refused a module", "module", id, "reason", msg)
+	return compiledMsg{status: StatusInvalidModule, message: msg}, nil
 }
 
 // broken handles a failed exchange: the child is killed (it is out of step

@@ -154,6 +154,15 @@ func (s *Sandbox) Close() error {
 	return nil
 }
 
+func (s *Sandbox) isClosed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // state returns ErrNotStarted or ErrClosed when jobs cannot run.
 func (s *Sandbox) state() error {
 	s.mu.Lock()

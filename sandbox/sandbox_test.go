@@ -194,6 +194,20 @@ func TestTimeout(t *testing.T) {
 	}
 }
 
+// TestCompileTimeout: a module whose compile runs too long is refused, and
+// the executor is replaced.
+func TestCompileTimeout(t *testing.T) {
+	wasm := guestWasm(t, "guest")
+	s := newSandbox(t, Subprocess, func(c *Config) { c.CacheDir = t.TempDir(); c.CompileTimeout = 100 * time.Millisecond })
+	err := s.Compile(context.Background(), "guest", wasm)
+	if !errors.Is(err, ErrInvalidModule) || err.Error() != "invalid module: compiling took longer than 100ms" {
+		t.Fatalf("Compile: %v", err)
+	}
+	r := run(t, s, Job{ModuleID: "guest", Module: wasm, Input: []byte("echo")})
+	wantStatus(t, r, StatusInvalidModule)
+	wantStatus(t, run(t, s, Job{Module: tinyHello()}), StatusOK)
+}
+
 // TestStartSection: a start section runs only under the time limit, never
 // while compiling.
 func TestStartSection(t *testing.T) {

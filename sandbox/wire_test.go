@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,21 +174,29 @@ func FuzzCompile(f *testing.F) {
 		if m.fail.message == "" || bytes.ContainsRune([]byte(m.fail.message), '\n') {
 			t.Fatalf("message %q", m.fail.message)
 		}
-		_, _ = inspect(bin)
+		_, _, _ = guard(bin)
 	})
 }
 
-func FuzzInspect(f *testing.F) {
+func FuzzGuard(f *testing.F) {
 	f.Add(tinyHello())
 	f.Add(wmodule{types: []wfunc{tVoid}, imports: []wimport{{"env", "g", 3, []byte{i32, 0}}}}.bytes())
 	f.Fuzz(func(t *testing.T, bin []byte) {
-		info, err := inspect(bin)
-		if err == nil {
-			for _, im := range info.imports {
-				if im.kind > 4 {
-					t.Fatalf("import kind %d", im.kind)
-				}
+		out, info, err := guard(bin)
+		if err != nil {
+			if !errors.Is(err, errMalformed) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("refusal %q", err)
 			}
+			return
+		}
+		for _, im := range info.imports {
+			if im.kind > 4 {
+				t.Fatalf("import kind %d", im.kind)
+			}
+		}
+		again, info2, err := guard(out)
+		if err != nil || !bytes.Equal(again, out) || len(info2.imports) != len(info.imports) || info2.hasStart != info.hasStart {
+			t.Fatalf("guard is not idempotent: %v", err)
 		}
 	})
 }
