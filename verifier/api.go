@@ -3,6 +3,7 @@ package verifier
 import (
 	"crypto/rand"
 	"crypto/subtle"
+	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,9 @@ import (
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/verifier/ledger"
 )
+
+//go:embed web/index.html
+var dashboardHTML []byte
 
 // LoadOrCreateToken reads the operator token file, creating a random one
 // (mode 0600) when it does not exist.
@@ -83,6 +87,13 @@ func (v *Verifier) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/groups/{id}", v.apiGroup)
 	authed := v.requireToken(mux)
 	top := http.NewServeMux()
+	// The dashboard page is static; everything it shows comes from /v1 with
+	// the token the operator pastes into it.
+	top.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		_, _ = w.Write(dashboardHTML)
+	})
 	if v.cfg.MetricsHandler != nil {
 		top.Handle("GET /metrics", v.cfg.MetricsHandler)
 	}

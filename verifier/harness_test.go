@@ -145,7 +145,7 @@ func testConfig(t testing.TB, dir string) Config {
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.APIAddr = "127.0.0.1:0"
 	cfg.Market.SpotCheckPPM = 0
-	cfg.Market.HeartbeatTimeout = 1500 * time.Millisecond
+	cfg.Market.HeartbeatTimeout = 3 * time.Second
 	cfg.Market.DeadlineSlack = 20 * time.Second
 	cfg.BenchmarkWork = 2000
 	cfg.BenchmarkTasks = 2

@@ -162,6 +162,16 @@ func TestOperatorAPI(t *testing.T) {
 			t.Fatalf("%s with a wrong token: %d", p, code)
 		}
 	}
+	// The dashboard page loads without the token (its data does not).
+	resp, err := http.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(page, []byte("Aspen verifier")) {
+		t.Fatalf("dashboard: %d", resp.StatusCode)
+	}
 	tok := v.Token()
 	var info Info
 	if call("GET", "/v1/info", tok, nil, &info) != 200 || info.Peer != v.ID().String() || len(info.Addrs) == 0 {
