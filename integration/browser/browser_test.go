@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,9 +60,14 @@ func browser(t *testing.T) context.Context {
 		chromedp.WindowSize(1280, 900),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	var logs []string
+	var (
+		logMu sync.Mutex
+		logs  []string
+	)
 	ctx, cancelTab := chromedp.NewContext(actx, chromedp.WithLogf(func(f string, a ...any) {
+		logMu.Lock()
 		logs = append(logs, fmt.Sprintf(f, a...))
+		logMu.Unlock()
 	}))
 	t.Cleanup(func() {
 		cancelTab()
@@ -69,6 +75,8 @@ func browser(t *testing.T) context.Context {
 		for i := 0; i < 20 && os.RemoveAll(profile) != nil; i++ {
 			time.Sleep(100 * time.Millisecond)
 		}
+		logMu.Lock()
+		defer logMu.Unlock()
 		if t.Failed() && len(logs) > 0 {
 			t.Logf("chromium log:\n%s", strings.Join(logs, "\n"))
 		}
