@@ -1,11 +1,13 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -191,6 +193,30 @@ func TestTimeout(t *testing.T) {
 	wantStatus(t, r, StatusOK)
 	if string(r.Stdout) != "again" {
 		t.Fatalf("stdout %q", r.Stdout)
+	}
+}
+
+// TestTableGrowthBounded: table.grow cannot take host memory past the
+// table cap; it fails (-1) as the spec allows.
+func TestTableGrowthBounded(t *testing.T) {
+	m := wmodule{
+		types:   []wfunc{tVoid},
+		funcs:   []uint32{0},
+		exports: []wexport{{"_start", 0, 0}},
+		codes: [][]byte{code(
+			[]byte{0xd0, 0x70}, i32const(100_000_000), []byte{0xfc, 15, 0}, // table.grow 0 (ref.null, 1e8)
+			i32const(-1), []byte{0x47}, // i32.ne
+			[]byte{0x04, 0x40}, opUnreachable, []byte{0x0b}, // if: trap when it grew
+		)},
+	}
+	tableSection := []byte{1, 0x70, 0, 1} // one funcref table, min 1, no max
+	bin := m.bytes()
+	// Insert the table section (id 4) after the function section (id 3).
+	i := bytes.Index(bin, []byte{3, 2, 1, 0})
+	bin = slices.Concat(bin[:i+4], []byte{4, byte(len(tableSection))}, tableSection, bin[i+4:])
+	for _, iso := range isolations {
+		s := newSandbox(t, iso, nil)
+		wantStatus(t, run(t, s, Job{Module: bin}), StatusOK)
 	}
 }
 
