@@ -298,6 +298,7 @@ func cmdStart(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	if n.APIAddr() != "" {
 		fmt.Fprintf(stdout, "local API: http://%s (token in %s)\n", n.APIAddr(), filepath.Join(f.data, node.TokenFile))
+		fmt.Fprintf(stdout, "dashboard: http://%s/#token=%s\n", n.APIAddr(), n.Token())
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "shutting down")
