@@ -106,9 +106,8 @@ func CountPrimes(lo, hi uint64) uint64 {
 
 // smallMasks[p][s] has the bits j (0 ≤ j < 64) with j ≡ s (mod p), for odd
 // p < 64.
-var smallMasks = func() (t [64][]uint64) {
+var smallMasks = func() (t [64][64]uint64) {
 	for p := 3; p < 64; p += 2 {
-		t[p] = make([]uint64, p)
 		for s := range p {
 			for j := s; j < 64; j += p {
 				t[p][s] |= 1 << j
@@ -122,18 +121,19 @@ var smallMasks = func() (t [64][]uint64) {
 // for p < 64 every word gets at least one mark, so one OR per word with a
 // precomputed mask beats one per mark.
 func markSmall(w []uint64, first, p uint64) {
-	masks := smallMasks[p]
+	masks := &smallMasks[p]
 	k := first / 64
 	s := first % 64 % p // marked bits of word k are ≡ s (mod p)
 	// In word k, only the bits from first on.
-	w[k] |= masks[s] &^ (1<<(first%64) - 1)
+	w[k] |= masks[s%64] &^ (1<<(first%64) - 1)
 	step := p - 64%p // word k+1's residue is s - 64 (mod p)
-	for k++; k < uint64(len(w)); k++ {
+	rest := w[k+1:]
+	for i := range rest {
 		s += step
 		if s >= p {
 			s -= p
 		}
-		w[k] |= masks[s]
+		rest[i] |= masks[s%64]
 	}
 }
 
