@@ -279,6 +279,7 @@ type testWorker struct {
 	mu       sync.Mutex
 	rating   []byte
 	accepted map[protocol.ID]bool
+	modules  map[cid.Cid][]byte
 	realJobs int
 	ran      int
 }
@@ -286,7 +287,7 @@ type testWorker struct {
 func startWorker(t testing.TB, sb *sandbox.Sandbox, v *Verifier, owner string, price protocol.Micros, b workerBehaviour) *testWorker {
 	t.Helper()
 	w := &testWorker{t: t, key: newKey(t), sb: sb, ver: v.AddrInfo(), owner: owner, price: price, slots: 2, b: b,
-		accepted: map[protocol.ID]bool{}}
+		accepted: map[protocol.ID]bool{}, modules: map[cid.Cid][]byte{}}
 	w.id, _ = peer.IDFromPrivateKey(w.key)
 	w.st = openStore(t)
 	w.host = peerHost(t, w.key, w.st, w.ver)
@@ -423,6 +424,12 @@ func (w *testWorker) handleAssign(ctx context.Context, from peer.ID, env *protoc
 }
 
 func (w *testWorker) blob(c cid.Cid, size uint64, from peer.ID, addrs []string) ([]byte, error) {
+	w.mu.Lock()
+	b, ok := w.modules[c]
+	w.mu.Unlock()
+	if ok {
+		return b, nil
+	}
 	if _, ok, _ := w.st.HasBlob(c); !ok {
 		if pid := from; pid != "" {
 			addAddrStrings(w.host, pid, addrs)
@@ -446,6 +453,11 @@ func (w *testWorker) runAssignment(asg *protocol.Assignment) {
 		}
 		res := protocol.TaskResult{Index: at.Index, Replica: at.Replica}
 		mod, err := w.blob(asg.Module, asg.ModuleSize, asg.Consumer, asg.ConsumerAddrs)
+		if err == nil {
+			w.mu.Lock()
+			w.modules[asg.Module] = mod
+			w.mu.Unlock()
+		}
 		in := at.Inline
 		if err == nil && len(at.Inline) == 0 && at.Size > 0 {
 			in, err = w.blob(at.Input, at.Size, asg.Consumer, asg.ConsumerAddrs)
