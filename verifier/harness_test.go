@@ -37,6 +37,9 @@ var workersSandbox *sandbox.Sandbox
 
 func TestMain(m *testing.M) {
 	sandbox.RunChildIfRequested() // the test binary is also the executor child
+	if os.Getenv(childVerifierEnv) != "" {
+		runChildVerifier() // never returns
+	}
 	dir, err := os.MkdirTemp("", "aspen-verifier-test-")
 	if err != nil {
 		panic(err)
@@ -284,7 +287,10 @@ type testWorker struct {
 	ran      int
 }
 
-func startWorker(t testing.TB, sb *sandbox.Sandbox, v *Verifier, owner string, price protocol.Micros, b workerBehaviour) *testWorker {
+// addrInfoer is a verifier, in this process or not.
+type addrInfoer interface{ AddrInfo() peer.AddrInfo }
+
+func startWorker(t testing.TB, sb *sandbox.Sandbox, v addrInfoer, owner string, price protocol.Micros, b workerBehaviour) *testWorker {
 	t.Helper()
 	w := &testWorker{t: t, key: newKey(t), sb: sb, ver: v.AddrInfo(), owner: owner, price: price, slots: 2, b: b,
 		accepted: map[protocol.ID]bool{}, modules: map[cid.Cid][]byte{}}
@@ -548,7 +554,7 @@ type testConsumer struct {
 	dups     int
 }
 
-func startConsumer(t testing.TB, v *Verifier) *testConsumer {
+func startConsumer(t testing.TB, v addrInfoer) *testConsumer {
 	t.Helper()
 	c := &testConsumer{t: t, key: newKey(t), ver: v.AddrInfo(), released: map[protocol.ID]map[uint32]protocol.Released{}}
 	c.id, _ = peer.IDFromPrivateKey(c.key)

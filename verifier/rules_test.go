@@ -2,7 +2,6 @@ package verifier
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -262,5 +261,3 @@ func freePort(t testing.TB) string {
 	_, p, _ := net.SplitHostPort(l.Addr().String())
 	return p
 }
-
-var _ = context.Background
