@@ -272,7 +272,7 @@ func (v *Verifier) postSettlements(ts []*taskState) {
 			t.posting = false
 			if err == nil && !t.rec.Posted {
 				t.rec.Posted = true
-				writes = append(writes, v.taskWrite(t))
+				writes = append(writes, v.taskWrites(t)...)
 			}
 		}
 		if len(writes) > 0 {

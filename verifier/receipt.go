@@ -94,12 +94,7 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 	}
 	var writes []write
 	for _, t := range changed {
-		writes = append(writes, v.taskWrite(t))
-	}
-	if v.assignmentOverLocked(a) {
-		a.Done = true
-		delete(v.asgs, rc.Assignment)
-		writes = append(writes, v.asgWrite(a))
+		writes = append(writes, v.taskWrites(t)...)
 	}
 	if ws != nil && ws.dirty {
 		ws.dirty = false
@@ -164,28 +159,6 @@ func (v *Verifier) failReplicaLocked(t *taskState, worker, reason string) error 
 	v.book.Release(worker)
 	v.log.Warn("replica failed", "worker", worker, "group", t.rec.Group, "task", t.rec.Index, "reason", reason)
 	return nil
-}
-
-// assignmentOverLocked reports whether no replica of a is still running.
-func (v *Verifier) assignmentOverLocked(a *assignmentRecord) bool {
-	gid, err := protocol.ParseID(a.Group)
-	if err != nil {
-		return true
-	}
-	g := v.groups[gid]
-	if g == nil {
-		return true
-	}
-	for _, ref := range a.Tasks {
-		t := g.tasks[ref.Index]
-		if t == nil || t.rec.M.Settled || int(ref.Replica) >= len(t.rec.M.Runs) {
-			continue
-		}
-		if t.rec.Replicas[ref.Replica].Assignment == a.ID && t.rec.M.Runs[ref.Replica].State == market.ReplicaAssigned {
-			return false
-		}
-	}
-	return true
 }
 
 // knownAssignment reports whether an assignment was ever issued.

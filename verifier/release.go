@@ -177,7 +177,7 @@ func (v *Verifier) sendReleases(ctx context.Context, g *groupState, consumer pee
 		verified := 0
 		for _, t := range parts[i] {
 			t.rec.Released = true
-			writes = append(writes, v.taskWrite(t))
+			writes = append(writes, v.taskWrites(t)...)
 			if g.tasks[t.rec.Index] == t {
 				delete(g.tasks, t.rec.Index)
 				v.openTasks--

@@ -159,6 +159,7 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 			b.tasks = append(b.tasks, at)
 			b.bytes += cost
 			t.rec.Replicas = append(t.rec.Replicas, replicaInfo{Assignment: b.id.String()})
+			v.trackLocked(t)
 			v.log.Debug("replica selected", "worker", mt.Worker, "group", t.rec.Group, "task", t.rec.Index,
 				"replica", replica, "price", mt.Price.String(), "speed", mt.Speed.String())
 		}
@@ -201,7 +202,7 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 			"tasks", len(rec.Tasks), "price", b.price.String())
 	}
 	for _, t := range changed {
-		writes = append(writes, v.taskWrite(t))
+		writes = append(writes, v.taskWrites(t)...)
 	}
 	var pch <-chan error
 	if len(writes) > 0 {
@@ -237,7 +238,7 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 	for _, t := range escrowTasks {
 		if t.rec.EscrowPosted < t.rec.EscrowQueued {
 			t.rec.EscrowPosted = t.rec.EscrowQueued
-			writes = append(writes, v.taskWrite(t))
+			writes = append(writes, v.taskWrites(t)...)
 		}
 	}
 	if len(writes) > 0 {
@@ -388,7 +389,7 @@ func (v *Verifier) failAssignments(recs []*assignmentRecord, reason string) {
 		writes = append(writes, v.asgWrite(rec))
 	}
 	for _, t := range changed {
-		writes = append(writes, v.taskWrite(t))
+		writes = append(writes, v.taskWrites(t)...)
 	}
 	ch := v.per.queue(writes...)
 	v.mu.Unlock()

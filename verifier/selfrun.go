@@ -118,7 +118,7 @@ func (v *Verifier) selfRun(ctx context.Context, t *taskState) {
 	if v.advanceLocked(t, now) {
 		settled = append(settled, t)
 	}
-	ch := v.per.queue(v.taskWrite(t))
+	ch := v.per.queue(v.taskWrites(t)...)
 	v.mu.Unlock()
 	_ = v.persistThenSettle(ctx, ch, settled)
 }

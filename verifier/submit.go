@@ -143,7 +143,7 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 		g.rec.Tasks++
 		v.openTasks++
 		fresh = append(fresh, t)
-		writes = append(writes, v.taskWrite(t))
+		writes = append(writes, v.taskWrites(t)...)
 	}
 	writes = append(writes, v.groupWrite(g))
 	ch := v.per.queue(writes...)
@@ -236,7 +236,7 @@ func (v *Verifier) handleCancel(ctx context.Context, from peer.ID, env *protocol
 		t.rec.Outcome, t.rec.Reason = protocol.OutcomeCanceled, "canceled by the consumer"
 		v.settleLocked(t, now)
 		settled = append(settled, t)
-		writes = append(writes, v.taskWrite(t))
+		writes = append(writes, v.taskWrites(t)...)
 		n++
 	}
 	ch := v.per.queue(writes...)

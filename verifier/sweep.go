@@ -94,7 +94,7 @@ func (v *Verifier) sweep(ctx context.Context) {
 	}
 	writes := v.dirtyWorkersLocked()
 	for _, t := range changed {
-		writes = append(writes, v.taskWrite(t))
+		writes = append(writes, v.taskWrites(t)...)
 	}
 	var ch <-chan error
 	if len(writes) > 0 {

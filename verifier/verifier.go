@@ -77,6 +77,7 @@ type Verifier struct {
 	groups    map[protocol.ID]*groupState
 	asgs      map[protocol.ID]*assignmentRecord // open (not done) assignments
 	benches   map[protocol.ID]*benchRecord
+	running   map[protocol.ID]int       // running replicas per open assignment
 	queued    map[*taskState]struct{} // tasks that need worker replicas
 	selfQ     []*taskState            // tasks the verifier must run itself
 	openTasks int
@@ -106,7 +107,8 @@ type groupState struct {
 type taskState struct {
 	g          *groupState
 	rec        taskRecord
-	selfQueued bool // in selfQ or running on the verifier
+	selfQueued bool   // in selfQ or running on the verifier
+	counted    []bool // replicas counted in Verifier.running
 	posting    bool // settlement queued to the ledger
 }
 
@@ -140,7 +142,7 @@ func New(cfg Config) (*Verifier, error) {
 		kickSched: make(chan struct{}, 1), kickRelease: make(chan struct{}, 1), kickSelf: make(chan struct{}, 1),
 		workers: map[peer.ID]*workerState{}, reps: market.Reputations{}, book: market.NewBook(),
 		groups: map[protocol.ID]*groupState{}, asgs: map[protocol.ID]*assignmentRecord{},
-		benches: map[protocol.ID]*benchRecord{}, queued: map[*taskState]struct{}{},
+		benches: map[protocol.ID]*benchRecord{}, queued: map[*taskState]struct{}{}, running: map[protocol.ID]int{},
 	}
 	ok := false
 	defer func() {
@@ -449,7 +451,8 @@ func (v *Verifier) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// Rebuild reservations and the work queues from the tasks.
+	// Rebuild reservations, running counts and the work queues from the
+	// tasks.
 	for _, g := range v.groups {
 		for _, t := range g.tasks {
 			for _, r := range t.rec.M.Runs {
@@ -457,8 +460,21 @@ func (v *Verifier) load(ctx context.Context) error {
 					v.book.Reserve(r.Worker)
 				}
 			}
+			v.trackLocked(t)
 			v.advanceLocked(t, now)
 		}
+	}
+	// Assignments with no running replica left are over.
+	var over []write
+	for id, a := range v.asgs {
+		if !a.Bench && v.running[id] == 0 {
+			a.Done = true
+			delete(v.asgs, id)
+			over = append(over, v.asgWrite(a))
+		}
+	}
+	if len(over) > 0 {
+		v.per.queue(over...)
 	}
 	for _, ws := range v.workers {
 		if ws.rec.Bench != "" {
@@ -555,6 +571,59 @@ func (v *Verifier) workerWrite(w *workerState) write {
 
 func (v *Verifier) taskWrite(t *taskState) write {
 	return write{ns: nsTask, key: t.key(), val: mustJSON(&t.rec)}
+}
+
+// taskWrites is the task's record and the records of the assignments in
+// which it was the last running replica (they are over).
+func (v *Verifier) taskWrites(t *taskState) []write {
+	ws := []write{v.taskWrite(t)}
+	for _, id := range v.untrackLocked(t) {
+		if a := v.asgs[id]; a != nil {
+			a.Done = true
+			delete(v.asgs, id)
+			ws = append(ws, v.asgWrite(a))
+		}
+	}
+	return ws
+}
+
+// trackLocked counts t's running replicas against their assignments.
+func (v *Verifier) trackLocked(t *taskState) {
+	for len(t.counted) < len(t.rec.M.Runs) {
+		t.counted = append(t.counted, false)
+	}
+	if t.rec.M.Settled {
+		return
+	}
+	for i, r := range t.rec.M.Runs {
+		if !t.counted[i] && r.State == market.ReplicaAssigned && i < len(t.rec.Replicas) {
+			if id, err := protocol.ParseID(t.rec.Replicas[i].Assignment); err == nil {
+				t.counted[i] = true
+				v.running[id]++
+			}
+		}
+	}
+}
+
+// untrackLocked stops counting t's replicas that are no longer running
+// and returns the assignments left with no running replica.
+func (v *Verifier) untrackLocked(t *taskState) []protocol.ID {
+	var over []protocol.ID
+	for i, c := range t.counted {
+		if !c || (!t.rec.M.Settled && t.rec.M.Runs[i].State == market.ReplicaAssigned) {
+			continue
+		}
+		t.counted[i] = false
+		id, err := protocol.ParseID(t.rec.Replicas[i].Assignment)
+		if err != nil {
+			continue
+		}
+		if v.running[id]--; v.running[id] <= 0 {
+			delete(v.running, id)
+			over = append(over, id)
+		}
+	}
+	return over
 }
 
 func (v *Verifier) groupWrite(g *groupState) write {
