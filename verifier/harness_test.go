@@ -552,6 +552,7 @@ type testConsumer struct {
 	mu       sync.Mutex
 	released map[protocol.ID]map[uint32]protocol.Released
 	dups     int
+	last     *protocol.Submit
 }
 
 func startConsumer(t testing.TB, v addrInfoer) *testConsumer {
@@ -648,6 +649,9 @@ func (c *testConsumer) submit(ctx context.Context, g groupSpec) (protocol.ID, *p
 		}
 		sub.Tasks = append(sub.Tasks, ti)
 	}
+	c.mu.Lock()
+	c.last = sub
+	c.mu.Unlock()
 	var ack protocol.Ack
 	err = c.host.Request(ctx, c.ver.ID, protocol.ProtoSubmit, sub, &ack)
 	return gid, &ack, err

@@ -80,6 +80,7 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 		return refuse(protocol.AckNoWorkers, "%s", why)
 	}
 	g := v.groups[sub.Group]
+	known := g != nil
 	if g == nil {
 		rec, err := v.st.Get(nsGroup, sub.Group[:])
 		if err == nil {
@@ -88,7 +89,6 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 				g, _ = groupFromRecord(gr)
 				if g != nil {
 					g.rec.Closed = false
-					v.groups[g.id] = g
 				}
 			}
 		}
@@ -99,7 +99,6 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 			MaxPrice: sub.MaxPrice, MinSpeed: sub.MinSpeed, Replicas: int(sub.Replicas), TimeoutMillis: sub.TimeoutMillis,
 			MaxMemory: sub.MaxMemory, Addrs: sub.Addrs, Created: nowMs,
 		}}
-		v.groups[sub.Group] = g
 		v.log.Info("group submitted", "group", g.rec.ID, "consumer", g.rec.Consumer, "module", g.rec.Module,
 			"max_price", sub.MaxPrice.String(), "min_speed", sub.MinSpeed.String(), "replicas", sub.Replicas, "timeout", timeout)
 	} else {
@@ -117,38 +116,56 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 			v.mu.Unlock()
 			return refuse(protocol.AckBadRequest, "group %s was submitted with other parameters", sub.Group)
 		}
-		if len(sub.Addrs) > 0 {
-			g.rec.Addrs = sub.Addrs
-		}
 	}
+	// Validate every new task before changing anything.
 	var fresh []*taskState
-	var writes []write
+	seen := map[uint32]bool{}
 	for i := range sub.Tasks {
 		ti := &sub.Tasks[i]
-		if g.tasks[ti.Index] != nil || v.taskExistsLocked(g, ti.Index) {
+		if seen[ti.Index] || g.tasks[ti.Index] != nil || v.taskExistsLocked(g, ti.Index) {
 			continue // idempotent
 		}
-		if v.openTasks >= v.cfg.MaxOpenTasks {
-			v.mu.Unlock()
-			return refuse(protocol.AckBusy, "the verifier holds %d open tasks", v.openTasks)
-		}
+		seen[ti.Index] = true
 		mt, err := market.NewTask(bid, int(ti.Index), mcfg)
 		if err != nil {
 			v.mu.Unlock()
 			return refuse(protocol.AckBadRequest, "task %d: %v", ti.Index, err)
 		}
-		t := &taskState{g: g, rec: taskRecord{Group: g.rec.ID, Index: ti.Index, Input: ti.Input.String(), Size: ti.Size,
-			Inline: ti.Inline, Created: nowMs, M: mt, SpotCheck: market.SpotCheck(v.cfg.Market, v.cfg.Rand)}}
-		g.tasks[ti.Index] = t
+		fresh = append(fresh, &taskState{g: g, rec: taskRecord{Group: g.rec.ID, Index: ti.Index, Input: ti.Input.String(),
+			Size: ti.Size, Inline: ti.Inline, Created: nowMs, M: mt}})
+	}
+	if v.openTasks+len(fresh) > v.cfg.MaxOpenTasks {
+		v.mu.Unlock()
+		return refuse(protocol.AckBusy, "the verifier holds %d open tasks (limit %d)", v.openTasks, v.cfg.MaxOpenTasks)
+	}
+	if !known {
+		v.groups[g.id] = g
+	}
+	if len(sub.Addrs) > 0 {
+		g.rec.Addrs = sub.Addrs
+	}
+	var writes []write
+	for _, t := range fresh {
+		t.rec.SpotCheck = market.SpotCheck(v.cfg.Market, v.cfg.Rand) // the secret draw
+		g.tasks[t.rec.Index] = t
 		g.rec.Tasks++
 		v.openTasks++
-		fresh = append(fresh, t)
 		writes = append(writes, v.taskWrites(t)...)
 	}
 	writes = append(writes, v.groupWrite(g))
 	ch := v.per.queue(writes...)
 	v.mu.Unlock()
 	if err := v.wait(ctx, ch); err != nil {
+		v.log.Error("persisting a submit failed", "group", sub.Group.String(), "err", err)
+		v.mu.Lock()
+		for _, t := range fresh {
+			if g.tasks[t.rec.Index] == t {
+				delete(g.tasks, t.rec.Index)
+				g.rec.Tasks--
+				v.openTasks--
+			}
+		}
+		v.mu.Unlock()
 		return refuse(protocol.AckInternal, "persist: %v", err)
 	}
 	v.mu.Lock()

@@ -239,6 +239,17 @@ func TestHonestGroupCompletesAndPaysEveryReplica(t *testing.T) {
 	if c.dups != 0 {
 		t.Fatalf("%d duplicate releases", c.dups)
 	}
+	// Submitting the same group again changes nothing.
+	var again protocol.Ack
+	if err := c.host.Request(ctx, v.ID(), protocol.ProtoSubmit, c.last, &again); err != nil || !again.OK || again.Count != 5 {
+		t.Fatalf("re-submit: %+v %v", again, err)
+	}
+	if gi, err := v.Group(gid); err != nil || len(gi.Tasks) != 5 || gi.Counts["verified"] != 5 {
+		t.Fatalf("group after re-submit: %+v %v", gi.Counts, err)
+	}
+	if s2 := checkLedger(t, v, c, credited, a, b, d); s2 != spent {
+		t.Fatalf("re-submit charged %v more", s2-spent)
+	}
 }
 
 func TestConsumerWithoutFundsIsRefused(t *testing.T) {
