@@ -2,9 +2,9 @@ package verifier
 
 import (
 	"bufio"
-	"net/http"
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"

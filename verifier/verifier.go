@@ -77,7 +77,7 @@ type Verifier struct {
 	groups    map[protocol.ID]*groupState
 	asgs      map[protocol.ID]*assignmentRecord // open (not done) assignments
 	benches   map[protocol.ID]*benchRecord
-	running   map[protocol.ID]int       // running replicas per open assignment
+	running   map[protocol.ID]int     // running replicas per open assignment
 	queued    map[*taskState]struct{} // tasks that need worker replicas
 	selfQ     []*taskState            // tasks the verifier must run itself
 	openTasks int
@@ -109,7 +109,7 @@ type taskState struct {
 	rec        taskRecord
 	selfQueued bool   // in selfQ or running on the verifier
 	counted    []bool // replicas counted in Verifier.running
-	posting    bool // settlement queued to the ledger
+	posting    bool   // settlement queued to the ledger
 }
 
 func (t *taskState) key() string { return string(taskKey(t.g.id, t.rec.Index)) }
