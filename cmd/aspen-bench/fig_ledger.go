@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/aspen-market/aspen/store"
+	"github.com/aspen-market/aspen/verifier/ledger"
+)
+
+// figLedger: durable settlements per second through the ledger's group
+// commit (64 concurrent posters, as the verifier's handlers post), against
+// the same posters with one fsync per settlement (store MaxBatch 1),
+// measured in the same run (the workload of ledger.BenchmarkSettlements).
+func figLedger(ctx context.Context, e *env) ([]Row, error) {
+	n, nBase := 20_000, 2_000
+	if e.quick {
+		n, nBase = 4_000, 500
+	}
+	open := func(name string, maxBatch int) (*ledger.Ledger, func(), error) {
+		cfg := store.DefaultConfig()
+		cfg.Dir = filepath.Join(e.dir, name)
+		if maxBatch > 0 {
+			cfg.MaxBatch = maxBatch
+		}
+		st, err := store.Open(cfg)
+		if err != nil {
+			return nil, nil, err
+		}
+		l, err := ledger.Open(st, ledger.Config{})
+		if err != nil {
+			st.Close()
+			return nil, nil, err
+		}
+		return l, func() { st.Close() }, nil
+	}
+	lb, closeB, err := open("ledger-one-sync", 1)
+	if err != nil {
+		return nil, err
+	}
+	base, err := ledger.SettleBurst(ctx, lb, nBase, 64, "base")
+	closeB()
+	if err != nil {
+		return nil, err
+	}
+	l, closeL, err := open("ledger-group-commit", 0)
+	if err != nil {
+		return nil, err
+	}
+	defer closeL()
+	c0 := cpuTime()
+	rate, err := ledger.SettleBurst(ctx, l, n, 64, "run")
+	cpu := cpuTime() - c0
+	if err != nil {
+		return nil, err
+	}
+	row := Row{Figure: "7 ledger: durable settlements/s (fsynced, group-committed, 64 posters)", Value: rate, Unit: "/s"}.
+		withBaseline(base, "/s", "one fsync per settlement")
+	return []Row{
+		row.target("value", ">=", 2000).note("%d settlements, %.0f µs CPU each; baseline %d settlements", n, us(cpu)/float64(n), nBase),
+		Row{Figure: "7 ledger: group commit vs one fsync per write", Value: rate, Unit: "/s", Baseline: row.Baseline, BaseUnit: "/s",
+			BaseWhat: "one fsync per settlement", Ratio: row.Ratio}.target("ratio", ">=", 20),
+	}, nil
+}
