@@ -311,12 +311,20 @@ func (v *Verifier) benchmark(ctx context.Context, ws *workerState) error {
 		if err != nil {
 			return fmt.Errorf("%w: store input: %w", ErrBenchmark, err)
 		}
-		res, err := v.run.Run(ctx, sandbox.Job{ModuleID: mc.String(), Module: module, Input: input, Timeout: v.cfg.BenchmarkTimeout})
-		if err != nil {
-			return fmt.Errorf("%w: reference run: %w", ErrBenchmark, err)
-		}
-		if res.Status != sandbox.StatusOK {
-			return fmt.Errorf("%w: reference run: %v", ErrBenchmark, res.Err())
+		// The reference time is the faster of two runs: timing noise only
+		// ever adds time.
+		var res sandbox.Result
+		for run := 0; run < 2; run++ {
+			r, err := v.run.Run(ctx, sandbox.Job{ModuleID: mc.String(), Module: module, Input: input, Timeout: v.cfg.BenchmarkTimeout})
+			if err != nil {
+				return fmt.Errorf("%w: reference run: %w", ErrBenchmark, err)
+			}
+			if r.Status != sandbox.StatusOK {
+				return fmt.Errorf("%w: reference run: %v", ErrBenchmark, r.Err())
+			}
+			if run == 0 || r.Duration < res.Duration {
+				res = r
+			}
 		}
 		out := outputOf(res)
 		enc := protocol.EncodeOutput(&out)
@@ -458,7 +466,18 @@ func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *a
 		v.log.Warn("strike: wrong benchmark result, no rating", "worker", ws.id.String(), "strikes", ws.rec.Rep.Strikes, "detail", wrong)
 		v.updateBookLocked(ws, now)
 	} else {
-		speed := v.clampSpeed(protocol.Speed(min(uint64(v.cfg.VerifierSpeed)*uint64(sumRef)/uint64(max(sumWorker, 1)), 1<<31)))
+		// Speed = s_b × t_b / t_w per job; the rating is their median,
+		// so one disturbed job does not skew it.
+		var ratios []protocol.Speed
+		for _, t := range b.Tasks {
+			ratios = append(ratios, protocol.Speed(min(uint64(v.cfg.VerifierSpeed)*uint64(t.RefMicros)/uint64(max(t.WorkerMicros, 1)), 1<<31)))
+		}
+		slices.Sort(ratios)
+		med := ratios[len(ratios)/2]
+		if len(ratios)%2 == 0 {
+			med = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+		}
+		speed := v.clampSpeed(med)
 		v.addSpeedSampleLocked(ws, speed, "benchmark", now)
 		v.log.Info("benchmark passed", "worker", ws.id.String(), "speed", speed.String(),
 			"reference_us", sumRef, "worker_us", sumWorker)
