@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -246,7 +247,18 @@ func (n *Node) go_(f func()) {
 func (n *Node) requestVerifier(ctx context.Context, proto string, req, resp protocol.Message) error {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	return n.host.Request(ctx, n.cfg.Verifier.ID, proto, req, resp)
+	err := n.host.Request(ctx, n.cfg.Verifier.ID, proto, req, resp)
+	// A refusal arrives as a *p2p.RemoteError; callers that asked for an
+	// Ack get it as a refused Ack, so they can act on its code.
+	var re *p2p.RemoteError
+	if ack, ok := resp.(*protocol.Ack); ok && errors.As(err, &re) {
+		*ack = protocol.Ack{Code: re.Code, Error: re.Message}
+		if ack.Code == protocol.AckOK {
+			ack.Code = protocol.AckInternal
+		}
+		return nil
+	}
+	return err
 }
 
 func (n *Node) onOffer(from peer.ID, o *protocol.Offer, _ []byte) {
