@@ -100,8 +100,13 @@ type Config struct {
 	// MaxOpenTasks bounds tasks held open at once; submits beyond it are
 	// refused with AckBusy.
 	MaxOpenTasks int
-	// MaxMemory is the largest per-job memory cap a consumer may ask for.
+	// MaxMemory is the largest per-job memory cap a consumer may ask for;
+	// it must not exceed Sandbox.MaxMemory (the verifier repeats jobs).
 	MaxMemory uint64
+	// DefaultJobMemory is the memory cap of a job submitted without one
+	// (every replica and the verifier's own run get the same explicit cap,
+	// so they fail or succeed alike).
+	DefaultJobMemory uint64
 
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
@@ -121,6 +126,11 @@ func DefaultConfig() Config {
 	m.HeartbeatTimeout = 10 * time.Second
 	m.DeadlineSlack = 2 * time.Minute
 	sb := sandbox.DefaultConfig()
+	// The verifier is the reference machine: its runs must not be slowed
+	// by its own niceness, and it must be able to repeat any job.
+	sb.Nice = 0
+	sb.MaxMemory = 4 << 30
+	sb.Timeout = protocol.MaxJobTimeout
 	return Config{
 		Listen:           []string{"/ip4/0.0.0.0/tcp/7400", "/ip4/0.0.0.0/udp/7400/quic-v1"},
 		APIAddr:          "127.0.0.1:7340",
@@ -148,6 +158,7 @@ func DefaultConfig() Config {
 		ReleaseRetryMax:  time.Minute,
 		MaxOpenTasks:     1_000_000,
 		MaxMemory:        4 << 30,
+		DefaultJobMemory: 256 << 20,
 	}
 }
 
@@ -215,8 +226,12 @@ func (c *Config) Validate() error {
 		return bad("release retry %v..%v", c.ReleaseRetryMin, c.ReleaseRetryMax)
 	case c.MaxOpenTasks < 1:
 		return bad("max open tasks %d", c.MaxOpenTasks)
-	case c.MaxMemory == 0:
-		return bad("max memory is zero")
+	case c.MaxMemory == 0 || c.DefaultJobMemory == 0 || c.DefaultJobMemory > c.MaxMemory:
+		return bad("max memory %d, default job memory %d", c.MaxMemory, c.DefaultJobMemory)
+	case c.Runner == nil && c.MaxMemory > c.Sandbox.MaxMemory:
+		return bad("max memory %d above the sandbox's %d", c.MaxMemory, c.Sandbox.MaxMemory)
+	case c.Runner == nil && c.Market.MaxRunTime > c.Sandbox.Timeout:
+		return bad("max run time %v above the sandbox's timeout %v", c.Market.MaxRunTime, c.Sandbox.Timeout)
 	}
 	return nil
 }

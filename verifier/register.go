@@ -315,7 +315,8 @@ func (v *Verifier) benchmark(ctx context.Context, ws *workerState) error {
 		// ever adds time.
 		var res sandbox.Result
 		for run := 0; run < 2; run++ {
-			r, err := v.run.Run(ctx, sandbox.Job{ModuleID: mc.String(), Module: module, Input: input, Timeout: v.cfg.BenchmarkTimeout})
+			r, err := v.run.Run(ctx, sandbox.Job{ModuleID: mc.String(), Module: module, Input: input,
+				Timeout: v.cfg.BenchmarkTimeout, MaxMemory: v.cfg.DefaultJobMemory})
 			if err != nil {
 				return fmt.Errorf("%w: reference run: %w", ErrBenchmark, err)
 			}
@@ -346,7 +347,7 @@ func (v *Verifier) benchmark(ctx context.Context, ws *workerState) error {
 	price := ws.rec.MinPrice
 	addrs := v.addrStrings()
 	asg := &protocol.Assignment{ID: aid, Worker: ws.id, Consumer: v.id, ConsumerAddrs: addrs, Group: gid,
-		Module: mc, ModuleSize: uint64(len(module)), Price: price, TimeoutMillis: uint64(v.cfg.BenchmarkTimeout.Milliseconds()),
+		Module: mc, ModuleSize: uint64(len(module)), Price: price, TimeoutMillis: uint64(v.cfg.BenchmarkTimeout.Milliseconds()), MaxMemory: v.cfg.DefaultJobMemory,
 		Issued: now, Expires: now + v.cfg.AssignmentTTL.Milliseconds(), Tasks: tasks}
 	sealed, err := protocol.Seal(v.key, asg)
 	if err != nil {

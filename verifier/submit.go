@@ -33,6 +33,9 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 	if d := time.UnixMilli(sub.Time).Sub(now); d > protocol.MaxClockSkew {
 		return refuse(protocol.AckExpired, "submit time is %v ahead of the verifier's clock", d.Round(time.Second))
 	}
+	if sub.MaxMemory == 0 {
+		sub.MaxMemory = v.cfg.DefaultJobMemory // explicit, so every run has the same cap
+	}
 	mcfg := v.cfg.Market
 	timeout := time.Duration(sub.TimeoutMillis) * time.Millisecond
 	switch {
