@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/aspen-market/aspen/node/p2p"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/store"
 )
@@ -279,7 +280,7 @@ func (c *consumer) submitRemaining(ctx context.Context, id protocol.ID) error {
 			end++
 		}
 		var ack protocol.Ack
-		if err := n.requestVerifier(ctx, protocol.ProtoSubmit, sub, &ack); err != nil {
+		if err := n.requestVerifier(ctx, protocol.ProtoSubmit, sub, &ack); err != nil && !refusal(err) {
 			return fmt.Errorf("node: submit to verifier: %w", err)
 		}
 		if !ack.OK {
@@ -303,6 +304,15 @@ func (c *consumer) submitRemaining(ctx context.Context, id protocol.ID) error {
 		}
 	}
 	return nil
+}
+
+// refusal reports whether err is the verifier's definitive refusal of a
+// request (p2p.Request returns an Ack with OK == false as a
+// *p2p.RemoteError and fills in the Ack too). Busy and internal errors are
+// not refusals: the request may succeed when retried.
+func refusal(err error) bool {
+	var re *p2p.RemoteError
+	return errors.As(err, &re) && re.Code != protocol.AckBusy && re.Code != protocol.AckInternal
 }
 
 // failGroup marks a refused group's pending tasks failed with reason.
@@ -607,7 +617,7 @@ func (n *Node) Cancel(ctx context.Context, id protocol.ID) error {
 		return err
 	}
 	var ack protocol.Ack
-	if err := n.requestVerifier(ctx, protocol.ProtoCancel, &protocol.Cancel{Consumer: n.id, Group: id, Time: n.now().UnixMilli()}, &ack); err != nil {
+	if err := n.requestVerifier(ctx, protocol.ProtoCancel, &protocol.Cancel{Consumer: n.id, Group: id, Time: n.now().UnixMilli()}, &ack); err != nil && !refusal(err) {
 		return fmt.Errorf("node: cancel: %w", err)
 	}
 	if !ack.OK {
