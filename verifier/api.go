@@ -77,6 +77,7 @@ func (v *Verifier) startAPI() error {
 func (v *Verifier) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/info", v.apiInfo)
+	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, v.Stats()) })
 	mux.HandleFunc("GET /v1/workers", v.apiWorkers)
 	mux.HandleFunc("GET /v1/accounts", v.apiAccounts)
 	mux.HandleFunc("GET /v1/ledger", v.apiLedger)

@@ -115,6 +115,14 @@ func (v *Verifier) settleLocked(t *taskState, now int64) {
 		// money moved, nothing to post.
 		t.rec.Posted = true
 	}
+	switch t.rec.Outcome {
+	case protocol.OutcomeVerified:
+		v.stats.verified.Add(1)
+	case protocol.OutcomeCanceled:
+		v.stats.canceled.Add(1)
+	default:
+		v.stats.failed.Add(1)
+	}
 	v.reps.ObserveAll(d)
 	for i, vd := range d.Verdicts {
 		ws := v.workers[peerID(vd.Worker)]
@@ -123,6 +131,7 @@ func (v *Verifier) settleLocked(t *taskState, now int64) {
 		}
 		ws.dirty = true
 		if vd.Strike {
+			v.stats.strikes.Add(1)
 			v.log.Warn("strike: wrong result", "worker", vd.Worker, "group", t.rec.Group, "task", t.rec.Index,
 				"strikes", ws.rec.Rep.Strikes, "verified", d.Result, "trusted", d.Trusted)
 			if ws.rec.Rep.StruckOut(v.cfg.Market) {

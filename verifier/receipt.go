@@ -25,6 +25,7 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 	if env.Signer != from || rc.Worker != from {
 		return nil, p2p.Refuse(protocol.AckUnauthorized, "receipt signed by %s for worker %s", env.Signer, rc.Worker)
 	}
+	v.stats.receipts.Add(1)
 	now := v.nowMs()
 	v.mu.Lock()
 	ws := v.workers[from]

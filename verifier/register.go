@@ -461,6 +461,8 @@ func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *a
 	ws.rec.Bench = ""
 	ws.dirty = true
 	if wrong != "" {
+		v.stats.benchFailed.Add(1)
+		v.stats.strikes.Add(1)
 		ws.rec.Rep.Strikes++
 		ws.rec.BenchFailures++
 		ws.rec.BenchNotUntil = now + v.cfg.BenchmarkRetry.Milliseconds()
@@ -479,6 +481,7 @@ func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *a
 			med = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
 		}
 		speed := v.clampSpeed(med)
+		v.stats.benchPassed.Add(1)
 		v.addSpeedSampleLocked(ws, speed, "benchmark", now)
 		v.log.Info("benchmark passed", "worker", ws.id.String(), "speed", speed.String(),
 			"reference_us", sumRef, "worker_us", sumWorker)

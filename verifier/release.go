@@ -188,6 +188,7 @@ func (v *Verifier) sendReleases(ctx context.Context, g *groupState, consumer pee
 		}
 		v.per.queue(writes...)
 		v.mu.Unlock()
+		v.stats.releases.Add(1)
 		if !undeliverable {
 			v.log.Info("released", "group", g.rec.ID, "consumer", consumer.String(), "seq", msg.Seq,
 				"tasks", len(msg.Tasks), "verified", verified)
@@ -196,6 +197,7 @@ func (v *Verifier) sendReleases(ctx context.Context, g *groupState, consumer pee
 	v.mu.Lock()
 	g.releasing = false
 	if failed != nil {
+		v.stats.releaseRetries.Add(1)
 		if g.backoff == 0 {
 			g.backoff = v.cfg.ReleaseRetryMin
 		} else {

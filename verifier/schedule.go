@@ -160,6 +160,7 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 			b.bytes += cost
 			t.rec.Replicas = append(t.rec.Replicas, replicaInfo{Assignment: b.id.String()})
 			v.trackLocked(t)
+			v.stats.replicas.Add(1)
 			v.log.Debug("replica selected", "worker", mt.Worker, "group", t.rec.Group, "task", t.rec.Index,
 				"replica", replica, "price", mt.Price.String(), "speed", mt.Speed.String())
 		}
@@ -334,6 +335,7 @@ func (v *Verifier) sendAssignment(ctx context.Context, rec *assignmentRecord) {
 		v.failAssignments([]*assignmentRecord{rec}, fmt.Sprintf("worker unreachable: %v", err))
 		return
 	}
+	v.stats.assignments.Add(1)
 	v.mu.Lock()
 	if !rec.Acked {
 		rec.Acked = true
@@ -350,6 +352,7 @@ func (v *Verifier) failAssignments(recs []*assignmentRecord, reason string) {
 	if len(recs) == 0 {
 		return
 	}
+	v.stats.refused.Add(uint64(len(recs)))
 	v.mu.Lock()
 	var changed, settled []*taskState
 	var writes []write

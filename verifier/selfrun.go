@@ -109,6 +109,7 @@ func (v *Verifier) selfRun(ctx context.Context, t *taskState) {
 		return
 	}
 	t.rec.Own = own
+	v.stats.ownRuns.Add(1)
 	if err := m.VerifierResult(run); err != nil {
 		v.log.Error("verifier result refused", "group", t.rec.Group, "task", t.rec.Index, "err", err)
 	}

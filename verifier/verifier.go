@@ -61,6 +61,8 @@ type Verifier struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	stats counters
+
 	api     *http.Server
 	apiAddr string
 

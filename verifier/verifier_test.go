@@ -239,6 +239,9 @@ func TestHonestGroupCompletesAndPaysEveryReplica(t *testing.T) {
 	if c.dups != 0 {
 		t.Fatalf("%d duplicate releases", c.dups)
 	}
+	if st := v.Stats(); st.TasksVerified != 5 || st.ReplicasAssigned != 10 || st.Strikes != 0 || st.BenchmarksPassed != 3 {
+		t.Fatalf("stats %+v", st)
+	}
 	// Submitting the same group again changes nothing.
 	var again protocol.Ack
 	if err := c.host.Request(ctx, v.ID(), protocol.ProtoSubmit, c.last, &again); err != nil || !again.OK || again.Count != 5 {

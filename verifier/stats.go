@@ -1,0 +1,60 @@
+package verifier
+
+import "sync/atomic"
+
+// counters are the verifier's event counters (for metrics).
+type counters struct {
+	assignments, refused, replicas, receipts   atomic.Uint64
+	verified, failed, canceled                 atomic.Uint64
+	strikes, ownRuns, releases, releaseRetries atomic.Uint64
+	benchPassed, benchFailed                   atomic.Uint64
+}
+
+// Stats are counters since Start and current gauges, for metrics.
+type Stats struct {
+	AssignmentsSent    uint64 `json:"assignments_sent"`
+	AssignmentsRefused uint64 `json:"assignments_refused"` // refused or undeliverable
+	ReplicasAssigned   uint64 `json:"replicas_assigned"`
+	Receipts           uint64 `json:"receipts"`
+	TasksVerified      uint64 `json:"tasks_verified"`
+	TasksFailed        uint64 `json:"tasks_failed"`
+	TasksCanceled      uint64 `json:"tasks_canceled"`
+	Strikes            uint64 `json:"strikes"`
+	VerifierRuns       uint64 `json:"verifier_runs"` // spot checks and tie-breaks
+	Releases           uint64 `json:"releases"`
+	ReleaseRetries     uint64 `json:"release_retries"`
+	BenchmarksPassed   uint64 `json:"benchmarks_passed"`
+	BenchmarksFailed   uint64 `json:"benchmarks_failed"`
+
+	Workers     int `json:"workers"`
+	LiveWorkers int `json:"live_workers"`
+	InBook      int `json:"in_book"`
+	Groups      int `json:"groups"`
+	OpenTasks   int `json:"open_tasks"`
+	QueuedTasks int `json:"queued_tasks"`
+	Outstanding int `json:"outstanding_replicas"`
+}
+
+// Stats returns the verifier's counters and gauges.
+func (v *Verifier) Stats() Stats {
+	c := &v.stats
+	s := Stats{
+		AssignmentsSent: c.assignments.Load(), AssignmentsRefused: c.refused.Load(), ReplicasAssigned: c.replicas.Load(),
+		Receipts: c.receipts.Load(), TasksVerified: c.verified.Load(), TasksFailed: c.failed.Load(), TasksCanceled: c.canceled.Load(),
+		Strikes: c.strikes.Load(), VerifierRuns: c.ownRuns.Load(), Releases: c.releases.Load(), ReleaseRetries: c.releaseRetries.Load(),
+		BenchmarksPassed: c.benchPassed.Load(), BenchmarksFailed: c.benchFailed.Load(),
+	}
+	now := v.nowMs()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s.Workers, s.InBook, s.Groups, s.OpenTasks, s.QueuedTasks = len(v.workers), len(v.book.Offers), len(v.groups), v.openTasks, len(v.queued)
+	for _, ws := range v.workers {
+		if v.liveLocked(ws, now) {
+			s.LiveWorkers++
+		}
+	}
+	for _, n := range v.book.Reserved {
+		s.Outstanding += n
+	}
+	return s
+}
