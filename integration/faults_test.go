@@ -1,0 +1,199 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aspen-market/aspen/client"
+	"github.com/aspen-market/aspen/market"
+)
+
+// Faults: kill -9 of a worker mid-task, of the consumer mid-group and of
+// the verifier mid-settlement, each restarted on the same data directory;
+// a worker frozen (cut off) past the heartbeat timeout that comes back.
+
+// holder waits until one of the honest workers holds a replica of the
+// group that it has not finished yet (it is running or queued on it), and
+// returns that worker.
+func (n *network) holder(t *testing.T, gid string) *nodeProc {
+	t.Helper()
+	var victim *nodeProc
+	waitFor(t, time.Minute, "a worker running a task of "+gid, func() (bool, error) {
+		vg, err := n.v.group(gid)
+		if err != nil {
+			return false, err
+		}
+		for _, ti := range vg.Tasks {
+			for _, rp := range ti.Replicas {
+				if rp.State != string(market.ReplicaAssigned) {
+					continue
+				}
+				for _, w := range []*nodeProc{n.h1, n.h2, n.h3} {
+					if w.id.String() != rp.Worker {
+						continue
+					}
+					jobs, err := w.client().Jobs(context.Background(), 0)
+					if err != nil {
+						return false, err
+					}
+					done := false
+					for _, j := range jobs {
+						if j.Group == gid && j.Index == ti.Index {
+							done = true
+						}
+					}
+					if !done {
+						victim = w
+						return true, nil
+					}
+				}
+			}
+		}
+		return false, nil
+	})
+	return victim
+}
+
+// replicaStates counts a worker's replicas of a group by state and how
+// many were paid.
+func replicaStates(v verdict, id string) (states map[string]int, paid int) {
+	states = map[string]int{}
+	for _, ti := range v.vg.Tasks {
+		for _, rp := range ti.Replicas {
+			if rp.Worker == id {
+				states[rp.State]++
+				if rp.Paid > 0 {
+					paid++
+				}
+			}
+		}
+	}
+	return
+}
+
+func scKillWorker(t *testing.T, n *network, r *row) {
+	j := hashchainJob(4, 400_000, priceAll)
+	gid := n.submit(t, j)
+	victim := n.holder(t, gid)
+	victim.kill()
+	victim.start()
+	n.waitDone(t, gid, 3*time.Minute)
+	v := n.judge(t, gid, j)
+	n.fill(r, v)
+	if v.verified != v.tasks || v.wrongAccepted != 0 {
+		t.Errorf("verified %d/%d, %d wrong", v.verified, v.tasks, v.wrongAccepted)
+	}
+	st, paid := replicaStates(v, victim.id.String())
+	r.Outcome = fmt.Sprintf("%s killed -9 mid-task and restarted on its data dir: its replicas %v, %d paid (resumed from its store or re-run elsewhere); all %d verified",
+		victim.label, st, paid, v.verified)
+}
+
+func scFreezeWorker(t *testing.T, n *network, r *row) {
+	j := hashchainJob(3, 400_000, priceAll)
+	gid := n.submit(t, j)
+	victim := n.holder(t, gid)
+	victim.freeze()
+	waitFor(t, time.Minute, victim.label+" failed for silence", func() (bool, error) {
+		vg, err := n.v.group(gid)
+		if err != nil {
+			return false, err
+		}
+		for _, ti := range vg.Tasks {
+			for _, rp := range ti.Replicas {
+				if rp.Worker == victim.id.String() && rp.State == string(market.ReplicaFailed) {
+					return true, nil
+				}
+			}
+		}
+		return false, nil
+	})
+	n.waitDone(t, gid, 3*time.Minute)
+	victim.thaw()
+	// It comes back and reports what it ran: the late receipts are ignored.
+	before, _ := victim.client().Jobs(context.Background(), 0)
+	waitFor(t, time.Minute, victim.label+" back and reporting", func() (bool, error) {
+		wi, ok := n.v.worker(victim.id)
+		if !ok || !wi.Live {
+			return false, nil
+		}
+		jobs, err := victim.client().Jobs(context.Background(), 0)
+		return err == nil && len(jobs) > len(before), err
+	})
+	v := n.judge(t, gid, j)
+	n.fill(r, v)
+	st, paid := replicaStates(v, victim.id.String())
+	if v.verified != v.tasks || v.wrongAccepted != 0 {
+		t.Errorf("verified %d/%d, %d wrong", v.verified, v.tasks, v.wrongAccepted)
+	}
+	if st[string(market.ReplicaFailed)] == 0 {
+		t.Errorf("%s's replicas %v: none failed", victim.label, st)
+	}
+	r.Outcome = fmt.Sprintf("%s frozen (SIGSTOP) past the 5 s heartbeat timeout: replicas %v, re-run elsewhere; thawed, its late receipts ignored (%d paid); it serves again",
+		victim.label, st, paid)
+}
+
+func scKillConsumer(t *testing.T, n *network, r *row) {
+	j := hashchainJob(6, 200_000, priceAll)
+	gid := n.submit(t, j)
+	waitFor(t, 2*time.Minute, "the first task verified", func() (bool, error) {
+		vg, err := n.v.group(gid)
+		return err == nil && vg.Counts["verified"] >= 1, err
+	})
+	n.c.kill()
+	killedAt := time.Now()
+	waitFor(t, 3*time.Minute, "the verifier to finish the group without the consumer", func() (bool, error) {
+		vg, err := n.v.group(gid)
+		return err == nil && vg.Counts["verified"]+vg.Counts["failed"] == len(j.inputs), err
+	})
+	down := time.Since(killedAt)
+	n.c.start()
+	n.waitDone(t, gid, 2*time.Minute)
+	v := n.judge(t, gid, j)
+	n.fill(r, v)
+	if v.verified != v.tasks || v.wrongAccepted != 0 {
+		t.Errorf("verified %d/%d, %d wrong", v.verified, v.tasks, v.wrongAccepted)
+	}
+	// The CLI reads the results back after the restart.
+	res, err := n.c.client().Results(context.Background(), gid, 0, 0)
+	if err != nil || len(res) != len(j.inputs) {
+		t.Errorf("results after restart: %d, %v", len(res), err)
+	}
+	for _, x := range res {
+		if x.State != client.StateVerified {
+			t.Errorf("task %d %s", x.Index, x.State)
+		}
+	}
+	r.Outcome = fmt.Sprintf("consumer killed -9 after the first release, down %v while the rest were verified; restarted: releases redelivered, all %d results in order",
+		down.Round(100*time.Millisecond), v.verified)
+}
+
+func scKillVerifier(t *testing.T, n *network, r *row) {
+	j := primesJob(24, 2_000_000, priceAll)
+	gid := n.submit(t, j)
+	kills := 0
+	for _, at := range []int{2, 10} {
+		waitFor(t, 2*time.Minute, fmt.Sprintf("%d tasks settled", at), func() (bool, error) {
+			vg, err := n.v.group(gid)
+			return err == nil && vg.Counts["verified"] >= at, err
+		})
+		vg, _ := n.v.group(gid)
+		if vg.Counts["verified"] >= len(j.inputs) {
+			break
+		}
+		n.v.restart(true)
+		kills++
+	}
+	n.waitDone(t, gid, 3*time.Minute)
+	v := n.judge(t, gid, j)
+	n.fill(r, v)
+	if v.verified != v.tasks || v.wrongAccepted != 0 {
+		t.Errorf("verified %d/%d, %d wrong", v.verified, v.tasks, v.wrongAccepted)
+	}
+	if kills == 0 {
+		t.Errorf("the group finished before the verifier could be killed")
+	}
+	r.Outcome = fmt.Sprintf("verifier killed -9 %d times while receipts were being settled, restarted on its data dir: all %d verified, each settled once",
+		kills, v.verified)
+}
