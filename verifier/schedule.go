@@ -209,7 +209,6 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 	if len(writes) > 0 {
 		pch = v.per.queue(writes...)
 	}
-	ech := v.lq.queue(escrows...)
 	v.mu.Unlock()
 
 	if pch != nil {
@@ -221,6 +220,10 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 			return
 		}
 	}
+	// The escrow is posted only once the tasks that record it are durable,
+	// so after a crash the ledger never holds an escrow a task does not
+	// know about (resume re-posts what the records say was queued).
+	ech := v.lq.queue(escrows...)
 	if err := v.wait(ctx, ech); err != nil {
 		if ctx.Err() != nil || v.ctx.Err() != nil {
 			return
