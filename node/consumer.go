@@ -206,10 +206,13 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 	c.groups[id] = &groupState{rec: g, counts: map[string]int{TaskPending: len(tasks)}}
 	c.mu.Unlock()
 	n.log.Info("job group created", "group", id.String(), "tasks", len(tasks), "module", modCID.String())
-	c.publishBid(id, g)
 	if err := c.submitRemaining(ctx, id); err != nil {
 		return id, err
 	}
+	// The bid (market visibility only) goes out once the verifier holds the
+	// group: published earlier, it would reveal the group ID to anyone who
+	// could then submit a group of that ID first and have ours refused.
+	c.publishBid(id, g)
 	return id, nil
 }
 
@@ -282,6 +285,9 @@ func (c *consumer) submitRemaining(ctx context.Context, id protocol.ID) error {
 		var ack protocol.Ack
 		if err := n.requestVerifier(ctx, protocol.ProtoSubmit, sub, &ack); err != nil && !refusal(err) {
 			return fmt.Errorf("node: submit to verifier: %w", err)
+		}
+		if !ack.OK && (ack.Code == protocol.AckBusy || ack.Code == protocol.AckInternal) {
+			return fmt.Errorf("node: submit to verifier: %s (will retry)", ack.Error)
 		}
 		if !ack.OK {
 			reason := fmt.Sprintf("refused by verifier: %s", ack.Error)
