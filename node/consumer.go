@@ -117,8 +117,9 @@ func (c *consumer) start() error {
 	for _, id := range resubmit {
 		id := id
 		n.go_(func() {
-			if err := c.submitRemaining(n.ctx, id); err != nil && n.ctx.Err() == nil {
-				n.log.Warn("resuming submission failed", "group", id.String(), "err", err)
+			if err := c.submitRemaining(n.ctx, id); err != nil && !errors.Is(err, ErrRefused) && n.ctx.Err() == nil {
+				n.log.Warn("resuming submission failed; retrying", "group", id.String(), "err", err)
+				c.retrySubmit(id)
 			}
 		})
 	}
@@ -207,13 +208,41 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 	c.mu.Unlock()
 	n.log.Info("job group created", "group", id.String(), "tasks", len(tasks), "module", modCID.String())
 	if err := c.submitRemaining(ctx, id); err != nil {
-		return id, err
+		if errors.Is(err, ErrRefused) {
+			return id, err
+		}
+		// The group is recorded; the verifier could not take it now
+		// (unreachable, busy). Keep submitting in the background.
+		n.log.Warn("submission incomplete; retrying in the background", "group", id.String(), "err", err)
+		n.go_(func() { c.retrySubmit(id) })
+		return id, nil
 	}
 	// The bid (market visibility only) goes out once the verifier holds the
 	// group: published earlier, it would reveal the group ID to anyone who
 	// could then submit a group of that ID first and have ours refused.
 	c.publishBid(id, g)
 	return id, nil
+}
+
+// retrySubmit keeps submitting a group's remaining tasks with backoff until
+// the verifier takes them, refuses them, or the node stops.
+func (c *consumer) retrySubmit(id protocol.ID) {
+	n := c.n
+	backoff := 500 * time.Millisecond
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		err := c.submitRemaining(n.ctx, id)
+		if err == nil || errors.Is(err, ErrRefused) || n.ctx.Err() != nil {
+			return
+		}
+		if backoff < 30*time.Second {
+			backoff *= 2
+		}
+	}
 }
 
 func (c *consumer) publishBid(id protocol.ID, g GroupRecord) {
