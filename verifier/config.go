@@ -66,6 +66,9 @@ type Config struct {
 	// BenchmarkRetry is the pause before a failed or lost benchmark is
 	// retried.
 	BenchmarkRetry time.Duration
+	// MaxBenchmarks bounds benchmarks in flight (each costs the verifier
+	// reference runs); more registrations are benchmarked later.
+	MaxBenchmarks int
 	// RatingTTL is how long an issued Rating is valid; ratings are renewed
 	// (from the speed history) when half of it has passed.
 	RatingTTL time.Duration
@@ -143,6 +146,7 @@ func DefaultConfig() Config {
 		BenchmarkTasks:   3,
 		BenchmarkTimeout: 2 * time.Minute,
 		BenchmarkRetry:   30 * time.Second,
+		MaxBenchmarks:    16,
 		RatingTTL:        24 * time.Hour,
 		MinRatedSpeed:    10,        // 0.01
 		MaxRatedSpeed:    1_000_000, // 1000.0
@@ -204,6 +208,8 @@ func (c *Config) Validate() error {
 		return bad("benchmark work %d", c.BenchmarkWork)
 	case c.BenchmarkTasks < 1 || c.BenchmarkTasks > 64:
 		return bad("benchmark tasks %d, want 1..64", c.BenchmarkTasks)
+	case c.MaxBenchmarks < 1:
+		return bad("max benchmarks %d", c.MaxBenchmarks)
 	case c.BenchmarkTimeout <= 0 || c.BenchmarkRetry <= 0:
 		return bad("benchmark timeout %v retry %v", c.BenchmarkTimeout, c.BenchmarkRetry)
 	case c.RatingTTL < time.Second:

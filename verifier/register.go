@@ -266,6 +266,17 @@ func (v *Verifier) maybeBenchmark(id peer.ID) {
 		v.mu.Unlock()
 		return
 	}
+	busy := len(v.benches)
+	for _, w := range v.workers {
+		if w.benchBusy {
+			busy++
+		}
+	}
+	if busy >= v.cfg.MaxBenchmarks {
+		v.mu.Unlock()
+		v.log.Debug("benchmark deferred: too many in flight", "worker", id.String(), "in_flight", busy)
+		return
+	}
 	ws.benchBusy = true
 	v.mu.Unlock()
 	v.wg.Add(1)
