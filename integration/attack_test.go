@@ -19,9 +19,9 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
-	lpnet "github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/aspen-market/aspen/client"
 	"github.com/aspen-market/aspen/node/p2p"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/store"
@@ -462,6 +462,7 @@ func scFlood(t *testing.T, n *network, r *row) {
 	n.label(g.id, "flooder")
 	g.ready(t)
 	before := gossipCounts(t, n.c)
+	grayBefore := n.c.logCount("graylisted peer; dropping RPC")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
@@ -544,9 +545,12 @@ func scFlood(t *testing.T, n *network, r *row) {
 	if _, ok := n.v.worker(g.id); ok {
 		t.Errorf("the flooder became a worker")
 	}
-	connected := g.h.Network().Connectedness(n.c.id) == lpnet.Connected
-	r.Outcome = fmt.Sprintf("%d messages published; the consumer validated %.0f: accepted %.0f (rate limit), rejected %.0f, ignored %.0f, dropped the rest unread (flooder graylisted; still connected: %v); API answered within %v; job verified",
-		sent, acc+rej+ign, acc, rej, ign, connected, worst.Round(time.Millisecond))
+	gray := n.c.logCount("graylisted peer; dropping RPC") - grayBefore
+	if acc > 20 {
+		t.Errorf("the consumer accepted %.0f flood messages, beyond the per-signer rate limit", acc)
+	}
+	r.Outcome = fmt.Sprintf("%d messages published; the consumer validated %.0f (accepted %.0f within the rate limit, rejected %.0f, ignored %.0f), then graylisted the flooder and dropped %d RPCs unread; its API answered within %v; job verified",
+		sent, acc+rej+ign, acc, rej, ign, gray, worst.Round(time.Millisecond))
 }
 
 // ---- malformed frames at every door ----
@@ -654,4 +658,111 @@ func scBadFrames(t *testing.T, n *network, r *row) {
 		parts = append(parts, fmt.Sprintf("%s %d resets/%d refusals", l, tl.resets, tl.refusals))
 	}
 	r.Outcome = fmt.Sprintf("%d bad frames on %d protocols: %s; all still serve (statement, blob, job verified)", total, len(protos), strings.Join(parts, ", "))
+}
+
+// scFrontRun: a funded peer watches the bid topic and, the moment the
+// consumer announces a group, submits a group with the same ID to the
+// verifier under its own name (the consumer publishes its Bid before it
+// sends its Submit).
+func scFrontRun(t *testing.T, n *network, r *row) {
+	key := newKey(t)
+	a := testHost(t, key, p2p.StoreBlobs(tempStore(t)), n.v.addrInfo())
+	defer a.Close()
+	n.label(a.ID(), "squatter")
+	n.v.credit(t, a.ID(), "10")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := a.Connect(ctx, n.c.addrInfo()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the squatter in the consumer's bid mesh", func() (bool, error) {
+		for _, p := range a.TopicPeers(protocol.TopicBids) {
+			if p == n.c.id {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	type squat struct {
+		group protocol.ID
+		err   error
+		took  time.Duration
+	}
+	squats := make(chan squat, 4)
+	a.OnBid(func(from peer.ID, b *protocol.Bid, _ []byte) {
+		if b.Consumer != n.c.id {
+			return
+		}
+		s := time.Now()
+		go func() {
+			in := []byte("2 3")
+			sub := &protocol.Submit{Consumer: a.ID(), Group: b.Group, Module: b.Module, ModuleSize: 1, MaxPrice: b.MaxPrice,
+				Replicas: 2, TimeoutMillis: 60_000, Time: time.Now().UnixMilli(),
+				Tasks: []protocol.TaskInput{{Index: 0, Input: protocol.BlobCID(in), Size: uint64(len(in)), Inline: in}}}
+			var ack protocol.Ack
+			err := a.Request(ctx, n.v.id, protocol.ProtoSubmit, sub, &ack)
+			squats <- squat{b.Group, err, time.Since(s)}
+		}()
+	})
+	// A big group: the consumer stores and reads back its inputs between
+	// publishing the bid and sending the submit.
+	j := job{module: mustModule("primes"), maxPrice: priceAll, timeout: "1m"}
+	for i := range 1000 {
+		j.inputs = append(j.inputs, fmt.Appendf(nil, "%d %d", 2+i, 3+i))
+	}
+	cl := n.c.client()
+	mod, err := cl.PutBlob(ctx, j.module)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := client.SubmitRequest{Name: "front-run", Module: mod, MaxPrice: j.maxPrice, Replicas: 2, Timeout: j.timeout}
+	for _, in := range j.inputs {
+		req.Inputs = append(req.Inputs, client.Input{Data: in})
+	}
+	resp, subErr := cl.Submit(ctx, req)
+	var sq squat
+	select {
+	case sq = <-squats:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the squatter never saw the consumer's bid")
+	}
+	var gid string
+	if resp != nil {
+		gid = resp.ID
+	}
+	won := sq.err == nil
+	switch {
+	case won && subErr == nil:
+		t.Errorf("both the squatter and the consumer own group %s", sq.group)
+	case won:
+		r.Outcome = fmt.Sprintf("the squatter won the race (%v after the bid): the consumer's group was refused (%v) — a denial of service", sq.took.Round(time.Millisecond), subErr)
+		t.Logf("BUG: %s", r.Outcome)
+	case subErr != nil:
+		t.Errorf("the squatter lost (%v) and the consumer was refused too: %v", sq.err, subErr)
+	default:
+		r.Outcome = fmt.Sprintf("the consumer won the race; the squatter was refused (%v)", sq.err)
+	}
+	// Stop both groups; their escrow comes back.
+	if gid != "" {
+		if _, err := cl.Cancel(ctx, gid); err != nil && subErr == nil {
+			t.Errorf("cancel: %v", err)
+		}
+	}
+	if won {
+		var ack protocol.Ack
+		_ = a.Request(ctx, n.v.id, protocol.ProtoCancel, &protocol.Cancel{Consumer: a.ID(), Group: sq.group, Time: time.Now().UnixMilli()}, &ack)
+	}
+	waitFor(t, 2*time.Minute, "the verifier to finish the group's tasks", func() (bool, error) {
+		vg, err := n.v.group(sq.group.String())
+		return err == nil && vg.Counts["verified"]+vg.Counts["failed"]+vg.Counts["canceled"] == len(vg.Tasks), err
+	})
+	if gid != "" && subErr == nil {
+		n.waitDone(t, gid, 2*time.Minute)
+		v := n.judge(t, gid, j)
+		n.fill(r, v)
+		r.Wrong = fmt.Sprintf("%d/%d (rest canceled)", v.wrongAccepted, v.verified)
+	} else {
+		vg, _ := n.v.group(sq.group.String())
+		r.Paid = n.paidSummary(vg)
+	}
 }

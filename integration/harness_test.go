@@ -416,12 +416,24 @@ func (v *verifierProc) accounts() (verifier.AccountsView, error) {
 	return a, err
 }
 
+// journal returns an account's whole journal ("" = every posting; a bare
+// peer ID = all of its accounts), paging through the operator API.
 func (v *verifierProc) journal(account string) ([]ledger.JournalEntry, error) {
-	var out struct {
-		Entries []ledger.JournalEntry `json:"entries"`
+	var all []ledger.JournalEntry
+	var after uint64
+	for {
+		var out struct {
+			Entries []ledger.JournalEntry `json:"entries"`
+		}
+		if err := v.get(fmt.Sprintf("/v1/ledger?limit=10000&after=%d&account=%s", after, account), &out); err != nil {
+			return nil, err
+		}
+		if len(out.Entries) == 0 {
+			return all, nil
+		}
+		all = append(all, out.Entries...)
+		after = out.Entries[len(out.Entries)-1].Seq
 	}
-	err := v.get("/v1/ledger?limit=10000&account="+account, &out)
-	return out.Entries, err
 }
 
 // credit credits a consumer through the operator CLI.
