@@ -3,7 +3,6 @@ package verifier
 import (
 	"crypto/rand"
 	"crypto/subtle"
-	_ "embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,11 +18,9 @@ import (
 	"time"
 
 	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/verifier/dashboard"
 	"github.com/aspen-market/aspen/verifier/ledger"
 )
-
-//go:embed web/index.html
-var dashboardHTML []byte
 
 // LoadOrCreateToken reads the operator token file, creating a random one
 // (mode 0600) when it does not exist.
@@ -87,19 +84,24 @@ func (v *Verifier) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/groups", v.apiGroups)
 	mux.HandleFunc("GET /v1/groups/{id}", v.apiGroup)
 	authed := v.requireToken(mux)
-	top := http.NewServeMux()
-	// The dashboard page is static; everything it shows comes from /v1 with
-	// the token the operator pastes into it.
-	top.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
-		_, _ = w.Write(dashboardHTML)
-	})
-	if v.cfg.MetricsHandler != nil {
-		top.Handle("GET /metrics", v.cfg.MetricsHandler)
+	ui := dashboard.Handler()
+	metrics := v.cfg.MetricsHandler
+	if metrics == nil {
+		metrics = v.metricsHandler()
 	}
-	top.Handle("/", authed)
-	return top
+	// /v1 needs the token; /metrics is for Prometheus on loopback; every
+	// other path is the operator dashboard's static files, whose pages
+	// fetch /v1 with the token the operator signs in with.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/"):
+			authed.ServeHTTP(w, r)
+		case r.URL.Path == "/metrics":
+			metrics.ServeHTTP(w, r)
+		default:
+			ui.ServeHTTP(w, r)
+		}
+	})
 }
 
 func (v *Verifier) requireToken(next http.Handler) http.Handler {

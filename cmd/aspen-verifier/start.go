@@ -292,6 +292,7 @@ func cmdStart(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	if v.APIAddr() != "" {
 		fmt.Fprintf(stdout, "  operator API on http://%s (token in %s)\n", v.APIAddr(), filepath.Join(*data, verifier.TokenFile))
+		fmt.Fprintf(stdout, "  dashboard: http://%s/#token=%s\n", v.APIAddr(), v.Token())
 	}
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "shutting down")
