@@ -330,7 +330,7 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 			out.Message = truncate("sandbox: "+err.Error(), protocol.MaxTextLen)
 			n.log.Error("sandbox failed to run a job", "assignment", asg.ID.String(), "task", t.Index, "err", err)
 		} else {
-			*out = outputOf(res)
+			*out = res.Output()
 			dur = res.Duration
 		}
 	}
@@ -377,34 +377,6 @@ func prorate(perHour protocol.Micros, micros uint64) protocol.Micros {
 		return protocol.Micros(p / 3_600_000_000 * micros)
 	}
 	return protocol.Micros(p * micros / 3_600_000_000)
-}
-
-func outputOf(res sandbox.Result) protocol.Output {
-	o := protocol.Output{ExitCode: res.ExitCode, Stdout: res.Stdout, Stderr: res.Stderr, Message: truncate(res.Message, protocol.MaxTextLen)}
-	switch res.Status {
-	case sandbox.StatusOK:
-		o.Status = protocol.StatusOK
-	case sandbox.StatusExit:
-		o.Status = protocol.StatusExit
-	case sandbox.StatusTrap:
-		o.Status = protocol.StatusTrap
-	case sandbox.StatusTimeout:
-		o.Status = protocol.StatusTimeout
-	case sandbox.StatusMemoryLimit:
-		o.Status = protocol.StatusMemoryLimit
-	case sandbox.StatusOutputLimit:
-		o.Status = protocol.StatusOutputLimit
-	case sandbox.StatusInvalidModule:
-		o.Status = protocol.StatusInvalidModule
-	case sandbox.StatusMissingImport:
-		o.Status = protocol.StatusMissingImport
-	default:
-		o.Status = protocol.StatusTrap
-	}
-	if len(o.Stderr) > protocol.MaxStderr {
-		o.Stderr = o.Stderr[:protocol.MaxStderr]
-	}
-	return o
 }
 
 func truncate(s string, n int) string {

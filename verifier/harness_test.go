@@ -478,7 +478,7 @@ func (w *testWorker) runAssignment(asg *protocol.Assignment) {
 			if err != nil {
 				return
 			}
-			out, d = outputOf(r), r.Duration
+			out, d = r.Output(), r.Duration
 		}
 		if w.b.Delay > 0 {
 			select {
@@ -673,7 +673,7 @@ func expectedOutput(t testing.TB, sb *sandbox.Sandbox, kernel string, input []by
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := outputOf(r)
+	out := r.Output()
 	return protocol.BlobCID(protocol.EncodeOutput(&out)), out
 }
 

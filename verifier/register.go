@@ -338,7 +338,7 @@ func (v *Verifier) benchmark(ctx context.Context, ws *workerState) error {
 				res = r
 			}
 		}
-		out := outputOf(res)
+		out := res.Output()
 		enc := protocol.EncodeOutput(&out)
 		rc, err := v.st.PutBlob(enc)
 		if err != nil {

@@ -85,7 +85,7 @@ func (v *Verifier) selfRun(ctx context.Context, t *taskState) {
 			own.Reason = fmt.Sprintf("sandbox: %v", err)
 			run.Stopped = true
 		} else {
-			out := outputOf(res)
+			out := res.Output()
 			enc := protocol.EncodeOutput(&out)
 			c, err := v.st.PutBlob(enc)
 			if err != nil {
@@ -140,36 +140,6 @@ func (v *Verifier) getBlob(ctx context.Context, c cid.Cid, size uint64, from pee
 		}
 	}
 	return v.st.GetBlob(c)
-}
-
-// outputOf maps a sandbox result to the job output whose encoding is the
-// result blob (the same mapping as the worker's).
-func outputOf(res sandbox.Result) protocol.Output {
-	o := protocol.Output{ExitCode: res.ExitCode, Stdout: res.Stdout, Stderr: res.Stderr, Message: truncate(res.Message, protocol.MaxTextLen)}
-	switch res.Status {
-	case sandbox.StatusOK:
-		o.Status = protocol.StatusOK
-	case sandbox.StatusExit:
-		o.Status = protocol.StatusExit
-	case sandbox.StatusTrap:
-		o.Status = protocol.StatusTrap
-	case sandbox.StatusTimeout:
-		o.Status = protocol.StatusTimeout
-	case sandbox.StatusMemoryLimit:
-		o.Status = protocol.StatusMemoryLimit
-	case sandbox.StatusOutputLimit:
-		o.Status = protocol.StatusOutputLimit
-	case sandbox.StatusInvalidModule:
-		o.Status = protocol.StatusInvalidModule
-	case sandbox.StatusMissingImport:
-		o.Status = protocol.StatusMissingImport
-	default:
-		o.Status = protocol.StatusTrap
-	}
-	if len(o.Stderr) > protocol.MaxStderr {
-		o.Stderr = o.Stderr[:protocol.MaxStderr]
-	}
-	return o
 }
 
 func truncate(s string, n int) string {
