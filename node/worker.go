@@ -485,7 +485,7 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 	for {
 		var ack protocol.Ack
 		err := n.requestVerifier(ctx, protocol.ProtoReceipt, rc, &ack)
-		if err == nil {
+		if err == nil || refusal(err) { // a refusal fills ack in; retrying cannot change it
 			if ack.OK {
 				n.metrics.receipts.WithLabelValues("delivered").Inc()
 			} else {
