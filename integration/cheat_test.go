@@ -117,16 +117,21 @@ func scBenchFastJobSlow(t *testing.T, n *network, r *row) {
 func scBenchLie(t *testing.T, n *network, r *row) {
 	e := n.evil(t, "evil", "owner-evil", priceCheap, behaviour{benchLie: 3})
 	defer e.close()
+	n.waitRated(t, e)
+	w0, _ := n.v.worker(e.id)
+	h1, _ := n.v.worker(n.h1.id)
 	v := cheatRun(t, n, 6, e)
 	n.fill(r, v)
 	runs, paid, _ := workerRuns(v, e.id.String())
-	wi, _ := n.v.worker(e.id)
-	h1, _ := n.v.worker(n.h1.id)
+	w1, _ := n.v.worker(e.id)
 	if v.wrongAccepted != 0 {
 		t.Errorf("%d wrong", v.wrongAccepted)
 	}
-	r.Outcome = fmt.Sprintf("rated %v (h1 %v) from a faked benchmark; on real jobs its work exceeds the reference: unpaid on %d of %d",
-		wi.Speed, h1.Speed, runs-paid, runs)
+	if paid == runs {
+		t.Errorf("paid on all %d replicas", runs)
+	}
+	r.Outcome = fmt.Sprintf("rated %v by its faked benchmark (h1: %v); on real jobs its work exceeds the reference: unpaid on %d of %d; %d spot checks re-rated it %v",
+		w0.Speed, h1.Speed, runs-paid, runs, spotChecked(v.vg), w1.Speed)
 }
 
 func scInflate(t *testing.T, n *network, r *row) {
