@@ -114,7 +114,7 @@ func code(ops ...[]byte) []byte {
 }
 
 func i32const(v int32) []byte { return append([]byte{0x41}, sleb(int64(v))...) }
-func call(f uint32) []byte     { return append([]byte{0x10}, uleb(uint64(f))...) }
+func call(f uint32) []byte    { return append([]byte{0x10}, uleb(uint64(f))...) }
 
 var (
 	opDrop     = []byte{0x1a}
@@ -142,7 +142,7 @@ func loopForever() []byte {
 // then traps (unreachable) — under a memory cap the sandbox stops it first.
 func allocForever() []byte {
 	return startOnly(1, code(
-		[]byte{0x03, 0x40}, // loop
+		[]byte{0x03, 0x40},               // loop
 		i32const(16), []byte{0x40, 0x00}, // memory.grow
 		i32const(-1), []byte{0x47}, // i32.ne
 		[]byte{0x0d, 0x00}, // br_if 0
