@@ -356,8 +356,15 @@ func (v *Verifier) benchmark(ctx context.Context, ws *workerState) error {
 	now := v.nowMs()
 	v.mu.Lock()
 	price := ws.rec.MinPrice
-	addrs := v.addrStrings()
-	asg := &protocol.Assignment{ID: aid, Worker: ws.id, Consumer: v.id, ConsumerAddrs: addrs, Group: gid,
+	// The benchmark desk, not the verifier, is the consumer: to the worker
+	// this is an assignment like any other.
+	var addrs []string
+	for _, a := range v.desk.AddrInfo().Addrs {
+		if len(addrs) < protocol.MaxAddrs {
+			addrs = append(addrs, a.String())
+		}
+	}
+	asg := &protocol.Assignment{ID: aid, Worker: ws.id, Consumer: v.desk.ID(), ConsumerAddrs: addrs, Group: gid,
 		Module: mc, ModuleSize: uint64(len(module)), Price: price, TimeoutMillis: uint64(v.cfg.BenchmarkTimeout.Milliseconds()), MaxMemory: v.cfg.DefaultJobMemory,
 		Issued: now, Expires: now + v.cfg.AssignmentTTL.Milliseconds(), Tasks: tasks}
 	sealed, err := protocol.Seal(v.key, asg)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,25 +28,31 @@ import (
 
 // Paths inside the data directory.
 const (
-	KeyFile    = "identity.key"
-	TokenFile  = "operator.token"
-	AddrFile   = "operator.addr"
-	StoreDir   = "store"
-	CacheDir   = "wasm-cache"
-	ConfigFile = "verifier.json"
+	KeyFile     = "identity.key"
+	DeskKeyFile = "bench-desk.key"
+	TokenFile   = "operator.token"
+	AddrFile    = "operator.addr"
+	StoreDir    = "store"
+	CacheDir    = "wasm-cache"
+	ConfigFile  = "verifier.json"
 )
 
 // Verifier is the running verifier service. Create it with New, bring it
 // online with Start and stop it with Close. Its methods are safe for
 // concurrent use.
 type Verifier struct {
-	cfg   Config
-	log   *slog.Logger
-	key   crypto.PrivKey
-	id    peer.ID
-	st    *store.Store
-	led   *ledger.Ledger
-	host  *p2p.Host
+	cfg  Config
+	log  *slog.Logger
+	key  crypto.PrivKey
+	id   peer.ID
+	st   *store.Store
+	led  *ledger.Ledger
+	host *p2p.Host
+	// desk is the benchmark desk: a second identity, with its own key and
+	// host, that appears as the consumer of benchmark assignments and
+	// serves their blobs, so a worker cannot tell a benchmark from a real
+	// job by its consumer.
+	desk  *p2p.Host
 	run   Runner
 	token string
 	per   *persister
@@ -197,6 +204,16 @@ func New(cfg Config) (*Verifier, error) {
 	if v.host, err = p2p.New(pcfg); err != nil {
 		return nil, fmt.Errorf("verifier: host: %w", err)
 	}
+	deskKey, err := p2p.LoadOrCreateKey(filepath.Join(cfg.DataDir, DeskKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("verifier: benchmark desk identity: %w", err)
+	}
+	dcfg := pcfg
+	dcfg.Key = deskKey
+	dcfg.ListenAddrs = deskListen(pcfg.ListenAddrs)
+	if v.desk, err = p2p.New(dcfg); err != nil {
+		return nil, fmt.Errorf("verifier: benchmark desk host: %w", err)
+	}
 	ok = true
 	return v, nil
 }
@@ -206,6 +223,9 @@ func (v *Verifier) closeParts() error {
 	var errs []error
 	if v.host != nil {
 		errs = append(errs, v.host.Close())
+	}
+	if v.desk != nil {
+		errs = append(errs, v.desk.Close())
 	}
 	if v.run != nil {
 		errs = append(errs, v.run.Close())
@@ -275,6 +295,9 @@ func (v *Verifier) Start(ctx context.Context) error {
 	v.host.Handle(protocol.ProtoCancel, v.handleCancel)
 	v.host.Handle(protocol.ProtoStatement, v.handleStatement)
 	v.host.OnOffer(v.handleOffer)
+	if err := v.desk.Start(v.ctx); err != nil {
+		return fmt.Errorf("verifier: start benchmark desk: %w", err)
+	}
 	if err := v.host.Start(v.ctx); err != nil {
 		return fmt.Errorf("verifier: start host: %w", err)
 	}
@@ -319,6 +342,7 @@ func (v *Verifier) Close() error {
 		}
 		if started {
 			errs = append(errs, v.host.Close())
+			errs = append(errs, v.desk.Close())
 			v.cancel()
 			v.wg.Wait()
 			v.mu.Lock()
@@ -648,3 +672,32 @@ func (v *Verifier) benchWrite(id protocol.ID, b *benchRecord) write {
 type blobStore struct{ *store.Store }
 
 func (b blobStore) ReadBlob(c cid.Cid) (p2p.BlobReader, error) { return b.OpenBlob(c) }
+
+// deskListen gives the benchmark desk the verifier's listen addresses with
+// port 0 (its own ports): it must be reachable the same way.
+func deskListen(addrs []string) []string {
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			out = append(out, a)
+			continue
+		}
+		var parts []string
+		ma.ForEach(m, func(c ma.Component) bool {
+			v := c.Value()
+			switch c.Protocol().Code {
+			case ma.P_TCP, ma.P_UDP:
+				v = "0"
+			}
+			if c.Protocol().Size == 0 {
+				parts = append(parts, "/"+c.Protocol().Name)
+			} else {
+				parts = append(parts, "/"+c.Protocol().Name+"/"+v)
+			}
+			return true
+		})
+		out = append(out, strings.Join(parts, ""))
+	}
+	return out
+}

@@ -296,3 +296,24 @@ func TestConsumerWithoutFundsIsRefused(t *testing.T) {
 }
 
 func ledgerFilterKind() ledger.JournalFilter { return ledger.JournalFilter{} }
+
+// A benchmark assignment names the benchmark desk, not the verifier, as its
+// consumer, and the desk serves its blobs: workers cannot tell benchmarks
+// from real jobs by their consumer.
+func TestBenchmarkComesFromTheDesk(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.APIAddr = ""
+	v, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if v.desk.ID() == v.ID() {
+		t.Fatal("the benchmark desk shares the verifier's identity")
+	}
+	if got := deskListen([]string{"/ip4/127.0.0.1/tcp/7400", "/ip4/0.0.0.0/udp/7400/quic-v1"}); got[0] != "/ip4/127.0.0.1/tcp/0" || got[1] != "/ip4/0.0.0.0/udp/0/quic-v1" {
+		t.Fatalf("deskListen = %v", got)
+	}
+}
