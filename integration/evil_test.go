@@ -350,7 +350,7 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 			if err != nil {
 				return
 			}
-			out, d = outputOf(r), r.Duration
+			out, d = r.Output(), r.Duration
 		}
 		if !bench && w.b.wrongEvery > 0 && int(at.Index)%w.b.wrongEvery == 0 {
 			out.Stdout = append([]byte("tampered "), out.Stdout...)
@@ -422,39 +422,6 @@ func (w *evilWorker) counts() (real, lies int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.real, w.lies
-}
-
-// outputOf turns a sandbox result into the protocol output (as the node
-// does).
-func outputOf(r sandbox.Result) protocol.Output {
-	o := protocol.Output{ExitCode: r.ExitCode, Stdout: r.Stdout, Stderr: r.Stderr, Message: r.Message}
-	if len(o.Message) > protocol.MaxTextLen {
-		o.Message = o.Message[:protocol.MaxTextLen]
-	}
-	switch r.Status {
-	case sandbox.StatusOK:
-		o.Status = protocol.StatusOK
-	case sandbox.StatusExit:
-		o.Status = protocol.StatusExit
-	case sandbox.StatusTrap:
-		o.Status = protocol.StatusTrap
-	case sandbox.StatusTimeout:
-		o.Status = protocol.StatusTimeout
-	case sandbox.StatusMemoryLimit:
-		o.Status = protocol.StatusMemoryLimit
-	case sandbox.StatusOutputLimit:
-		o.Status = protocol.StatusOutputLimit
-	case sandbox.StatusInvalidModule:
-		o.Status = protocol.StatusInvalidModule
-	case sandbox.StatusMissingImport:
-		o.Status = protocol.StatusMissingImport
-	default:
-		o.Status = protocol.StatusTrap
-	}
-	if len(o.Stderr) > protocol.MaxStderr {
-		o.Stderr = o.Stderr[:protocol.MaxStderr]
-	}
-	return o
 }
 
 // corruptSource serves every blob with its bytes flipped: a peer that

@@ -262,7 +262,7 @@ func truth(t testing.TB, module, input []byte, timeout time.Duration, maxMem uin
 	if err != nil {
 		t.Fatalf("reference run: %v", err)
 	}
-	o = outputOf(r)
+	o = r.Output()
 	expMu.Lock()
 	expected[key] = o
 	expMu.Unlock()

@@ -2,9 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +15,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/aspen-market/aspen/internal/apitoken"
 	"github.com/aspen-market/aspen/node/dashboard"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/store"
@@ -29,29 +27,7 @@ import (
 
 // LoadOrCreateToken reads the API token file, creating a random one
 // (mode 0600) when it does not exist.
-func LoadOrCreateToken(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		tok := strings.TrimSpace(string(b))
-		if len(tok) < 16 {
-			return "", fmt.Errorf("node: token file %s is too short", path)
-		}
-		return tok, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("node: token: %w", err)
-	}
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	tok := hex.EncodeToString(b[:])
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("node: token: %w", err)
-	}
-	return tok, nil
-}
+func LoadOrCreateToken(path string) (string, error) { return apitoken.LoadOrCreate(path) }
 
 // MaxUploadSize bounds one blob uploaded through the API.
 const MaxUploadSize = 1 << 30
@@ -111,15 +87,9 @@ func (n *Node) Handler() http.Handler {
 }
 
 func (n *Node) auth(next http.Handler) http.Handler {
-	want := []byte("Bearer " + n.token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			writeErr(w, http.StatusUnauthorized, errors.New("missing or wrong API token"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return apitoken.Require(n.token, func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, http.StatusUnauthorized, errors.New("missing or wrong API token"))
+	}, next)
 }
 
 // APIError is the JSON body of every error response.

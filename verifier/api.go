@@ -1,9 +1,6 @@
 package verifier
 
 import (
-	"crypto/rand"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aspen-market/aspen/internal/apitoken"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/verifier/dashboard"
 	"github.com/aspen-market/aspen/verifier/ledger"
@@ -24,29 +22,7 @@ import (
 
 // LoadOrCreateToken reads the operator token file, creating a random one
 // (mode 0600) when it does not exist.
-func LoadOrCreateToken(path string) (string, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		tok := strings.TrimSpace(string(b))
-		if len(tok) < 16 {
-			return "", fmt.Errorf("%w: token file %s is too short", ErrInvalidConfig, path)
-		}
-		return tok, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("verifier: token: %w", err)
-	}
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	tok := hex.EncodeToString(b[:])
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("verifier: token: %w", err)
-	}
-	return tok, nil
-}
+func LoadOrCreateToken(path string) (string, error) { return apitoken.LoadOrCreate(path) }
 
 func (v *Verifier) startAPI() error {
 	ln, err := net.Listen("tcp", v.cfg.APIAddr)
@@ -105,15 +81,9 @@ func (v *Verifier) Handler() http.Handler {
 }
 
 func (v *Verifier) requireToken(next http.Handler) http.Handler {
-	want := []byte("Bearer " + v.token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token (see operator.token)")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	return apitoken.Require(v.token, func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token (see operator.token)")
+	}, next)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
