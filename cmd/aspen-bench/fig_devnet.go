@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aspen-market/aspen/node"
@@ -43,16 +45,25 @@ func startDevnet(ctx context.Context, e *env, name string, workers int) (*devnet
 	vcfg.Market.SpeedTolerancePPM = 500_000 // as aspen-node devnet: all nodes share two cores
 	vcfg.BenchmarkTasks = 2
 	vcfg.ScheduleInterval = 20 * time.Millisecond
+	if e.queueDepth > 0 {
+		vcfg.QueueDepth = e.queueDepth
+	}
 	sb(&vcfg.Sandbox)
-	v, err := verifier.New(vcfg)
+	// Each node's goroutines carry its name in CPU profiles
+	// (-tagfocus node=verifier); they inherit it from New and Start.
+	var v *verifier.Verifier
+	var err error
+	pprof.Do(ctx, pprof.Labels("node", "verifier"), func(context.Context) {
+		if v, err = verifier.New(vcfg); err == nil {
+			if err = v.Start(ctx); err != nil {
+				v.Close()
+			}
+		}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("verifier: %w", err)
 	}
 	d := &devnet{v: v}
-	if err := v.Start(ctx); err != nil {
-		d.close()
-		return nil, fmt.Errorf("verifier: %w", err)
-	}
 	mk := func(i int, role node.Role) (*node.Node, error) {
 		cfg := node.DefaultConfig()
 		who := "consumer"
@@ -70,12 +81,16 @@ func startDevnet(ctx context.Context, e *env, name string, workers int) (*devnet
 		cfg.HeartbeatInterval = 500 * time.Millisecond
 		cfg.Logger = e.log.With("who", name+"/"+who)
 		sb(&cfg.Sandbox)
-		n, err := node.New(cfg)
+		var n *node.Node
+		var err error
+		pprof.Do(ctx, pprof.Labels("node", strings.TrimRight(who, "0123456789-")), func(context.Context) {
+			if n, err = node.New(cfg); err == nil {
+				if err = n.Start(ctx); err != nil {
+					n.Close()
+				}
+			}
+		})
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", who, err)
-		}
-		if err := n.Start(ctx); err != nil {
-			n.Close()
 			return nil, fmt.Errorf("%s: %w", who, err)
 		}
 		return n, nil
@@ -173,7 +188,7 @@ func (d *devnet) waitGroups(ctx context.Context, t0 time.Time, ids []protocol.ID
 			return time.Since(t0), nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return time.Since(t0), fmt.Errorf("%d of %d tasks verified after %v", verified, total, time.Since(t0).Round(time.Millisecond))
+			return time.Since(t0), fmt.Errorf("%d of %d tasks verified after %v%s", verified, total, time.Since(t0).Round(time.Millisecond), d.stuck(ids))
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
@@ -255,7 +270,12 @@ func figLatency(ctx context.Context, e *env) ([]Row, error) {
 // devnet with four workers (tiny echo job, two replicas), and the verifier
 // alone driven by fake workers and a fake consumer.
 func figThroughput(ctx context.Context, e *env) ([]Row, error) {
-	alone, arow, err := verifierAlone(ctx, e)
+	var alone float64
+	var arow Row
+	var err error
+	pprof.Do(ctx, pprof.Labels("part", "verifier-alone"), func(ctx context.Context) {
+		alone, arow, err = verifierAlone(ctx, e)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("verifier alone: %w", err)
 	}
@@ -263,15 +283,25 @@ func figThroughput(ctx context.Context, e *env) ([]Row, error) {
 	if e.quick {
 		groups, per = 2, 250
 	}
+	var rows []Row
+	pprof.Do(ctx, pprof.Labels("part", "devnet"), func(ctx context.Context) {
+		var row Row
+		row, err = devnetThroughput(ctx, e, groups, per, alone)
+		rows = append(rows, row)
+	})
+	return append(rows, arow), err
+}
+
+func devnetThroughput(ctx context.Context, e *env, groups, per int, alone float64) (Row, error) {
 	d, err := startDevnet(ctx, e, "throughput", 4)
 	if err != nil {
-		return []Row{arow}, err
+		return Row{}, err
 	}
 	defer d.close()
 	mod := spinEchoWasm()
 	// Warm up: the module reaches every worker's executor once.
 	if _, err := d.submitAndWait(ctx, mod, [][]byte{spinInput(0, "a"), spinInput(0, "b"), spinInput(0, "c"), spinInput(0, "d")}, time.Minute); err != nil {
-		return []Row{arow}, err
+		return Row{}, err
 	}
 	t0, c0 := time.Now(), cpuTime()
 	var ids []protocol.ID
@@ -283,7 +313,7 @@ func figThroughput(ctx context.Context, e *env) ([]Row, error) {
 		id, err := d.consumer.SubmitGroup(ctx, node.GroupSpec{Name: "throughput", Module: mod, Inputs: inputs,
 			MaxPrice: devnetMaxPrice, Replicas: 2, Timeout: 10 * time.Second})
 		if err != nil {
-			return []Row{arow}, err
+			return Row{}, err
 		}
 		ids = append(ids, id)
 	}
@@ -291,7 +321,7 @@ func figThroughput(ctx context.Context, e *env) ([]Row, error) {
 	took, err := d.waitGroups(ctx, t0, ids, 5*time.Minute)
 	cpu := cpuTime() - c0
 	if err != nil {
-		return []Row{arow}, err
+		return Row{}, err
 	}
 	tasks := groups * per
 	rate := float64(tasks) / took.Seconds()
@@ -299,5 +329,37 @@ func figThroughput(ctx context.Context, e *env) ([]Row, error) {
 		withBaseline(alone, "tasks/s", "verifier alone").target("value", ">=", 1000).
 		note("%d tasks in %d groups in %.1f s (submits took %.1f s); this process used %.0f µs CPU per task (executors not included)",
 			tasks, groups, took.Seconds(), submitted.Seconds(), us(cpu)/float64(tasks))
-	return []Row{row, arow}, nil
+	return row, nil
+}
+
+// stuck describes, from the verifier's side, the unfinished tasks of ids.
+func (d *devnet) stuck(ids []protocol.ID) string {
+	counts := map[string]int{}
+	example := map[string]string{}
+	for _, id := range ids {
+		g, err := d.v.Group(id)
+		if err != nil {
+			counts["verifier: "+err.Error()]++
+			continue
+		}
+		for _, t := range g.Tasks {
+			if t.Released {
+				continue
+			}
+			var reps []string
+			for _, r := range t.Replicas {
+				reps = append(reps, r.State+"/"+r.Verdict)
+			}
+			k := fmt.Sprintf("%s posted=%v replicas=%v", t.State, t.Posted, reps)
+			counts[k]++
+			if t.Reason != "" {
+				example[k] = t.Reason
+			}
+		}
+	}
+	var b strings.Builder
+	for k, n := range counts {
+		fmt.Fprintf(&b, "; verifier: %d tasks %s %s", n, k, example[k])
+	}
+	return b.String()
 }

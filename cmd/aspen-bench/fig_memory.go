@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -373,6 +374,14 @@ func verifierMemChild(ctx context.Context, dir string, n int) (verifierMemResult
 	time.Sleep(3 * time.Second)
 	res.HeapInuse = heapInuse()
 	res.RSS, _ = rssOf(pid)
+	// ASPEN_BENCH_MEMPROFILE=FILE: the child's allocation profile (where the
+	// resident memory came from).
+	if path := os.Getenv("ASPEN_BENCH_MEMPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	debug.FreeOSMemory()
 	res.RSSFreed, _ = rssOf(pid)
 	return res, nil

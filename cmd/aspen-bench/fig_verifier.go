@@ -20,17 +20,16 @@ import (
 )
 
 // stubRunner stands in for the verifier's sandbox where the figure is
-// about the verifier's own work: every job "runs" at once and prints
-// stubOutput, taking stubMicros. Fake workers answer benchmarks with the
-// same, so they are rated 1.0 without running anything.
+// about the verifier's own work: every job "runs" at once, echoes its input
+// (like the spin-echo module with spin 0) and takes stubMicros. Fake workers
+// answer every assignment the same way, benchmarks included (workers cannot
+// tell them from real jobs), so they are rated without running anything.
 type stubRunner struct{}
 
 const stubMicros = 50_000
 
-var stubOutput = []byte("bench\n")
-
 func (stubRunner) Run(ctx context.Context, job sandbox.Job) (sandbox.Result, error) {
-	return sandbox.Result{Status: sandbox.StatusOK, Stdout: stubOutput, Duration: stubMicros * time.Microsecond}, nil
+	return sandbox.Result{Status: sandbox.StatusOK, Stdout: job.Input, Duration: stubMicros * time.Microsecond}, nil
 }
 func (stubRunner) Close() error { return nil }
 
@@ -141,16 +140,11 @@ func (w *fakeWorker) handleAssign(ctx context.Context, from peer.ID, env *protoc
 	if err := env.Decode(&asg); err != nil {
 		return nil, p2p.Refuse(protocol.AckBadRequest, "%v", err)
 	}
-	bench := asg.Consumer == w.ver
 	rc := &protocol.Receipt{Worker: w.h.ID(), Assignment: asg.ID, Group: asg.Group}
 	for _, t := range asg.Tasks {
-		stdout, micros := t.Inline, uint64(100)
-		if bench {
-			stdout, micros = stubOutput, stubMicros
-		}
-		enc, c := output(stdout)
+		enc, c := output(t.Inline) // every input is inline; the echo's output is its input
 		rc.Results = append(rc.Results, protocol.TaskResult{Index: t.Index, Replica: t.Replica, Status: protocol.StatusOK,
-			Result: c, ResultSize: uint64(len(enc)), ExecMicros: micros, Inline: enc})
+			Result: c, ResultSize: uint64(len(enc)), ExecMicros: stubMicros, Inline: enc})
 	}
 	w.wg.Add(1)
 	go func() {
@@ -160,8 +154,8 @@ func (w *fakeWorker) handleAssign(ctx context.Context, from peer.ID, env *protoc
 			w.errs.Add(1)
 			return
 		}
-		if bench && len(ack.Data) > 0 {
-			w.rated.Store(true)
+		if len(ack.Data) > 0 {
+			w.rated.Store(true) // a benchmark passed
 		}
 	}()
 	return &protocol.Ack{Ref: asg.ID, OK: true, Count: uint32(len(asg.Tasks))}, nil

@@ -57,6 +57,8 @@ type env struct {
 	quick   bool
 	nodeBin string
 	verbose io.Writer
+	// queueDepth overrides the devnet verifiers' QueueDepth (experiments).
+	queueDepth int
 }
 
 func main() {
@@ -79,7 +81,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	nodeBin := fs.String("node-bin", "", "aspen-node binary for the idle-worker memory figure (default: beside this binary, else built with 'go build')")
 	cpuProf := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	keep := fs.Bool("keep", false, "keep the scratch directory")
-	verbose := fs.Bool("v", false, "log the nodes' and verifier's decisions to stderr")
+	scratch := fs.String("dir", "", "parent of the scratch directory holding every store (default: the system temporary directory); put it on tmpfs (/dev/shm) to take the disk's fsync latency out of the figures")
+	verbose := fs.Bool("v", false, "log the nodes' and verifier's decisions to stderr (debug level, µs timestamps)")
+	queueDepth := fs.Int("queue-depth", 0, "verifier QueueDepth in the devnets of figures 3 and 4 (0: the verifier's default)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: aspen-bench [--only N,M] [--json FILE] [--quick] [--node-bin PATH] [--cpuprofile FILE]")
 		fmt.Fprintln(stderr, "\nfigures:")
@@ -101,7 +105,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "aspen-bench:", err)
 		return 2
 	}
-	dir, err := os.MkdirTemp("", "aspen-bench-")
+	dir, err := os.MkdirTemp(*scratch, "aspen-bench-")
 	if err != nil {
 		fmt.Fprintln(stderr, "aspen-bench:", err)
 		return 1
@@ -116,12 +120,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logOut = stderr
 	}
 	e := &env{
-		dir:     dir,
-		cache:   filepath.Join(dir, "wasm-cache"),
-		log:     slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		quick:   *quick,
-		nodeBin: *nodeBin,
-		verbose: logOut,
+		dir:   dir,
+		cache: filepath.Join(dir, "wasm-cache"),
+		log: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelDebug,
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				if a.Key == slog.TimeKey { // microseconds: the latency figures read the logs
+					a.Value = slog.StringValue(a.Value.Time().Format("15:04:05.000000"))
+				}
+				return a
+			}})),
+		quick:      *quick,
+		nodeBin:    *nodeBin,
+		verbose:    logOut,
+		queueDepth: *queueDepth,
 	}
 	if *cpuProf != "" {
 		f, err := os.Create(*cpuProf)
@@ -151,7 +162,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		load0 := loadAvg()
 		fmt.Fprintf(stderr, "[%s] figure %d: %s (load %s)\n", time.Since(start).Round(time.Second), f.n, f.title, load0)
 		t0 := time.Now()
-		rows, err := f.run(ctx, e)
+		var rows []Row
+		// Profile samples carry the figure (go tool pprof -tagfocus figure=N);
+		// goroutines started by the figure's nodes inherit the label.
+		pprof.Do(ctx, pprof.Labels("figure", strconv.Itoa(f.n)), func(ctx context.Context) {
+			rows, err = f.run(ctx, e)
+		})
 		fr := figureReport{N: f.n, Title: f.title, Seconds: time.Since(t0).Seconds(), LoadBefore: load0, LoadAfter: loadAvg(), Rows: rows}
 		if err != nil {
 			fr.Error = err.Error()
