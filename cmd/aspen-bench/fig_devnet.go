@@ -318,7 +318,7 @@ func devnetThroughput(ctx context.Context, e *env, groups, per int, alone float6
 		ids = append(ids, id)
 	}
 	submitted := time.Since(t0)
-	took, err := d.waitGroups(ctx, t0, ids, 5*time.Minute)
+	took, err := d.waitGroups(ctx, t0, ids, 2*time.Minute)
 	cpu := cpuTime() - c0
 	if err != nil {
 		return Row{}, err

@@ -304,7 +304,7 @@ func verifierAlone(ctx context.Context, e *env) (float64, Row, error) {
 			return 0, Row{}, err
 		}
 	}
-	err = waitCount(ctx, &c.verified, int64(total), 3*time.Minute)
+	err = waitCount(ctx, &c.verified, int64(total), 2*time.Minute)
 	took, cpu := time.Since(t0), cpuTime()-c0
 	if f := c.failed.Load(); f > 0 {
 		return 0, Row{}, fmt.Errorf("%d tasks failed: %v", f, c.reason.Load())

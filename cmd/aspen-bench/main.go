@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	verbose := fs.Bool("v", false, "log the nodes' and verifier's decisions to stderr (debug level, µs timestamps)")
 	queueDepth := fs.Int("queue-depth", 0, "verifier QueueDepth in the devnets of figures 3 and 4 (0: the verifier's default)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: aspen-bench [--only N,M] [--json FILE] [--quick] [--node-bin PATH] [--cpuprofile FILE]")
+		fmt.Fprintln(stderr, "usage: aspen-bench [--only N,M] [--json FILE] [--dir DIR] [--quick] [--node-bin PATH] [--cpuprofile FILE]")
 		fmt.Fprintln(stderr, "\nfigures:")
 		for _, f := range figures {
 			fmt.Fprintf(stderr, "  %d  %s\n", f.n, f.title)
