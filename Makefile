@@ -27,4 +27,4 @@ devnet: build
 	./bin/aspen-node devnet
 
 bench: build
-	./bin/aspen-node bench
+	./bin/aspen-bench
