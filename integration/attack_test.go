@@ -154,7 +154,7 @@ func scReplay(t *testing.T, n *network, r *row) {
 	var sealed []byte
 	for _, s := range e.sealed {
 		var a protocol.Assignment
-		if _, err := protocol.OpenAs(s, &a); err == nil && a.Consumer != n.v.id {
+		if _, err := protocol.OpenAs(s, &a); err == nil && a.Consumer != n.v.desk() {
 			sealed = s
 		}
 	}

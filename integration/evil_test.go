@@ -58,6 +58,10 @@ type behaviour struct {
 }
 
 type evilWorker struct {
+	// desk is the verifier's benchmark desk. A real worker cannot tell it
+	// from a consumer; these cheats are given it, the worst case of a
+	// cheater that has identified it.
+	desk  peer.ID
 	t     testing.TB
 	label string
 	key   crypto.PrivKey
@@ -87,13 +91,13 @@ type evilWorker struct {
 	refused  []string               // receipts the verifier refused
 }
 
-func startEvil(t testing.TB, label string, ver peer.AddrInfo, owner string, price protocol.Micros, slots uint32, b behaviour) *evilWorker {
+func startEvil(t testing.TB, label string, ver peer.AddrInfo, desk peer.ID, owner string, price protocol.Micros, slots uint32, b behaviour) *evilWorker {
 	t.Helper()
 	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &evilWorker{t: t, label: label, key: key, sb: sharedSandbox(t), ver: ver, owner: owner, price: price, slots: slots, b: b,
+	w := &evilWorker{t: t, label: label, key: key, sb: sharedSandbox(t), ver: ver, desk: desk, owner: owner, price: price, slots: slots, b: b,
 		accepted: map[protocol.ID]bool{}, sealed: map[protocol.ID][]byte{}}
 	w.id, _ = peer.IDFromPrivateKey(key)
 	scfg := store.DefaultConfig()
@@ -250,7 +254,7 @@ func (w *evilWorker) handleAssign(ctx context.Context, from peer.ID, env *protoc
 	if w.vanished.Load() {
 		return nil, p2p.Refuse(protocol.AckBusy, "gone")
 	}
-	bench := asg.Consumer == w.ver.ID
+	bench := asg.Consumer == w.desk
 	w.mu.Lock()
 	dup := w.accepted[asg.ID]
 	w.accepted[asg.ID] = true

@@ -367,6 +367,17 @@ func (v *verifierProc) addrInfo() peer.AddrInfo {
 	return peer.AddrInfo{ID: v.id, Addrs: []ma.Multiaddr{a}}
 }
 
+// desk is the peer ID of the verifier's benchmark desk, read from its key
+// file in the verifier's data directory.
+func (v *verifierProc) desk() peer.ID {
+	key, err := p2p.LoadOrCreateKey(filepath.Join(v.data, verifier.DeskKeyFile))
+	if err != nil {
+		v.t.Fatalf("benchmark desk key: %v", err)
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	return id
+}
+
 // get calls the operator API.
 func (v *verifierProc) get(path string, out any) error {
 	req, _ := http.NewRequest("GET", "http://"+v.api+path, nil)

@@ -150,7 +150,7 @@ func (n *network) evil(t testing.TB, label, owner, price string, b behaviour) *e
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := startEvil(t, label, n.v.addrInfo(), owner, p, 4, b)
+	w := startEvil(t, label, n.v.addrInfo(), n.v.desk(), owner, p, 4, b)
 	n.label(w.id, label)
 	return w
 }
