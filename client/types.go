@@ -108,6 +108,7 @@ type Task struct {
 	Index    uint32                `json:"index"`
 	Input    string                `json:"input"` // CID
 	Size     uint64                `json:"size"`
+	Data     []byte                `json:"data,omitempty"` // the input itself when small (≤ 4 KiB)
 	State    string                `json:"state"`
 	Reason   string                `json:"reason,omitempty"`
 	Status   protocol.ResultStatus `json:"status"`

@@ -174,14 +174,11 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 			return protocol.ID{}, fmt.Errorf("node: store input %d: %w", i, err)
 		}
 		tasks[i] = TaskRecord{Index: uint32(i), Input: ic.String(), Size: uint64(len(in)), State: TaskPending, Updated: now}
-	}
-	// Small inputs travel inline; keep their bytes in the store too so the
-	// group can be resubmitted after a restart.
-	for i, in := range spec.Inputs {
+		// Small inputs travel inline in messages; they are kept in the task
+		// record itself (written in the same group-committed transaction),
+		// not as blobs, so a thousand tiny inputs cost no thousand fsyncs.
 		if len(in) <= protocol.MaxInline && len(in) > 0 {
-			if _, err := n.store.PutBlob(in); err != nil {
-				return protocol.ID{}, fmt.Errorf("node: store input %d: %w", i, err)
-			}
+			tasks[i].Data = in
 		}
 	}
 	for start := 0; start < len(tasks); start += 1000 {
@@ -301,11 +298,14 @@ func (c *consumer) submitRemaining(ctx context.Context, id protocol.ID) error {
 			}
 			ti := protocol.TaskInput{Index: t.Index, Input: ic, Size: t.Size}
 			if t.Size <= protocol.MaxInline && t.Size > 0 {
-				b, err := n.store.GetBlob(ic)
-				if err != nil {
-					return fmt.Errorf("input %d: %w", t.Index, err)
+				ti.Inline = t.Data
+				if len(ti.Inline) == 0 {
+					b, err := n.store.GetBlob(ic)
+					if err != nil {
+						return fmt.Errorf("input %d: %w", t.Index, err)
+					}
+					ti.Inline = b
 				}
-				ti.Inline = b
 			}
 			bytes += 64 + len(ti.Inline)
 			sub.Tasks = append(sub.Tasks, ti)

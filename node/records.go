@@ -52,6 +52,7 @@ type TaskRecord struct {
 	Index    uint32                `json:"index"`
 	Input    string                `json:"input"`
 	Size     uint64                `json:"size"`
+	Data     []byte                `json:"data,omitempty"` // the input itself when ≤ protocol.MaxInline
 	State    string                `json:"state"`
 	Reason   string                `json:"reason,omitempty"`
 	Status   protocol.ResultStatus `json:"status"`
