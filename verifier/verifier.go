@@ -52,11 +52,16 @@ type Verifier struct {
 	// host, that appears as the consumer of benchmark assignments and
 	// serves their blobs, so a worker cannot tell a benchmark from a real
 	// job by its consumer.
-	desk  *p2p.Host
-	run   Runner
-	token string
-	per   *persister
-	lq    *ledgerQueue
+	desk *p2p.Host
+
+	benchOnce sync.Once // loads the benchmark kernel (benchModule)
+	benchMod  []byte
+	benchCID  cid.Cid
+	benchErr  error
+	run       Runner
+	token     string
+	per       *persister
+	lq        *ledgerQueue
 
 	ctx    context.Context
 	cancel context.CancelFunc
