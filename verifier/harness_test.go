@@ -259,6 +259,8 @@ type workerBehaviour struct {
 	Delay time.Duration
 	// RealTime: report the sandbox's measured time instead of jobTime.
 	RealTime bool
+	// BusyFirst: answer the first BusyFirst real assignments "busy".
+	BusyFirst int32
 }
 
 type testWorker struct {
@@ -288,6 +290,7 @@ type testWorker struct {
 	accepted map[protocol.ID]bool
 	modules  map[cid.Cid][]byte
 	realJobs int
+	busyLeft atomic.Int32
 	ran      int
 }
 
@@ -302,6 +305,7 @@ func startWorker(t testing.TB, sb *sandbox.Sandbox, v addrInfoer, owner string, 
 	if vv, ok := v.(*Verifier); ok {
 		w.desk = vv.desk.ID()
 	}
+	w.busyLeft.Store(b.BusyFirst)
 	w.st = openStore(t)
 	w.host = peerHost(t, w.key, w.st, w.ver)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
@@ -418,6 +422,9 @@ func (w *testWorker) handleAssign(ctx context.Context, from peer.ID, env *protoc
 	}
 	if w.vanished.Load() {
 		return nil, p2p.Refuse(protocol.AckBusy, "gone")
+	}
+	if !w.isBench(&asg) && w.busyLeft.Add(-1) >= 0 {
+		return nil, p2p.Refuse(protocol.AckBusy, "all slots taken")
 	}
 	w.mu.Lock()
 	dup := w.accepted[asg.ID]

@@ -261,3 +261,28 @@ func freePort(t testing.TB) string {
 	_, p, _ := net.SplitHostPort(l.Addr().String())
 	return p
 }
+
+// A worker that answers "busy" is offered the assignment again, not
+// excluded: with only two workers and two replicas per task, excluding it
+// would leave every task short of a second worker.
+func TestBusyWorkerIsRetriedNotExcluded(t *testing.T) {
+	v := startVerifier(t, testConfig(t, t.TempDir()), false)
+	sb := workersSandbox
+	a := startWorker(t, sb, v, "alice", workerPrice, workerBehaviour{})
+	b := startWorker(t, sb, v, "bob", workerPrice, workerBehaviour{BusyFirst: 2})
+	waitRated(t, v, a, b)
+	c := startConsumer(t, v)
+	const credited = 10 * protocol.MicrosPerUnit
+	credit(t, v, c, credited)
+	gid := submitOK(t, c, defaultGroup(2))
+	rel := waitReleased(t, c, gid, 2)
+	for i, r := range rel {
+		if r.Outcome != protocol.OutcomeVerified {
+			t.Fatalf("task %d: %s %s", i, r.Outcome, r.Reason)
+		}
+	}
+	if _, ran := b.counts(); ran == 0 {
+		t.Fatal("the once-busy worker never ran a task")
+	}
+	checkLedger(t, v, c, credited, a, b)
+}

@@ -307,14 +307,30 @@ func (v *Verifier) sendAssignment(ctx context.Context, rec *assignmentRecord) {
 		return
 	}
 	v.addWorkerAddrs(asg.Worker)
-	rctx, cancel := context.WithTimeout(ctx, v.cfg.RequestTimeout)
 	var ack protocol.Ack
-	err := v.host.Request(rctx, asg.Worker, protocol.ProtoAssign, &asg, &ack)
-	cancel()
-	if ctx.Err() != nil {
-		return // shutting down: resent after restart
-	}
+	var err error
 	var re *p2p.RemoteError
+	for {
+		rctx, cancel := context.WithTimeout(ctx, v.cfg.RequestTimeout)
+		ack = protocol.Ack{}
+		err = v.host.Request(rctx, asg.Worker, protocol.ProtoAssign, &asg, &ack)
+		cancel()
+		if ctx.Err() != nil {
+			return // shutting down: resent after restart
+		}
+		// A busy worker is alive and will have room shortly: offer it the
+		// same assignment again until it nears expiry, rather than failing
+		// the replica (which would exclude the worker from these tasks).
+		busy := (errors.As(err, &re) && re.Code == protocol.AckBusy) || (err == nil && !ack.OK && ack.Code == protocol.AckBusy)
+		if !busy || v.nowMs()+2*busyRetry.Milliseconds() >= asg.Expires {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(busyRetry):
+		}
+	}
 	switch {
 	case err == nil && ack.OK:
 	case errors.As(err, &re) && re.Code == protocol.AckReplay:
@@ -348,6 +364,10 @@ func (v *Verifier) sendAssignment(ctx context.Context, rec *assignmentRecord) {
 	}
 	v.mu.Unlock()
 }
+
+// busyRetry is how long the verifier waits before offering an assignment
+// again to a worker that answered it was busy.
+const busyRetry = 200 * time.Millisecond
 
 // failAssignments fails every still-running replica of recs (the worker
 // never got them): not paid, not charged, re-replicated.
