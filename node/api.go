@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ipfs/go-cid"
-
 	"github.com/aspen-market/aspen/internal/apitoken"
 	"github.com/aspen-market/aspen/node/dashboard"
 	"github.com/aspen-market/aspen/protocol"
@@ -479,5 +477,3 @@ func (n *Node) apiJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, jobs)
 }
-
-var _ = cid.Undef

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +17,6 @@ import (
 	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
-	"github.com/aspen-market/aspen/examples"
 	"github.com/aspen-market/aspen/node"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/sandbox"
@@ -318,6 +316,3 @@ func TestRefusals(t *testing.T) {
 		t.Fatalf("one replica: %v", err)
 	}
 }
-
-var _ = examples.Names
-var _ = os.Getenv

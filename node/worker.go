@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/aspen-market/aspen/market"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/sandbox"
 	"github.com/aspen-market/aspen/store"
@@ -360,23 +361,9 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 		Consumer: asg.Consumer.String(), Price: asg.Price, Status: out.Status, StatusText: out.Status.String(),
 		ExitCode: out.ExitCode, ExecMicros: execUS, Result: c.String(),
 		Started: started.UnixMilli(), Finished: n.now().UnixMilli(),
-		Value: prorate(asg.Price, execUS),
+		Value: market.Charge(asg.Price, int64(execUS)),
 	}
 	return &finished{asg: asg, pos: j.pos, result: r, rec: rec}
-}
-
-// prorate is price per hour × time, floored to a micro-unit.
-func prorate(perHour protocol.Micros, micros uint64) protocol.Micros {
-	if perHour <= 0 {
-		return 0
-	}
-	// 128-bit safe enough: price ≤ 9e18, micros ≤ 8.64e10 (24h); divide first
-	// when the product would overflow.
-	p := uint64(perHour)
-	if micros != 0 && p > ^uint64(0)/micros {
-		return protocol.Micros(p / 3_600_000_000 * micros)
-	}
-	return protocol.Micros(p * micros / 3_600_000_000)
 }
 
 func truncate(s string, n int) string {

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -309,8 +307,3 @@ func truncateStr(s string, n int) string {
 	}
 	return s
 }
-
-var (
-	_ = errors.New
-	_ = sort.Strings
-)
