@@ -62,10 +62,11 @@ var (
 	descPeers  = prometheus.NewDesc("aspen_node_peers", "Connected peers.", nil, nil)
 	descSpeed  = prometheus.NewDesc("aspen_node_rated_speed", "The worker's speed rating from the verifier (1.0 = reference machine).", nil, nil)
 	descSpent  = prometheus.NewDesc("aspen_node_spent_micros", "Micro-units this consumer was charged for verified tasks.", nil, nil)
+	descStore  = prometheus.NewDesc("aspen_node_store_total", "Store activity: durable writes, group-commit transactions and fsync rounds.", []string{"kind"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTasks, descHeld, descGossip, descPeers, descSpeed, descSpent} {
+	for _, d := range []*prometheus.Desc{descTasks, descHeld, descGossip, descPeers, descSpeed, descSpent, descStore} {
 		ch <- d
 	}
 }
@@ -100,4 +101,8 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(gs.Rejected), "rejected")
 	ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(gs.Ignored), "ignored")
 	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(n.host.Peers())))
+	ss := n.store.Stats()
+	ch <- prometheus.MustNewConstMetric(descStore, prometheus.CounterValue, float64(ss.DurableWrites), "durable_writes")
+	ch <- prometheus.MustNewConstMetric(descStore, prometheus.CounterValue, float64(ss.Commits), "commits")
+	ch <- prometheus.MustNewConstMetric(descStore, prometheus.CounterValue, float64(ss.Syncs), "fsyncs")
 }

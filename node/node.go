@@ -230,6 +230,10 @@ func (n *Node) APIAddr() string { return n.apiAddr }
 // Token is the API bearer token.
 func (n *Node) Token() string { return n.token }
 
+// StoreStats returns the counters of the node's store: durable writes,
+// group commits and fsync rounds (exported as metrics).
+func (n *Node) StoreStats() store.Stats { return n.store.Stats() }
+
 // Role is the node's role.
 func (n *Node) Role() Role { return n.cfg.Role }
 

@@ -37,11 +37,12 @@ var (
 	mOutstanding = desc("outstanding_replicas", "Replicas assigned and not yet reported.")
 	mGroups      = desc("groups", "Open job groups.")
 	mLedger      = desc("ledger_micros", "Sum of ledger balances by account kind, in micro-units (external is negative: money that came in).", "kind")
+	mStore       = desc("store_total", "Store activity: durable writes, group-commit transactions and fsync rounds.", "kind")
 	mLedgerTotal = desc("ledger_total_micros", "Sum over all ledger accounts; 0 when money is conserved.")
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mAssignments, mReplicas, mReceipts, mTasks, mStrikes, mSpotChecks, mReleases, mBenchmarks, mWorkers, mOpen, mOutstanding, mGroups, mLedger, mLedgerTotal} {
+	for _, d := range []*prometheus.Desc{mAssignments, mReplicas, mReceipts, mTasks, mStrikes, mSpotChecks, mReleases, mBenchmarks, mWorkers, mOpen, mOutstanding, mGroups, mLedger, mLedgerTotal, mStore} {
 		ch <- d
 	}
 }
@@ -74,6 +75,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(mOpen, float64(s.QueuedTasks), "queued")
 	gauge(mOutstanding, float64(s.Outstanding))
 	gauge(mGroups, float64(s.Groups))
+	counter(mStore, s.Store.DurableWrites, "durable_writes")
+	counter(mStore, s.Store.Commits, "commits")
+	counter(mStore, s.Store.Syncs, "fsyncs")
 	if bals, err := c.v.led.Balances(); err == nil {
 		byKind := map[string]int64{}
 		var total int64

@@ -1,6 +1,10 @@
 package verifier
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/aspen-market/aspen/store"
+)
 
 // counters are the verifier's event counters (for metrics).
 type counters struct {
@@ -33,6 +37,8 @@ type Stats struct {
 	OpenTasks   int `json:"open_tasks"`
 	QueuedTasks int `json:"queued_tasks"`
 	Outstanding int `json:"outstanding_replicas"`
+
+	Store store.Stats `json:"store"` // the store's durable writes, commits and fsyncs
 }
 
 // Stats returns the verifier's counters and gauges.
@@ -43,6 +49,7 @@ func (v *Verifier) Stats() Stats {
 		Receipts: c.receipts.Load(), TasksVerified: c.verified.Load(), TasksFailed: c.failed.Load(), TasksCanceled: c.canceled.Load(),
 		Strikes: c.strikes.Load(), VerifierRuns: c.ownRuns.Load(), Releases: c.releases.Load(), ReleaseRetries: c.releaseRetries.Load(),
 		BenchmarksPassed: c.benchPassed.Load(), BenchmarksFailed: c.benchFailed.Load(),
+		Store: v.st.Stats(),
 	}
 	now := v.nowMs()
 	v.mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"github.com/aspen-market/aspen/node"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/sandbox"
+	"github.com/aspen-market/aspen/store"
 	"github.com/aspen-market/aspen/verifier"
 )
 
@@ -303,6 +304,7 @@ func devnetThroughput(ctx context.Context, e *env, groups, per int, alone float6
 	if _, err := d.submitAndWait(ctx, mod, [][]byte{spinInput(0, "a"), spinInput(0, "b"), spinInput(0, "c"), spinInput(0, "d")}, time.Minute); err != nil {
 		return Row{}, err
 	}
+	s0 := d.storeStats()
 	t0, c0 := time.Now(), cpuTime()
 	var ids []protocol.ID
 	for g := range groups {
@@ -325,11 +327,26 @@ func devnetThroughput(ctx context.Context, e *env, groups, per int, alone float6
 	}
 	tasks := groups * per
 	rate := float64(tasks) / took.Seconds()
+	s1 := d.storeStats()
+	fsyncs := func(who string) float64 { return float64(s1[who].Syncs-s0[who].Syncs) / float64(tasks) }
 	row := Row{Figure: "4 devnet throughput: verified tasks/s (verifier, 4 workers, consumer in one process; tiny job, 2 replicas)", Value: rate, Unit: "tasks/s"}.
 		withBaseline(alone, "tasks/s", "verifier alone").target("value", ">=", 1000).
-		note("%d tasks in %d groups in %.1f s (submits took %.1f s); this process used %.0f µs CPU per task (executors not included)",
-			tasks, groups, took.Seconds(), submitted.Seconds(), us(cpu)/float64(tasks))
+		note("%d tasks in %d groups in %.1f s (submits took %.1f s); this process used %.0f µs CPU per task (executors not included); fsyncs per task: verifier %.2f, workers %.2f, consumer %.2f",
+			tasks, groups, took.Seconds(), submitted.Seconds(), us(cpu)/float64(tasks), fsyncs("verifier"), fsyncs("workers"), fsyncs("consumer"))
 	return row, nil
+}
+
+// storeStats sums the store counters of the verifier, the workers and the
+// consumer.
+func (d *devnet) storeStats() map[string]store.Stats {
+	add := func(a, b store.Stats) store.Stats {
+		return store.Stats{DurableWrites: a.DurableWrites + b.DurableWrites, Commits: a.Commits + b.Commits, Syncs: a.Syncs + b.Syncs}
+	}
+	m := map[string]store.Stats{"verifier": d.v.Stats().Store, "consumer": d.consumer.StoreStats()}
+	for _, w := range d.workers {
+		m["workers"] = add(m["workers"], w.StoreStats())
+	}
+	return m
 }
 
 // stuck describes, from the verifier's side, the unfinished tasks of ids.
