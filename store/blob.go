@@ -3,13 +3,10 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
@@ -106,8 +103,7 @@ func (s *Store) putBlob(c cid.Cid, data []byte) error {
 	if _, ok, err := s.HasBlob(c); err == nil && ok {
 		return nil // already stored
 	}
-	_, err := s.writeChunked(context.Background(), c, bytes.NewReader(data), int64(len(data)), false)
-	return err
+	return s.putFile(context.Background(), c, data)
 }
 
 // putInline stores a small blob (already verified) as one key in one
@@ -172,102 +168,7 @@ func (s *Store) WriteBlob(ctx context.Context, c cid.Cid, r io.Reader, maxSize i
 	case err != nil:
 		return 0, fmt.Errorf("store: write blob %s: read: %w", c, err)
 	}
-	return s.writeChunked(ctx, c, io.MultiReader(bytes.NewReader(head), r), maxSize, true)
-}
-
-// writeChunked stores a blob of more than InlineMax bytes in chunks under a
-// fresh upload id. A pending marker for the upload is written first; the
-// metadata record that makes the chunks live is written (and the marker
-// removed) only after the chunks are synced. Until then, and after any
-// failure, the marker lets the upload be removed, now or at the next Open.
-func (s *Store) writeChunked(ctx context.Context, c cid.Cid, r io.Reader, maxSize int64, verify bool) (int64, error) {
-	var up uploadID
-	if _, err := rand.Read(up[:]); err != nil {
-		return 0, fmt.Errorf("store: upload id: %w", err)
-	}
-	if err := s.rawUpdate(func(tx *Tx) error { return tx.setRaw(pendingKey(up), c.Bytes()) }); err != nil {
-		return 0, fmt.Errorf("store: write blob %s: %w", c, err)
-	}
-	fail := func(err error) (int64, error) {
-		if derr := s.dropUpload(up); derr != nil {
-			s.log.Warn("removing failed upload", "cid", c, "err", derr)
-		}
-		return 0, err
-	}
-	hasher := protocol.NewBlobHasher()
-	buf := make([]byte, s.cfg.ChunkSize)
-	var hashes [][chunkHashBytes]byte
-	var total int64
-	for idx := uint64(0); ; idx++ {
-		if err := ctxErr(ctx); err != nil {
-			return fail(fmt.Errorf("store: write blob %s: %w", c, err))
-		}
-		n, rerr := io.ReadFull(r, buf)
-		if n > 0 {
-			total += int64(n)
-			if total > maxSize {
-				return fail(fmt.Errorf("%w: blob %s exceeds %d bytes", ErrTooLarge, c, maxSize))
-			}
-			if idx > math.MaxUint32 {
-				return fail(fmt.Errorf("%w: blob %s has too many chunks", ErrTooLarge, c))
-			}
-			chunk := buf[:n]
-			if verify {
-				_, _ = hasher.Write(chunk)
-			}
-			hashes = append(hashes, sha256.Sum256(chunk))
-			k := chunkKey(up, uint32(idx))
-			if err := s.rawUpdate(func(tx *Tx) error { return tx.setRaw(k, chunk) }); err != nil {
-				return fail(fmt.Errorf("store: write blob %s chunk %d: %w", c, idx, err))
-			}
-		}
-		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {
-			break
-		}
-		if rerr != nil {
-			return fail(fmt.Errorf("store: write blob %s: read: %w", c, rerr))
-		}
-	}
-	if verify {
-		if got := hasher.Sum(); !got.Equals(c) {
-			return fail(fmt.Errorf("store: write blob: %w: want %s, got %s", protocol.ErrCIDMismatch, c, got))
-		}
-	}
-	if total == 0 {
-		return fail(fmt.Errorf("%w: empty chunked blob", ErrInvalid))
-	}
-	// The chunks must be on disk before a durable record points at them.
-	if err := s.Sync(); err != nil {
-		return fail(err)
-	}
-	meta := encodeChunkedMeta(total, up, int64(s.cfg.ChunkSize), hashes)
-	k := blobKey(c)
-	var existed bool
-	err := s.Durable(ctx, func(tx *Tx) error {
-		existed = false
-		if old, err := tx.getRaw(k); err == nil {
-			if _, derr := decodeBlobMeta(old); derr == nil {
-				existed = true // a concurrent writer stored it first
-				return nil
-			} // else: replace the corrupt record
-		} else if !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		if err := tx.setRaw(k, meta); err != nil {
-			return err
-		}
-		return tx.deleteRaw(pendingKey(up))
-	})
-	if err != nil {
-		return fail(fmt.Errorf("store: write blob %s: %w", c, err))
-	}
-	if existed {
-		if derr := s.dropUpload(up); derr != nil {
-			s.log.Warn("removing duplicate upload", "cid", c, "err", derr)
-		}
-	}
-	s.trimSoon()
-	return total, nil
+	return s.writeFile(ctx, c, io.MultiReader(bytes.NewReader(head), r), maxSize)
 }
 
 // rawUpdate writes internal blob keys directly (not through the committer):
@@ -407,10 +308,14 @@ func (s *Store) GetBlob(c cid.Cid) ([]byte, error) {
 	}
 	br := &BlobReader{s: s, c: c, meta: m, cacheIdx: -1}
 	out := make([]byte, m.size)
-	if _, err := br.ReadAt(out, 0); err != nil && !errors.Is(err, io.EOF) {
+	_, err = br.ReadAt(out, 0)
+	_ = br.Close()
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	s.trimSoon()
+	if !m.file {
+		s.trimSoon()
+	}
 	if err := protocol.VerifyBlob(c, out); err != nil {
 		return nil, fmt.Errorf("%w: blob %s: %w", ErrCorrupt, c, err)
 	}
@@ -437,8 +342,9 @@ func (s *Store) DeleteBlob(c cid.Cid) error {
 	}
 	k := blobKey(c)
 	var up *uploadID
+	var file bool
 	err := s.Update(func(tx *Tx) error {
-		up = nil
+		up, file = nil, false
 		v, err := tx.getRaw(k)
 		if errors.Is(err, ErrNotFound) {
 			return nil
@@ -448,9 +354,15 @@ func (s *Store) DeleteBlob(c cid.Cid) error {
 		}
 		if m, derr := decodeBlobMeta(v); derr == nil && m.chunked {
 			u := m.upload
-			up = &u
-			// The marker makes the chunks garbage even if we crash now.
-			if err := tx.setRaw(pendingKey(u), c.Bytes()); err != nil {
+			up, file = &u, m.file
+			if file {
+				// Without its 'f' key the file is garbage, even if we
+				// crash now (Open removes it).
+				if err := tx.deleteRaw(fileKey(u)); err != nil {
+					return err
+				}
+			} else if err := tx.setRaw(pendingKey(u), c.Bytes()); err != nil {
+				// The marker makes the chunks garbage even if we crash now.
 				return err
 			}
 		}
@@ -459,7 +371,17 @@ func (s *Store) DeleteBlob(c cid.Cid) error {
 	if err != nil {
 		return fmt.Errorf("store: delete blob %s: %w", c, err)
 	}
-	if up != nil {
+	switch {
+	case up != nil && file:
+		// The deletion must be on disk before the file goes: a power loss
+		// must not bring back a record whose file is gone.
+		if err := s.Sync(); err != nil {
+			return fmt.Errorf("store: delete blob %s: %w", c, err)
+		}
+		if err := s.deleteFile(*up); err != nil {
+			return fmt.Errorf("store: delete blob %s file: %w", c, err)
+		}
+	case up != nil:
 		if err := s.dropUpload(*up); err != nil {
 			return fmt.Errorf("store: delete blob %s chunks: %w", c, err)
 		}

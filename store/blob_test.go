@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"testing/iotest"
@@ -52,6 +55,16 @@ func countKeys(t *testing.T, s *Store, kind byte) int {
 	return n
 }
 
+// countFiles counts the files in the blob directory.
+func countFiles(t *testing.T, s *Store) int {
+	t.Helper()
+	ents, err := os.ReadDir(s.blobDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
 func TestSmallBlobRoundTrip(t *testing.T) {
 	s := openTest(t, "", nil)
 	for _, size := range []int{0, 1, 100, 4096, DefaultConfig().InlineMax} {
@@ -76,8 +89,8 @@ func TestSmallBlobRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := countKeys(t, s, kindChunk); n != 0 {
-		t.Fatalf("small blobs used %d chunk keys, want 0 (one key per blob)", n)
+	if n := countKeys(t, s, kindChunk) + countFiles(t, s); n != 0 {
+		t.Fatalf("small blobs used %d chunk keys or files, want 0 (one key per blob)", n)
 	}
 	missing := protocol.BlobCID([]byte("never stored"))
 	if _, ok, err := s.HasBlob(missing); ok || err != nil {
@@ -115,7 +128,7 @@ func TestPutBlobVerifiedRefusesMismatch(t *testing.T) {
 	}
 }
 
-func TestLargeBlobChunkedRoundTrip(t *testing.T) {
+func TestLargeBlobRoundTrip(t *testing.T) {
 	s := openTest(t, "", smallChunks)
 	data := randBytes(7, 5*(16<<10)+123) // 6 chunks, the last one short
 	c := protocol.BlobCID(data)
@@ -123,12 +136,39 @@ func TestLargeBlobChunkedRoundTrip(t *testing.T) {
 	if err != nil || n != int64(len(data)) {
 		t.Fatalf("WriteBlob = %d, %v", n, err)
 	}
+	m, err := s.readMeta(c)
+	if err != nil || !m.file || len(m.crcs) != 6 {
+		t.Fatalf("metadata %+v, %v: want a file of 6 chunks", m, err)
+	}
+	if k := countKeys(t, s, kindChunk) + countKeys(t, s, kindPending); k != 0 {
+		t.Fatalf("%d chunk keys or pending markers, want none", k)
+	}
+	if f, k := countFiles(t, s), countKeys(t, s, kindFile); f != 1 || k != 1 {
+		t.Fatalf("%d files and %d file keys, want 1 each", f, k)
+	}
+	testLargeBlob(t, s, c, data, func() int { return countFiles(t, s) })
+}
+
+// TestLegacyChunkedBlob: blobs that an older store wrote as chunks in
+// badger are still read, verified and deleted.
+func TestLegacyChunkedBlob(t *testing.T) {
+	s := openTest(t, "", smallChunks)
+	data := randBytes(7, 5*(16<<10)+123)
+	c := protocol.BlobCID(data)
+	n, err := s.writeChunked(context.Background(), c, bytes.NewReader(data), 1<<30, true)
+	if err != nil || n != int64(len(data)) {
+		t.Fatalf("writeChunked = %d, %v", n, err)
+	}
 	if k := countKeys(t, s, kindChunk); k != 6 {
 		t.Fatalf("%d chunk keys, want 6", k)
 	}
-	if k := countKeys(t, s, kindPending); k != 0 {
-		t.Fatalf("%d pending markers left", k)
-	}
+	testLargeBlob(t, s, c, data, func() int { return countKeys(t, s, kindChunk) })
+}
+
+// testLargeBlob reads, lists and deletes a stored multi-chunk blob; left
+// counts what its storage leaves behind (files or chunk keys).
+func testLargeBlob(t *testing.T, s *Store, c cid.Cid, data []byte, left func() int) {
+	t.Helper()
 	got, err := s.GetBlob(c)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("GetBlob: %v", err)
@@ -145,7 +185,8 @@ func TestLargeBlobChunkedRoundTrip(t *testing.T) {
 	if err := iotest.TestReader(r, data); err != nil {
 		t.Fatal(err)
 	}
-	// Ranges across chunk boundaries, read concurrently.
+	// Ranges across chunk boundaries (some covering whole chunks), read
+	// concurrently.
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Add(1)
@@ -154,6 +195,9 @@ func TestLargeBlobChunkedRoundTrip(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(i), 1))
 			for range 50 {
 				off := rng.IntN(len(data))
+				if rng.IntN(2) == 0 {
+					off -= off % (16 << 10)
+				}
 				buf := make([]byte, rng.IntN(40<<10))
 				n, err := r.ReadAt(buf, int64(off))
 				want := data[off:min(len(data), off+len(buf))]
@@ -170,7 +214,7 @@ func TestLargeBlobChunkedRoundTrip(t *testing.T) {
 	}
 	wg.Wait()
 	// The same CID again is not re-read.
-	n, err = s.WriteBlob(context.Background(), c, iotest.ErrReader(errors.New("must not be read")), 0)
+	n, err := s.WriteBlob(context.Background(), c, iotest.ErrReader(errors.New("must not be read")), 0)
 	if err != nil || n != int64(len(data)) {
 		t.Fatalf("WriteBlob(existing) = %d, %v", n, err)
 	}
@@ -188,14 +232,15 @@ func TestLargeBlobChunkedRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer opened.Close()
 	if err := s.DeleteBlob(c); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, _ := s.HasBlob(c); ok {
 		t.Fatal("deleted blob still there")
 	}
-	if k := countKeys(t, s, kindChunk) + countKeys(t, s, kindPending); k != 0 {
-		t.Fatalf("%d chunk/pending keys left after delete", k)
+	if k := left() + countKeys(t, s, kindPending) + countKeys(t, s, kindFile); k != 0 {
+		t.Fatalf("%d chunks, files or keys left after delete", k)
 	}
 	// Reading through a reader opened before the delete fails cleanly.
 	_, err = opened.ReadAt(make([]byte, 10), 40<<10)
@@ -251,8 +296,8 @@ func TestWriteBlobFailuresLeaveNothing(t *testing.T) {
 		if _, ok, _ := s.HasBlob(c); ok {
 			t.Fatalf("%s: blob visible", tc.name)
 		}
-		if k := countKeys(t, s, kindChunk) + countKeys(t, s, kindPending); k != 0 {
-			t.Fatalf("%s: %d chunk/pending keys left", tc.name, k)
+		if k := countKeys(t, s, kindChunk) + countKeys(t, s, kindPending) + countKeys(t, s, kindFile) + countFiles(t, s); k != 0 {
+			t.Fatalf("%s: %d chunk/pending/file keys or files left", tc.name, k)
 		}
 	}
 	if _, err := s.WriteBlob(context.Background(), cid.Undef, bytes.NewReader(data), 0); !errors.Is(err, protocol.ErrBadCID) {
@@ -278,9 +323,8 @@ func TestConcurrentWritesOfSameBlob(t *testing.T) {
 	if got, err := s.GetBlob(c); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("GetBlob: %v", err)
 	}
-	want := (len(data) + (16 << 10) - 1) / (16 << 10)
-	if k := countKeys(t, s, kindChunk); k != want {
-		t.Fatalf("%d chunk keys, want %d (losers' chunks removed)", k, want)
+	if f, k := countFiles(t, s), countKeys(t, s, kindFile); f != 1 || k != 1 {
+		t.Fatalf("%d files, %d file keys, want 1 each (losers' files removed)", f, k)
 	}
 }
 
@@ -288,9 +332,117 @@ func TestCorruptionIsDetected(t *testing.T) {
 	s := openTest(t, "", smallChunks)
 	small := []byte("a small blob")
 	sc, _ := s.PutBlob(small)
-	big := randBytes(9, 50<<10)
+	big := randBytes(9, 50<<10) // 4 chunks of 16 KiB, the last one short
 	bc, err := s.PutBlob(big)
 	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := s.readMeta(bc)
+	if err != nil || !meta.file {
+		t.Fatalf("meta %+v %v", meta, err)
+	}
+	path := s.blobPath(meta.upload)
+	raw := func(k, v []byte) {
+		t.Helper()
+		if err := s.directUpdate(func(tx *Tx) error { return tx.setRaw(k, v) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile := func(b []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// 1. A flipped byte in an inline blob.
+	raw(blobKey(sc), encodeInlineMeta([]byte("a smalL blob")))
+	_, err = s.GetBlob(sc)
+	mustErrIs(t, err, ErrCorrupt)
+	r, _ := s.OpenBlob(sc)
+	_, err = io.ReadAll(r)
+	mustErrIs(t, err, ErrCorrupt)
+	// Re-putting the right bytes repairs it.
+	if _, err := s.PutBlob(small); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetBlob(sc); err != nil || !bytes.Equal(got, small) {
+		t.Fatalf("repair: %q %v", got, err)
+	}
+
+	// 2. A flipped byte in chunk 1 of the file: ranged reads of that chunk
+	// fail (partial or whole), other chunks still read.
+	bad := bytes.Clone(big)
+	bad[16<<10+5] ^= 1
+	writeFile(bad)
+	r, _ = s.OpenBlob(bc)
+	defer r.Close()
+	if _, err := r.ReadAt(make([]byte, 100), 0); err != nil {
+		t.Fatalf("intact chunk 0: %v", err)
+	}
+	_, err = r.ReadAt(make([]byte, 100), 16<<10+10)
+	mustErrIs(t, err, ErrCorrupt)
+	n, err := r.ReadAt(make([]byte, 32<<10), 0)
+	mustErrIs(t, err, ErrCorrupt)
+	if n != 16<<10 {
+		t.Fatalf("ReadAt returned %d bytes before the bad chunk, want %d", n, 16<<10)
+	}
+	if _, err := r.ReadAt(make([]byte, 16<<10), 32<<10); err != nil {
+		t.Fatalf("intact chunk 2 read whole: %v", err)
+	}
+	_, err = s.GetBlob(bc)
+	mustErrIs(t, err, ErrCorrupt)
+
+	// 3. Checksums rewritten to match the corrupt chunk: every chunk
+	// verifies, but the whole stream does not hash to the CID.
+	crcs := slices.Clone(meta.crcs)
+	crcs[1] = chunkCRC(bad[16<<10 : 32<<10])
+	raw(blobKey(bc), encodeFileMeta(meta.size, meta.upload, meta.chunkSize, crcs))
+	r2, _ := s.OpenBlob(bc)
+	defer r2.Close()
+	_, err = io.ReadAll(r2)
+	mustErrIs(t, err, ErrCorrupt)
+	mustErrIs(t, err, protocol.ErrCIDMismatch)
+	_, err = s.GetBlob(bc)
+	mustErrIs(t, err, ErrCorrupt)
+
+	// 4. A truncated file, a missing file and an undecodable record.
+	writeFile(big[:40<<10])
+	r3, _ := s.OpenBlob(bc)
+	defer r3.Close()
+	_, err = r3.ReadAt(make([]byte, 10), 40<<10)
+	mustErrIs(t, err, ErrCorrupt)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.GetBlob(bc)
+	mustErrIs(t, err, ErrNotFound)
+	raw(blobKey(bc), []byte{metaVersion, 7})
+	_, err = s.GetBlob(bc)
+	mustErrIs(t, err, ErrCorrupt)
+	_, _, err = s.HasBlob(bc)
+	mustErrIs(t, err, ErrCorrupt)
+	listed := 0
+	if err := s.ListBlobs(func(cid.Cid, int64) error { listed++; return nil }); err != nil || listed != 1 {
+		t.Fatalf("ListBlobs skips the bad record: %d %v", listed, err)
+	}
+	// Writing the blob again replaces the undecodable record.
+	if n, err := s.WriteBlob(context.Background(), bc, bytes.NewReader(big), 0); err != nil || n != int64(len(big)) {
+		t.Fatalf("rewrite over a corrupt record: %d %v", n, err)
+	}
+	if got, err := s.GetBlob(bc); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("after rewrite: %v", err)
+	}
+}
+
+// TestLegacyCorruptionIsDetected: the same for chunked blobs of older stores.
+func TestLegacyCorruptionIsDetected(t *testing.T) {
+	s := openTest(t, "", smallChunks)
+	small := []byte("a small blob")
+	sc, _ := s.PutBlob(small)
+	big := randBytes(9, 50<<10)
+	bc := protocol.BlobCID(big)
+	if _, err := s.writeChunked(context.Background(), bc, bytes.NewReader(big), 1<<30, true); err != nil {
 		t.Fatal(err)
 	}
 	meta, err := s.readMeta(bc)
@@ -358,7 +510,7 @@ func TestCorruptionIsDetected(t *testing.T) {
 	if err := s.ListBlobs(func(cid.Cid, int64) error { listed++; return nil }); err != nil || listed != 1 {
 		t.Fatalf("ListBlobs skips the bad record: %d %v", listed, err)
 	}
-	// Writing the blob again replaces the undecodable record.
+	// Writing the blob again replaces the undecodable record (as a file).
 	if n, err := s.WriteBlob(context.Background(), bc, bytes.NewReader(big), 0); err != nil || n != int64(len(big)) {
 		t.Fatalf("rewrite over a corrupt record: %d %v", n, err)
 	}
@@ -391,12 +543,33 @@ func TestInterruptedUploadRemovedAtOpen(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// What a crash in the middle of writeFile, or of DeleteBlob after its
+	// record went, leaves behind: a blob file without its 'f' key. And a
+	// live blob file next to it.
+	orphan := filepath.Join(s.blobDir, "0102030405060708")
+	if err := os.WriteFile(orphan, make([]byte, 5000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	live := randBytes(4, 40<<10)
+	lc, err := s.PutBlob(live)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
 	s2 := openTest(t, dir, smallChunks)
 	if k := countKeys(t, s2, kindChunk) + countKeys(t, s2, kindPending); k != 0 {
 		t.Fatalf("%d keys of the interrupted upload survive Open", k)
+	}
+	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("orphan blob file survives Open: %v", err)
+	}
+	if n := countFiles(t, s2); n != 1 {
+		t.Fatalf("%d blob files after Open, want the live one", n)
+	}
+	if got, err := s2.GetBlob(lc); err != nil || !bytes.Equal(got, live) {
+		t.Fatalf("live blob after Open: %v", err)
 	}
 }
 
@@ -425,8 +598,10 @@ func TestValueLogGCAfterDeletes(t *testing.T) {
 	})
 	var keep cid.Cid
 	for i := range 12 {
-		c, err := s.PutBlob(randBytes(uint64(100+i), 300<<10))
-		if err != nil {
+		// Only chunks of older stores' blobs live in the value log.
+		data := randBytes(uint64(100+i), 300<<10)
+		c := protocol.BlobCID(data)
+		if _, err := s.writeChunked(context.Background(), c, bytes.NewReader(data), 1<<30, true); err != nil {
 			t.Fatal(err)
 		}
 		if i == 5 {
@@ -460,8 +635,8 @@ func TestTrimReleasesValueLogPagesKeepingData(t *testing.T) {
 	}
 	s := openTest(t, "", func(c *Config) { c.TrimInterval = 0 })
 	data := randBytes(11, 3<<20)
-	c, err := s.PutBlob(data)
-	if err != nil {
+	c := protocol.BlobCID(data)
+	if _, err := s.writeChunked(context.Background(), c, bytes.NewReader(data), 1<<30, true); err != nil {
 		t.Fatal(err)
 	}
 	n, err := trimMappings(s.absDir)
@@ -473,5 +648,55 @@ func TestTrimReleasesValueLogPagesKeepingData(t *testing.T) {
 	}
 	if got, err := s.GetBlob(c); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("blob after trim: %v", err)
+	}
+}
+
+// TestFormatVersionUpgrade: a version-1 store (inline and chunked blobs
+// only) opens, is marked version 2 and keeps its blobs; an unknown version
+// is refused.
+func TestFormatVersionUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Dir = dir
+	smallChunks(&cfg)
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := randBytes(12, 40<<10)
+	oc := protocol.BlobCID(old)
+	if _, err := s.writeChunked(context.Background(), oc, bytes.NewReader(old), 1<<30, true); err != nil {
+		t.Fatal(err)
+	}
+	setVersion := func(s *Store, v byte) {
+		t.Helper()
+		if err := s.directUpdate(func(tx *Tx) error { return tx.setRaw(versionKey, []byte{v}) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setVersion(s, 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(cfg)
+	if err != nil {
+		t.Fatalf("opening a version-1 store: %v", err)
+	}
+	var v []byte
+	if err := s.View(func(tx *Tx) error { v, err = tx.getRaw(versionKey); return err }); err != nil || !bytes.Equal(v, []byte{formatVersion}) {
+		t.Fatalf("version after upgrade %x, %v", v, err)
+	}
+	if got, err := s.GetBlob(oc); err != nil || !bytes.Equal(got, old) {
+		t.Fatalf("old blob after upgrade: %v", err)
+	}
+	setVersion(s, formatVersion+1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(cfg); err == nil {
+		s.Close()
+		t.Fatal("opened a store of an unknown format version")
+	} else {
+		mustErrIs(t, err, ErrCorrupt)
 	}
 }

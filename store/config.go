@@ -17,9 +17,10 @@ type Config struct {
 	// Logger receives the store's and badger's log lines. nil discards them.
 	Logger *slog.Logger
 
-	// ChunkSize is the size of one stored chunk of a large blob. Each chunk
-	// is one badger value with its own sha-256. Existing blobs keep the
-	// chunk size they were written with.
+	// ChunkSize is the unit in which a large blob (a file) is written and
+	// checked: each chunk has its own CRC-32C, checked by every read that
+	// touches it. Existing blobs keep the chunk size they were written
+	// with.
 	ChunkSize int
 	// InlineMax is the largest blob stored inline: one key, one value, one
 	// transaction. Must be ≤ ChunkSize.

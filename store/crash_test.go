@@ -161,14 +161,17 @@ func TestKill9(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if m.chunked {
-			live += len(m.hashes)
+		if m.file {
+			live++
 		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if k := countKeys(t, s, kindChunk); k != live {
-		t.Errorf("%d chunk keys, %d belong to live blobs", k, live)
+	if k := countKeys(t, s, kindChunk); k != 0 {
+		t.Errorf("%d chunk keys, want none", k)
+	}
+	if f, k := countFiles(t, s), countKeys(t, s, kindFile); f != live || k != live {
+		t.Errorf("%d blob files and %d file keys, %d live blob files", f, k, live)
 	}
 }

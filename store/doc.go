@@ -5,10 +5,11 @@
 //     CID (protocol.BlobCID: CIDv1, raw, sha2-256). Bytes are checked against
 //     the CID on the way in and on the way out; a mismatch is an error, never
 //     data. Small blobs are one key written in one transaction; large blobs
-//     are split into fixed-size chunks, each with its own sha-256 recorded in
-//     the blob's metadata so ranged reads verify every chunk they return.
-//     Streamed writes (WriteBlob) become visible only once the whole stream
-//     hashed to the expected CID.
+//     are files next to the database, written in fixed-size chunks whose
+//     CRC-32C is recorded in the blob's metadata so ranged reads check every
+//     chunk they return against what was verified on the way in. Streamed
+//     writes (WriteBlob) become visible only once the whole stream hashed to
+//     the expected CID and the file is synced.
 //
 //   - Namespaced records: a small key/value API (Put, Get, Delete, Scan) and
 //     atomic multi-record transactions (Update, View) for the node's and the

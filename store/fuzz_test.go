@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 )
 
@@ -14,6 +15,9 @@ func FuzzDecodeBlobMeta(f *testing.F) {
 	f.Add(encodeChunkedMeta(5000, uploadID{1}, 4096, make([][chunkHashBytes]byte, 2)))
 	f.Add(encodeChunkedMeta(1<<20, uploadID{9, 9}, 1<<20, make([][chunkHashBytes]byte, 1)))
 	f.Add([]byte{metaVersion, layoutChunked, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
+	f.Add(encodeFileMeta(5000, uploadID{1}, 4096, make([]uint32, 2)))
+	f.Add(encodeFileMeta(1<<20+1, uploadID{7}, 1<<20, []uint32{1, 0xffffffff}))
+	f.Add([]byte{metaVersion, layoutFile, 10, 1, 2, 3, 4, 5, 6, 7, 8, 0x80, 0x20, 1, 0, 0, 0})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := decodeBlobMeta(b)
@@ -29,7 +33,14 @@ func FuzzDecodeBlobMeta(f *testing.F) {
 			if m.chunkCount() < 1 || m.chunkLen(m.chunkCount()-1) <= 0 || m.chunkLen(m.chunkCount()-1) > m.chunkSize {
 				t.Fatalf("accepted inconsistent chunk layout: size %d chunk %d count %d", m.size, m.chunkSize, m.chunkCount())
 			}
-			again = encodeChunkedMeta(m.size, m.upload, m.chunkSize, m.hashes)
+			if m.file {
+				if len(m.hashes) != 0 || int64(len(m.crcs)) != m.chunkCount() {
+					t.Fatalf("file layout with %d hashes, %d checksums", len(m.hashes), len(m.crcs))
+				}
+				again = encodeFileMeta(m.size, m.upload, m.chunkSize, m.crcs)
+			} else {
+				again = encodeChunkedMeta(m.size, m.upload, m.chunkSize, m.hashes)
+			}
 		} else {
 			if int64(len(m.inline)) != m.size {
 				t.Fatalf("inline length %d, size %d", len(m.inline), m.size)
@@ -40,9 +51,12 @@ func FuzzDecodeBlobMeta(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded record does not decode: %v", err)
 		}
-		if m2.size != m.size || m2.chunked != m.chunked || m2.upload != m.upload ||
+		if m2.size != m.size || m2.chunked != m.chunked || m2.file != m.file || m2.upload != m.upload ||
 			m2.chunkSize != m.chunkSize || !bytes.Equal(m2.inline, m.inline) || len(m2.hashes) != len(m.hashes) {
 			t.Fatalf("round trip changed the record: %+v vs %+v", m, m2)
+		}
+		if !slices.Equal(m.crcs, m2.crcs) {
+			t.Fatalf("checksums changed")
 		}
 		for i := range m.hashes {
 			if m.hashes[i] != m2.hashes[i] {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -16,26 +17,30 @@ import (
 // BlobReader reads a stored blob. It implements io.Reader, io.ReaderAt,
 // io.Seeker and io.Closer.
 //
-// Verification: every chunk is checked against the sha-256 recorded for it
-// before any of its bytes are returned (an inline blob is checked against
-// its CID), so ReadAt never returns bytes that fail verification: it fails
-// with ErrCorrupt instead. Reading the blob with Read from offset 0 to the
+// Verification: every chunk is checked against the checksum recorded for it
+// when the blob was written and verified against its CID (CRC-32C for a
+// blob file, sha-256 for a chunked blob of an older store) before any of
+// its bytes are returned (an inline blob is checked against its CID), so
+// ReadAt never returns bytes that fail verification: it fails with
+// ErrCorrupt instead. Reading the blob with Read from offset 0 to the
 // end also hashes the whole stream; if that hash does not match the CID the
 // final Read returns an error wrapping ErrCorrupt and protocol.ErrCIDMismatch
 // instead of io.EOF. Seeking anywhere but offset 0 ends whole-stream
 // verification for that pass.
 //
 // ReadAt may be called concurrently; Read and Seek may not (as for any
-// io.Reader). If the blob is deleted while being read, reads fail with
-// ErrNotFound.
+// io.Reader). If the blob is deleted before the reader's first read, reads
+// fail with ErrNotFound; a reader of a blob file that has started reading
+// keeps reading the (still verified) bytes it opened.
 type BlobReader struct {
 	s    *Store
 	c    cid.Cid
 	meta blobMeta
 
-	mu       sync.Mutex // guards the chunk cache
+	mu       sync.Mutex // guards the chunk cache and f
 	cacheIdx int64
 	cache    []byte
+	f        *os.File // the blob file, opened at the first read
 
 	// Read/Seek state.
 	off      int64
@@ -57,6 +62,11 @@ func (r *BlobReader) Close() error {
 	defer r.mu.Unlock()
 	r.closed = true
 	r.cache = nil
+	if r.f != nil {
+		err := r.f.Close()
+		r.f = nil
+		return err
+	}
 	return nil
 }
 
@@ -81,13 +91,21 @@ func (r *BlobReader) ReadAt(p []byte, off int64) (int, error) {
 		if r.meta.chunked {
 			idx = pos / r.meta.chunkSize
 		}
-		chunk, err := r.chunk(idx)
-		if err != nil {
-			return n, err
-		}
 		start := pos
 		if r.meta.chunked {
 			start -= idx * r.meta.chunkSize
+		}
+		if clen := r.meta.chunkLen(idx); r.meta.file && start == 0 && int64(len(p)-n) >= clen && idx != r.cacheIdx {
+			// A whole chunk: read and verify it in place.
+			if err := r.readFileChunk(idx, p[n:n+int(clen)]); err != nil {
+				return n, err
+			}
+			n += int(clen)
+			continue
+		}
+		chunk, err := r.chunk(idx)
+		if err != nil {
+			return n, err
 		}
 		n += copy(p[n:], chunk[start:])
 	}
@@ -107,8 +125,19 @@ func (r *BlobReader) chunk(idx int64) ([]byte, error) {
 		return r.cache, nil
 	}
 	want := r.meta.chunkLen(idx)
-	k := chunkKey(r.meta.upload, uint32(idx))
 	r.cacheIdx = -1
+	if r.meta.file {
+		if int64(cap(r.cache)) < want {
+			r.cache = make([]byte, r.meta.chunkSize)
+		}
+		r.cache = r.cache[:want]
+		if err := r.readFileChunk(idx, r.cache); err != nil {
+			return nil, err
+		}
+		r.cacheIdx = idx
+		return r.cache, nil
+	}
+	k := chunkKey(r.meta.upload, uint32(idx))
 	err := r.s.View(func(tx *Tx) error {
 		item, err := tx.txn.Get(k)
 		if err != nil {
@@ -131,6 +160,32 @@ func (r *BlobReader) chunk(idx int64) ([]byte, error) {
 	}
 	r.cacheIdx = idx
 	return r.cache, nil
+}
+
+// readFileChunk reads chunk idx of a blob file into dst (exactly the
+// chunk's length) and checks its CRC-32C. r.mu held.
+func (r *BlobReader) readFileChunk(idx int64, dst []byte) error {
+	if r.f == nil {
+		f, err := os.Open(r.s.blobPath(r.meta.upload))
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: blob %s file (deleted?)", ErrNotFound, r.c)
+		}
+		if err != nil {
+			return fmt.Errorf("store: blob %s: %w", r.c, err)
+		}
+		r.f = f
+	}
+	n, err := r.f.ReadAt(dst, idx*r.meta.chunkSize)
+	if n < len(dst) {
+		if err == nil || errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: blob %s file ends in chunk %d", ErrCorrupt, r.c, idx)
+		}
+		return fmt.Errorf("store: blob %s chunk %d: %w", r.c, idx, err)
+	}
+	if chunkCRC(dst) != r.meta.crcs[idx] {
+		return fmt.Errorf("%w: blob %s chunk %d fails its checksum", ErrCorrupt, r.c, idx)
+	}
+	return nil
 }
 
 // Read reads the next bytes of the blob. See BlobReader for verification.
@@ -165,7 +220,7 @@ func (r *BlobReader) finish() error {
 		}
 		r.hasher = nil // verified; later passes rely on chunk hashes
 	}
-	if r.meta.chunked {
+	if r.meta.chunked && !r.meta.file {
 		r.s.trimSoon()
 	}
 	return io.EOF

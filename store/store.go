@@ -21,17 +21,21 @@ import (
 //	'b' cid-bytes            blob metadata record (inline blobs carry their bytes)
 //	'c' upload-id(8) idx(4)  one chunk of a large blob
 //	'p' upload-id(8)         marker: chunks of this upload are not (or no longer) live
+//	'f' file-id(8)           cid-bytes: the blob file blobs/<hex file-id> is live
 //	'r' ns 0x00 key          namespaced record
 const (
 	kindInternal = 'i'
 	kindBlob     = 'b'
 	kindChunk    = 'c'
 	kindPending  = 'p'
+	kindFile     = 'f'
 	kindRecord   = 'r'
 )
 
-// formatVersion is the on-disk layout version written at first open.
-const formatVersion = 1
+// formatVersion is the on-disk layout version: 1 had inline and chunked
+// blobs only; 2 adds blob files. A version-1 store is upgraded at Open (it
+// needs no conversion); older code refuses a version-2 store.
+const formatVersion = 2
 
 var versionKey = []byte{kindInternal, 'v', 'e', 'r', 's', 'i', 'o', 'n'}
 
@@ -72,6 +76,9 @@ type Store struct {
 
 	absDir string        // Dir as it appears in /proc/self/maps
 	trimCh chan struct{} // requests an early trim (see trim_linux.go)
+
+	blobDir   string    // Dir/blobs: large blobs as files (blobfile.go)
+	chunkBufs sync.Pool // *[]byte of ChunkSize, for streamed blob writes
 
 	// vlogDirty is set when a value big enough for the value log is
 	// written, and cleared by the sync that covers it.
@@ -131,6 +138,10 @@ func Open(cfg Config) (*Store, error) {
 		_ = db.Close()
 		return nil, err
 	}
+	if err := s.openBlobDir(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
 	s.wg.Add(2)
 	go s.commitLoop()
 	go s.syncLoop()
@@ -158,6 +169,9 @@ func (s *Store) checkVersion() error {
 		v, err := item.ValueCopy(nil)
 		if err != nil {
 			return fmt.Errorf("store: read format version: %w", err)
+		}
+		if len(v) == 1 && v[0] == 1 {
+			return txn.Set(versionKey, []byte{formatVersion}) // upgrade
 		}
 		if len(v) != 1 || v[0] != formatVersion {
 			return fmt.Errorf("%w: unknown store format %x in %s", ErrCorrupt, v, s.cfg.Dir)
