@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"path/filepath"
+	"runtime/pprof"
+	"time"
 
 	"github.com/aspen-market/aspen/store"
 	"github.com/aspen-market/aspen/verifier/ledger"
@@ -36,23 +38,37 @@ func figLedger(ctx context.Context, e *env) ([]Row, error) {
 		}
 		return l, func() { st.Close() }, nil
 	}
-	lb, closeB, err := open("ledger-one-sync", 1)
+	// Profile samples carry part=one-sync|group-commit (the store's
+	// goroutines inherit it from Open).
+	var base float64
+	var err error
+	pprof.Do(ctx, pprof.Labels("part", "one-sync"), func(ctx context.Context) {
+		var lb *ledger.Ledger
+		var closeB func()
+		if lb, closeB, err = open("ledger-one-sync", 1); err != nil {
+			return
+		}
+		defer closeB()
+		base, err = ledger.SettleBurst(ctx, lb, nBase, 64, "base")
+	})
 	if err != nil {
 		return nil, err
 	}
-	base, err := ledger.SettleBurst(ctx, lb, nBase, 64, "base")
-	closeB()
-	if err != nil {
-		return nil, err
-	}
-	l, closeL, err := open("ledger-group-commit", 0)
-	if err != nil {
-		return nil, err
-	}
-	defer closeL()
-	c0, s0 := cpuTime(), st.Stats()
-	rate, err := ledger.SettleBurst(ctx, l, n, 64, "run")
-	cpu, s1 := cpuTime()-c0, st.Stats()
+	var rate float64
+	var cpu time.Duration
+	var s0, s1 store.Stats
+	pprof.Do(ctx, pprof.Labels("part", "group-commit"), func(ctx context.Context) {
+		var l *ledger.Ledger
+		var closeL func()
+		if l, closeL, err = open("ledger-group-commit", 0); err != nil {
+			return
+		}
+		defer closeL()
+		c0 := cpuTime()
+		s0 = st.Stats()
+		rate, err = ledger.SettleBurst(ctx, l, n, 64, "run")
+		cpu, s1 = cpuTime()-c0, st.Stats()
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -29,16 +30,19 @@ func DefaultConfig() Config { return Config{} }
 // Validate reports a problem with c. Every field is optional.
 func (c Config) Validate() error { return nil }
 
-// Ledger is the double-entry ledger over a store. It holds no state of its
-// own besides the store and has no background work, so it needs no Close;
-// it is safe for concurrent use.
+// Ledger is the double-entry ledger over a store. It keeps the balances in
+// memory (loaded by Open, shared by every Ledger of the same store) and has
+// no background work, so it needs no Close; it is safe for concurrent use.
+// It must be the only writer of its namespaces in the store.
 type Ledger struct {
 	st  *store.Store
+	b   *book
 	log *slog.Logger
 	now func() time.Time
 }
 
-// Open returns the ledger kept in st.
+// Open returns the ledger kept in st, loading its balances (the last
+// checkpoint and the journal entries after it).
 func Open(st *store.Store, cfg Config) (*Ledger, error) {
 	if st == nil {
 		return nil, fmt.Errorf("%w: nil store", ErrInvalid)
@@ -46,7 +50,11 @@ func Open(st *store.Store, cfg Config) (*Ledger, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	l := &Ledger{st: st, log: cfg.Logger, now: cfg.Now}
+	b, err := bookOf(st)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: open: %w", err)
+	}
+	l := &Ledger{st: st, b: b, log: cfg.Logger, now: cfg.Now}
 	if l.log == nil {
 		l.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -65,18 +73,21 @@ func Open(st *store.Store, cfg Config) (*Ledger, error) {
 // non-negative account negative fails with ErrInsufficientFunds and changes
 // nothing.
 func (l *Ledger) Post(ctx context.Context, p Posting) (applied bool, err error) {
-	if err := p.Validate(); err != nil {
+	pr, err := prepare(&p)
+	if err != nil {
 		return false, err
 	}
-	p.Entries = cloneEntries(p.Entries)
+	var last *store.Tx
 	err = l.st.Durable(ctx, func(tx *store.Tx) error {
+		last = tx
 		var err error
-		applied, err = apply(tx, &p)
+		applied, err = l.b.apply(tx, &pr)
 		return err
 	})
 	if err != nil {
 		return false, err
 	}
+	l.b.committed(last)
 	if applied {
 		l.log.Debug("posted", "id", p.ID, "kind", p.Kind)
 	}
@@ -90,30 +101,64 @@ func (l *Ledger) PostBatch(ctx context.Context, ps []Posting) error {
 	if len(ps) == 0 {
 		return nil
 	}
-	own := make([]Posting, len(ps))
+	own := make([]prepared, len(ps))
 	for i := range ps {
-		if err := ps[i].Validate(); err != nil {
+		var err error
+		if own[i], err = prepare(&ps[i]); err != nil {
 			return err
 		}
-		own[i] = ps[i]
-		own[i].Entries = cloneEntries(ps[i].Entries)
 	}
-	return l.st.Durable(ctx, func(tx *store.Tx) error {
+	var last *store.Tx
+	err := l.st.Durable(ctx, func(tx *store.Tx) error {
+		last = tx
 		for i := range own {
-			if _, err := apply(tx, &own[i]); err != nil {
+			if _, err := l.b.apply(tx, &own[i]); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	if err == nil {
+		l.b.committed(last)
+	}
+	return err
+}
+
+// prepared is a validated posting with its encoding, made by the caller
+// before the committer sees it.
+type prepared struct {
+	p    Posting
+	id   []byte
+	body []byte
+}
+
+func prepare(p *Posting) (prepared, error) {
+	if err := p.Validate(); err != nil {
+		return prepared{}, err
+	}
+	pr := prepared{p: *p, id: []byte(p.ID)}
+	pr.p.Entries = cloneEntries(p.Entries)
+	pr.body = encodeBody(&pr.p)
+	return pr, nil
 }
 
 func cloneEntries(es []Entry) []Entry { return append([]Entry(nil), es...) }
 
-// apply records p (already validated) in tx. All checks happen before the
-// first write, so a refused posting leaves tx untouched.
-func apply(tx *store.Tx, p *Posting) (bool, error) {
-	switch raw, err := tx.Get(nsID, []byte(p.ID)); {
+// apply records the prepared posting in tx, on the store's committer. All
+// checks happen before the first write, so a refused posting leaves tx
+// untouched.
+func (b *book) apply(tx *store.Tx, pr *prepared) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.begin(tx); err != nil {
+		return false, err
+	}
+	return b.applyLocked(tx, pr)
+}
+
+func (b *book) applyLocked(tx *store.Tx, pr *prepared) (bool, error) {
+	p := &pr.p
+	switch raw, err := tx.Get(nsID, pr.id); {
 	case err == nil:
 		seq, err := decodeU64(raw, "posting index")
 		if err != nil {
@@ -130,18 +175,11 @@ func apply(tx *store.Tx, p *Posting) (bool, error) {
 	case !errors.Is(err, store.ErrNotFound):
 		return false, err
 	}
-	seq, err := lastSeq(tx)
-	if err != nil {
-		return false, err
-	}
-	seq++
-	rec := journalRecord{JournalEntry: JournalEntry{Seq: seq, Posting: *p}, Prev: make([]uint64, len(p.Entries))}
+	seq := b.pseq + 1
+	prev := make([]uint64, len(p.Entries))
 	states := make([]accountState, len(p.Entries))
 	for i, e := range p.Entries {
-		st, err := account(tx, e.Account)
-		if err != nil {
-			return false, err
-		}
+		st := b.view(e.Account)
 		nb, ok := addMicros(st.Balance, e.Amount)
 		if !ok {
 			return false, fmt.Errorf("%w: posting %s overflows %s", ErrInvalid, p.ID, e.Account)
@@ -149,33 +187,21 @@ func apply(tx *store.Tx, p *Posting) (bool, error) {
 		if nb < 0 && mustStayNonNegative(e.Account) {
 			return false, fmt.Errorf("%w: %s has %s, posting %s needs %s", ErrInsufficientFunds, e.Account, st.Balance, p.ID, -e.Amount)
 		}
-		rec.Prev[i] = st.Last
+		prev[i] = st.Last
 		states[i] = accountState{Balance: nb, Last: seq}
 	}
 	sk := seqKey(seq)
-	if err := tx.Put(nsJournal, sk, encodeJournal(&rec)); err != nil {
+	if err := tx.Put(nsJournal, sk, encodeRecord(seq, prev, pr.body)); err != nil {
 		return false, err
 	}
-	if err := tx.Put(nsID, []byte(p.ID), sk); err != nil {
+	if err := tx.Put(nsID, pr.id, sk); err != nil {
 		return false, err
 	}
 	for i, e := range p.Entries {
-		if err := tx.Put(nsBalance, []byte(e.Account), encodeAccount(states[i])); err != nil {
-			return false, err
-		}
+		b.set(e.Account, states[i])
 	}
-	return true, tx.Put(nsMeta, seqKeyName, sk)
-}
-
-func lastSeq(tx *store.Tx) (uint64, error) {
-	raw, err := tx.Get(nsMeta, seqKeyName)
-	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	return decodeU64(raw, "journal sequence")
+	b.pseq, b.pid = seq, pr.id
+	return true, b.maybeCheckpoint(tx)
 }
 
 func readJournal(tx *store.Tx, seq uint64) (journalRecord, error) {
@@ -187,18 +213,6 @@ func readJournal(tx *store.Tx, seq uint64) (journalRecord, error) {
 		return journalRecord{}, err
 	}
 	return decodeJournal(seq, raw)
-}
-
-// account returns the stored state of acct (zero for an unused account).
-func account(tx *store.Tx, acct string) (accountState, error) {
-	raw, err := tx.Get(nsBalance, []byte(acct))
-	if errors.Is(err, store.ErrNotFound) {
-		return accountState{}, nil
-	}
-	if err != nil {
-		return accountState{}, err
-	}
-	return decodeAccount(raw)
 }
 
 // Credit moves amount from the outside world to consumer's available
@@ -216,13 +230,7 @@ func (l *Ledger) Balance(acct string) (protocol.Micros, error) {
 	if _, _, err := AccountKind(acct); err != nil {
 		return 0, err
 	}
-	var st accountState
-	err := l.st.View(func(tx *store.Tx) error {
-		var err error
-		st, err = account(tx, acct)
-		return err
-	})
-	return st.Balance, err
+	return l.b.state(acct).Balance, nil
 }
 
 // AccountBalance is one account's balance.
@@ -233,18 +241,14 @@ type AccountBalance struct {
 
 // Balances returns every account ever used, sorted by account.
 func (l *Ledger) Balances() ([]AccountBalance, error) {
-	var out []AccountBalance
-	err := l.st.View(func(tx *store.Tx) error {
-		return tx.Scan(nsBalance, nil, func(k, v []byte) error {
-			st, err := decodeAccount(v)
-			if err != nil {
-				return fmt.Errorf("account %s: %w", k, err)
-			}
-			out = append(out, AccountBalance{Account: string(k), Balance: st.Balance})
-			return nil
-		})
-	})
-	return out, err
+	l.b.mu.Lock()
+	out := make([]AccountBalance, 0, len(l.b.acct))
+	for a, st := range l.b.acct {
+		out = append(out, AccountBalance{Account: a, Balance: st.Balance})
+	}
+	l.b.mu.Unlock()
+	slices.SortFunc(out, func(x, y AccountBalance) int { return strings.Compare(x.Account, y.Account) })
+	return out, nil
 }
 
 // Total returns the sum of all balances, external included. It is zero
@@ -292,10 +296,15 @@ func (l *Ledger) Journal(f JournalFilter) ([]JournalEntry, error) {
 		}
 	}
 	inRange := func(seq uint64) bool { return seq > f.After && (f.Before == 0 || seq < f.Before) }
+	var newest uint64
+	if f.Account != "" {
+		// Read before the snapshot opens, so the snapshot holds it.
+		newest = l.b.state(f.Account).Last
+	}
 	var out []JournalEntry
 	err := l.st.View(func(tx *store.Tx) error {
 		if f.Account != "" {
-			return journalOfAccount(tx, f, &out)
+			return journalOfAccount(tx, f, newest, &out)
 		}
 		opt := store.ScanOptions{Reverse: f.Newest}
 		switch {
@@ -328,13 +337,9 @@ func (l *Ledger) Journal(f JournalFilter) ([]JournalEntry, error) {
 
 // journalOfAccount walks f.Account's chain from its newest entry down to
 // f.After.
-func journalOfAccount(tx *store.Tx, f JournalFilter, out *[]JournalEntry) error {
-	st, err := account(tx, f.Account)
-	if err != nil {
-		return err
-	}
+func journalOfAccount(tx *store.Tx, f JournalFilter, newest uint64, out *[]JournalEntry) error {
 	var got []JournalEntry
-	for seq := st.Last; seq > f.After; {
+	for seq := newest; seq > f.After; {
 		r, err := readJournal(tx, seq)
 		if err != nil {
 			return err
@@ -384,12 +389,18 @@ func (l *Ledger) Lookup(id string) (JournalEntry, error) {
 }
 
 // Check replays the whole journal from one snapshot and compares it with
-// the stored state: every record decodes and balances, the ID index and the
-// per-account chains agree with it, the stored balances equal the replayed
-// ones, no non-negative account is negative, the total is zero, and every
-// payout batch matches its posting. It returns nil or an error wrapping
-// ErrInconsistent (or ErrCorrupt) describing the first problems found.
+// the stored state and the balances in memory: every record decodes and
+// balances, the ID index and the per-account chains agree with it, the
+// stored balance records equal the replay up to their checkpoint, the
+// balances in memory equal the replay up to the newest posting they
+// include, no non-negative account is negative, the total is zero, and
+// every payout batch matches its posting. It returns nil or an error
+// wrapping ErrInconsistent (or ErrCorrupt) describing the first problems
+// found.
 func (l *Ledger) Check() error {
+	// Taken before the snapshot opens: everything in memory was committed
+	// before, so the snapshot holds it.
+	mem, memSeq := l.b.snapshot()
 	return l.st.View(func(tx *store.Tx) error {
 		var problems []string
 		bad := func(format string, a ...any) {
@@ -397,10 +408,15 @@ func (l *Ledger) Check() error {
 				problems = append(problems, fmt.Sprintf(format, a...))
 			}
 		}
+		ckpt, err := storedCheckpoint(tx)
+		if err != nil {
+			return err
+		}
 		replayed := map[string]accountState{}
+		atCkpt, atMem := map[string]accountState{}, map[string]accountState{}
 		byID := map[string]uint64{}
 		var last uint64
-		err := tx.Scan(nsJournal, nil, func(k, v []byte) error {
+		err = tx.Scan(nsJournal, nil, func(k, v []byte) error {
 			seq, err := decodeU64(k, "journal key")
 			if err != nil {
 				return err
@@ -428,15 +444,22 @@ func (l *Ledger) Check() error {
 				}
 				replayed[en.Account] = accountState{Balance: nb, Last: seq}
 			}
+			if seq == ckpt {
+				atCkpt = maps.Clone(replayed)
+			}
+			if seq == memSeq {
+				atMem = maps.Clone(replayed)
+			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if stored, err := lastSeq(tx); err != nil {
-			return err
-		} else if stored != last {
-			bad("sequence counter is %d, last journal entry %d", stored, last)
+		if ckpt > last {
+			bad("the balance checkpoint is at journal %d, the last entry is %d", ckpt, last)
+		}
+		if memSeq > last {
+			bad("the balances in memory include journal %d, the last entry is %d", memSeq, last)
 		}
 		ids := 0
 		if err := tx.Scan(nsID, nil, func(k, v []byte) error {
@@ -455,35 +478,45 @@ func (l *Ledger) Check() error {
 		if ids != len(byID) {
 			bad("%d postings indexed, %d in the journal", ids, len(byID))
 		}
-		var total protocol.Micros
-		seen := map[string]bool{}
+		stored := map[string]accountState{}
 		if err := tx.Scan(nsBalance, nil, func(k, v []byte) error {
-			acct := string(k)
-			seen[acct] = true
 			st, err := decodeAccount(v)
 			if err != nil {
 				return err
 			}
-			if want := replayed[acct]; st != want {
-				bad("%s: stored balance %s (newest entry %d), journal replay %s (newest entry %d)",
-					acct, st.Balance, st.Last, want.Balance, want.Last)
-			}
-			if st.Balance < 0 && mustStayNonNegative(acct) {
-				bad("%s is negative: %s", acct, st.Balance)
-			}
-			total += st.Balance
+			stored[string(k)] = st
 			return nil
 		}); err != nil {
 			return err
 		}
-		for acct, st := range replayed {
-			if !seen[acct] {
-				bad("%s: no stored balance, journal replay %s", acct, st.Balance)
+		compare := func(what string, got, want map[string]accountState) {
+			var total protocol.Micros
+			for acct, st := range got {
+				if w := want[acct]; st != w {
+					bad("%s: %s balance %s (newest entry %d), journal replay %s (newest entry %d)",
+						acct, what, st.Balance, st.Last, w.Balance, w.Last)
+				}
+				if st.Balance < 0 && mustStayNonNegative(acct) {
+					bad("%s is negative in the %s balances: %s", acct, what, st.Balance)
+				}
+				total += st.Balance
+			}
+			for acct, w := range want {
+				if _, ok := got[acct]; !ok {
+					bad("%s: no %s balance, journal replay %s", acct, what, w.Balance)
+				}
+			}
+			if total != 0 {
+				bad("%s balances sum to %s, not zero", what, total)
 			}
 		}
-		if total != 0 {
-			bad("balances sum to %s, not zero", total)
+		for acct, st := range replayed {
+			if st.Balance < 0 && mustStayNonNegative(acct) {
+				bad("%s is negative after journal %d: %s", acct, last, st.Balance)
+			}
 		}
+		compare("stored", stored, atCkpt)
+		compare("in-memory", mem, atMem)
 		if err := tx.Scan(nsBatch, nil, func(k, v []byte) error {
 			b, err := decodeBatch(v)
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/store"
 )
 
 func TestValidateRefusesBadPostings(t *testing.T) {
@@ -302,17 +304,201 @@ func TestCheckDetectsTampering(t *testing.T) {
 	if err := l.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(nsBalance, []byte(ConsumerAccount("alice")), encodeAccount(accountState{Balance: 2000, Last: 1})); err != nil {
+	alice := []byte(ConsumerAccount("alice"))
+	// A balance record the checkpoint (none yet) does not account for.
+	if err := st.Put(nsBalance, alice, encodeAccount(accountState{Balance: 1000, Last: 1})); err != nil {
 		t.Fatal(err)
 	}
 	mustErrIs(t, l.Check(), ErrInconsistent)
-	if err := st.Put(nsBalance, []byte(ConsumerAccount("alice")), encodeAccount(accountState{Balance: 1000, Last: 1})); err != nil {
+	if err := st.Delete(nsBalance, alice); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Check(); err != nil {
+		t.Fatal(err)
+	}
+	// The next posting writes a checkpoint; then tamper with it.
+	l.b.every = 1
+	mustPost(t, l, CreditPosting("d", 1, "alice", 500))
+	if raw, err := st.Get(nsBalance, alice); err != nil || string(raw) != string(encodeAccount(accountState{Balance: 1500, Last: 2})) {
+		t.Fatalf("checkpoint of alice: %x %v", raw, err)
+	}
+	if err := l.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(nsBalance, alice, encodeAccount(accountState{Balance: 2000, Last: 2})); err != nil {
+		t.Fatal(err)
+	}
+	mustErrIs(t, l.Check(), ErrInconsistent)
+	if err := st.Put(nsBalance, alice, encodeAccount(accountState{Balance: 1500, Last: 2})); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Check(); err != nil {
+		t.Fatal(err)
+	}
+	// The balances in memory.
+	l.b.mu.Lock()
+	good := l.b.acct[string(alice)]
+	l.b.acct[string(alice)] = accountState{Balance: 1400, Last: 2}
+	l.b.mu.Unlock()
+	mustErrIs(t, l.Check(), ErrInconsistent)
+	l.b.mu.Lock()
+	l.b.acct[string(alice)] = good
+	l.b.mu.Unlock()
+	if err := l.Check(); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.Delete(nsID, []byte("credit/c")); err != nil {
 		t.Fatal(err)
 	}
 	mustErrIs(t, l.Check(), ErrInconsistent)
+}
+
+// TestOpenReplaysAfterCheckpoint: balances survive a restart whether the
+// last postings were checkpointed or must be replayed from the journal,
+// and a second Ledger of the same store shares the first one's balances.
+func TestOpenReplaysAfterCheckpoint(t *testing.T) {
+	dir := t.TempDir()
+	st := openStore(t, dir, nil)
+	l, err := Open(st, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.b.every = 5
+	ctx := context.Background()
+	mustPost(t, l, CreditPosting("seed", 1, "alice", 1_000_000))
+	for i := range 13 {
+		if err := l.PostBatch(ctx, []Posting{
+			escrowPosting(fmt.Sprint(i), "alice", 1000),
+			settlePosting(fmt.Sprint(i), "alice", 1000, map[string]protocol.Micros{fmt.Sprintf("w%d", i%3): 600}, 100),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, err := Open(st, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustBalance(t, other, ConsumerAccount("alice"), 1_000_000-13*700)
+	mustPost(t, other, CreditPosting("more", 1, "bob", 7))
+	mustBalance(t, l, ConsumerAccount("bob"), 7)
+	want, _ := l.Balances()
+	if ckpt := l.b.ckpt; ckpt == 0 || ckpt == l.b.seq {
+		t.Fatalf("checkpoint at %d of %d: want one with postings after it", ckpt, l.b.seq)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st = openStore(t, dir, nil)
+	defer st.Close()
+	l, err = Open(st, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := l.Balances()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after reopen:\n%v\nwant\n%v", got, want)
+	}
+	if err := l.Check(); err != nil {
+		t.Fatal(err)
+	}
+	js, err := l.Journal(JournalFilter{Account: WorkerAccount("w1"), Newest: true, Limit: 2})
+	if err != nil || len(js) != 2 || js[0].Seq <= js[1].Seq {
+		t.Fatalf("worker journal: %v %v", js, err)
+	}
+}
+
+// TestReadsJSONJournal: a store written before the binary journal (JSON
+// records, balances current at every posting, meta seq = last posting) is
+// read, checked and extended.
+func TestReadsJSONJournal(t *testing.T) {
+	old := openStore(t, t.TempDir(), nil)
+	defer old.Close()
+	p := CreditPosting("old", 1, "alice", 900)
+	rec := journalRecord{JournalEntry: JournalEntry{Seq: 1, Posting: p}, Prev: []uint64{0, 0}}
+	raw, err := json.Marshal(&rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Update(func(tx *store.Tx) error {
+		_ = tx.Put(nsJournal, seqKey(1), raw)
+		_ = tx.Put(nsID, []byte(p.ID), seqKey(1))
+		_ = tx.Put(nsBalance, []byte(External), encodeAccount(accountState{Balance: -900, Last: 1}))
+		_ = tx.Put(nsBalance, []byte(ConsumerAccount("alice")), encodeAccount(accountState{Balance: 900, Last: 1}))
+		return tx.Put(nsMeta, seqKeyName, seqKey(1))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ol, err := Open(old, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustBalance(t, ol, ConsumerAccount("alice"), 900)
+	if applied, err := ol.Post(context.Background(), p); err != nil || applied {
+		t.Fatalf("replay of the old posting: %v %v", applied, err)
+	}
+	mustPost(t, ol, escrowPosting("g/1", "alice", 400))
+	if err := ol.Check(); err != nil {
+		t.Fatal(err)
+	}
+	js, err := ol.Journal(JournalFilter{Account: ConsumerAccount("alice")})
+	if err != nil || len(js) != 2 || js[0].ID != p.ID {
+		t.Fatalf("journal: %+v %v", js, err)
+	}
+}
+
+// TestConcurrentFailuresLeaveNoTrace: postings refused after others were
+// written to the same group-commit transaction (which is then discarded and
+// its good postings run again) change nothing, while every good posting
+// lands exactly once.
+func TestConcurrentFailuresLeaveNoTrace(t *testing.T) {
+	l, _ := openTest(t)
+	l.b.every, l.b.maxDirty = 7, 5
+	ctx := context.Background()
+	const consumers, tasks = 4, 40
+	for c := range consumers {
+		mustPost(t, l, CreditPosting(fmt.Sprint(c), 1, fmt.Sprintf("c%d", c), 1_000_000))
+	}
+	var wg sync.WaitGroup
+	for c := range consumers {
+		for k := range tasks {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cons := fmt.Sprintf("c%d", c)
+				id := fmt.Sprintf("%d/%d", c, k)
+				if k%3 == 0 {
+					err := l.PostBatch(ctx, []Posting{
+						CreditPosting("x/"+id, 1, cons, 5),
+						escrowPosting("x/"+id, cons, 1<<40),
+					})
+					if !errors.Is(err, ErrInsufficientFunds) {
+						t.Errorf("unaffordable batch %s: %v", id, err)
+					}
+					return
+				}
+				if err := l.PostBatch(ctx, []Posting{
+					escrowPosting(id, cons, 1000),
+					settlePosting(id, cons, 1000, map[string]protocol.Micros{fmt.Sprintf("w%d", k%3): 600}, 100),
+				}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	good := 0
+	for k := range tasks {
+		if k%3 != 0 {
+			good++
+		}
+	}
+	mustBalance(t, l, Operator, protocol.Micros(consumers*good*100))
+	for c := range consumers {
+		mustBalance(t, l, ConsumerAccount(fmt.Sprintf("c%d", c)), protocol.Micros(1_000_000-good*700))
+	}
+	if err := l.Check(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestConcurrentSettlements(t *testing.T) {

@@ -94,7 +94,9 @@ func (l *Ledger) Payout(ctx context.Context, threshold protocol.Micros, batchID 
 		return Batch{}, fmt.Errorf("%w: negative time", ErrInvalid)
 	}
 	var out Batch
+	var last *store.Tx
 	err := l.st.Durable(ctx, func(tx *store.Tx) error {
+		last = tx
 		raw, err := tx.Get(nsBatch, []byte(batchID))
 		if err == nil {
 			out, err = decodeBatch(raw)
@@ -103,34 +105,32 @@ func (l *Ledger) Payout(ctx context.Context, threshold protocol.Micros, batchID 
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
+		l.b.mu.Lock()
+		defer l.b.mu.Unlock()
+		if err := l.b.begin(tx); err != nil {
+			return err
+		}
 		b := Batch{ID: batchID, Time: now, Threshold: threshold, Lines: []PayoutLine{}}
-		err = tx.Scan(nsBalance, []byte(workerPrefix), func(k, v []byte) error {
-			st, err := decodeAccount(v)
-			if err != nil {
-				return err
-			}
-			bal := st.Balance
+		for _, acct := range l.b.accounts(workerPrefix) {
+			bal := l.b.view(acct).Balance
 			if bal >= threshold {
-				b.Lines = append(b.Lines, PayoutLine{Worker: strings.TrimPrefix(string(k), workerPrefix), Amount: bal})
+				b.Lines = append(b.Lines, PayoutLine{Worker: strings.TrimPrefix(acct, workerPrefix), Amount: bal})
 				var ok bool
 				if b.Total, ok = addMicros(b.Total, bal); !ok {
 					return fmt.Errorf("%w: payout total overflows", ErrInvalid)
 				}
 			}
-			return nil
-		})
-		if err != nil {
-			return err
 		}
 		if len(b.Lines) > MaxEntries-1 {
 			return fmt.Errorf("%w: %d workers above the threshold, at most %d per batch", ErrInvalid, len(b.Lines), MaxEntries-1)
 		}
 		if len(b.Lines) > 0 {
 			p := b.posting()
-			if err := p.Validate(); err != nil {
+			pr, err := prepare(&p)
+			if err != nil {
 				return err
 			}
-			if _, err := apply(tx, &p); err != nil {
+			if _, err := l.b.applyLocked(tx, &pr); err != nil {
 				return err
 			}
 		}
@@ -140,6 +140,7 @@ func (l *Ledger) Payout(ctx context.Context, threshold protocol.Micros, batchID 
 	if err != nil {
 		return Batch{}, err
 	}
+	l.b.committed(last)
 	l.log.Info("payout batch closed", "batch", out.ID, "workers", len(out.Lines), "total", out.Total.String())
 	return out, nil
 }

@@ -44,6 +44,10 @@ func (m *ledgerModel) open(t *rapid.T) {
 	if m.l, err = Open(m.st, Config{}); err != nil {
 		t.Fatal(err)
 	}
+	// Checkpoints of the balances every few postings (or few changed
+	// accounts), so restarts replay the journal after one.
+	m.l.b.every = rapid.IntRange(1, 8).Draw(t, "checkpoint every")
+	m.l.b.maxDirty = rapid.IntRange(1, 12).Draw(t, "checkpoint after accounts")
 }
 
 func (m *ledgerModel) id(kind string) string {
@@ -156,6 +160,26 @@ func (m *ledgerModel) batch(t *rapid.T) {
 	}
 	m.apply(ps[0])
 	m.apply(ps[1])
+}
+
+// failedBatch: a credit followed by an unaffordable escrow in one atomic
+// batch; the credit was written to the transaction before the escrow was
+// refused, and must leave no trace.
+func (m *ledgerModel) failedBatch(t *rapid.T) {
+	c := rapid.SampledFrom(propConsumers).Draw(t, "consumer")
+	a := protocol.Micros(rapid.Int64Range(1, 1000).Draw(t, "amount"))
+	id := m.id("failed")
+	over := m.bal[ConsumerAccount(c)] + a + 1
+	err := m.l.PostBatch(context.Background(), []Posting{
+		CreditPosting(id, 1, c, a),
+		{ID: "escrow/" + id, Time: 4, Kind: KindEscrow, Entries: []Entry{{ConsumerAccount(c), -over}, {EscrowAccount(c), over}}},
+	})
+	if !errors.Is(err, ErrInsufficientFunds) {
+		t.Fatalf("batch with an unaffordable escrow: %v", err)
+	}
+	if _, err := m.l.Lookup("credit/" + id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("credit of a failed batch: %v", err)
+	}
 }
 
 func (m *ledgerModel) replay(t *rapid.T) {
@@ -299,6 +323,7 @@ func TestLedgerProperties(t *testing.T) {
 			"settle":   m.settle,
 			"release":  m.release,
 			"batch":    m.batch,
+			"failed":   m.failedBatch,
 			"replay":   m.replay,
 			"conflict": m.conflict,
 			"payout":   m.payout,

@@ -5,16 +5,19 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
+	"slices"
+	"strings"
 
 	"github.com/aspen-market/aspen/protocol"
 )
 
 // Store namespaces.
 const (
-	nsJournal = "ledger/journal" // seq (u64 BE) → JSON journalRecord
+	nsJournal = "ledger/journal" // seq (u64 BE) → journal record (binary; JSON in stores written before it)
 	nsID      = "ledger/id"      // posting ID → seq (u64 BE)
-	nsBalance = "ledger/balance" // account → accountState (16 bytes)
-	nsMeta    = "ledger/meta"    // "seq" → last journal seq (u64 BE)
+	nsBalance = "ledger/balance" // account → accountState (16 bytes), as of the checkpoint
+	nsMeta    = "ledger/meta"    // "seq" → the checkpoint: the seq the balance records are current as of
 	nsBatch   = "ledger/batch"   // batch ID → JSON Batch
 )
 
@@ -59,12 +62,169 @@ type journalRecord struct {
 	Prev []uint64 `json:"prev"`
 }
 
-func encodeJournal(r *journalRecord) []byte {
-	b, err := json.Marshal(r)
-	if err != nil {
-		panic(err) // unreachable: plain strings and integers
+// Journal records are binary:
+//
+//	record = 0x02 | uvarint seq | uvarint n | n × uvarint prev | body
+//	body   = str id | uvarint time | u8 kind | str memo | n × (account | varint amount)
+//	account = u8 1 (external) | u8 2 (operator) | u8 3..5 (consumer, escrow, worker) str peer
+//	str    = uvarint length | bytes
+//
+// The body depends only on the posting, so Post encodes it before the
+// posting reaches the committer, which only prepends seq and chain links.
+// Records written before this format are JSON (they start with '{') and
+// are still read.
+const journalBinary = 0x02
+
+var kindCodes = []string{1: KindCredit, 2: KindEscrow, 3: KindRelease, 4: KindSettle, 5: KindPayout, 6: KindWithdraw, 7: KindAdjust}
+
+var acctCodes = []string{1: External, 2: Operator, 3: consumerPrefix, 4: escrowPrefix, 5: workerPrefix}
+
+func appendStr(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// encodeBody encodes the sequence-independent part of a valid posting.
+func encodeBody(p *Posting) []byte {
+	n := 16 + len(p.ID) + len(p.Memo)
+	for _, e := range p.Entries {
+		n += 12 + len(e.Account)
+	}
+	b := appendStr(make([]byte, 0, n), p.ID)
+	b = binary.AppendUvarint(b, uint64(p.Time))
+	b = append(b, byte(slices.Index(kindCodes, p.Kind)))
+	b = appendStr(b, p.Memo)
+	for _, e := range p.Entries {
+		switch e.Account {
+		case External:
+			b = append(b, 1)
+		case Operator:
+			b = append(b, 2)
+		default:
+			for c := 3; c < len(acctCodes); c++ {
+				if peer, ok := strings.CutPrefix(e.Account, acctCodes[c]); ok {
+					b = appendStr(append(b, byte(c)), peer)
+					break
+				}
+			}
+		}
+		b = binary.AppendVarint(b, int64(e.Amount))
 	}
 	return b
+}
+
+// encodeRecord prepends seq and the chain links to an encoded body.
+func encodeRecord(seq uint64, prev []uint64, body []byte) []byte {
+	b := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(prev)*binary.MaxVarintLen64+len(body))
+	b = append(b, journalBinary)
+	b = binary.AppendUvarint(b, seq)
+	b = binary.AppendUvarint(b, uint64(len(prev)))
+	for _, p := range prev {
+		b = binary.AppendUvarint(b, p)
+	}
+	return append(b, body...)
+}
+
+func encodeJournal(r *journalRecord) []byte {
+	return encodeRecord(r.Seq, r.Prev, encodeBody(&r.Posting))
+}
+
+// binReader decodes the binary record; the first problem sticks.
+type binReader struct {
+	b   []byte
+	err error
+}
+
+func (r *binReader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("bad %s", what)
+	}
+	r.b = nil
+}
+
+func (r *binReader) uvarint(what string) uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail(what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *binReader) varint(what string) int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail(what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *binReader) byte(what string) byte {
+	if len(r.b) == 0 {
+		r.fail(what)
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *binReader) str(what string, max int) string {
+	n := r.uvarint(what)
+	if n > uint64(max) || n > uint64(len(r.b)) {
+		r.fail(what)
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
+
+func decodeBinary(b []byte) (journalRecord, error) {
+	r := binReader{b: b[1:]}
+	var jr journalRecord
+	jr.Seq = r.uvarint("seq")
+	n := r.uvarint("entry count")
+	if n > MaxEntries || n > uint64(len(r.b)) {
+		return journalRecord{}, fmt.Errorf("bad entry count %d", n)
+	}
+	jr.Prev = make([]uint64, n)
+	for i := range jr.Prev {
+		jr.Prev[i] = r.uvarint("chain link")
+	}
+	jr.ID = r.str("id", MaxIDLen)
+	t := r.uvarint("time")
+	if t > math.MaxInt64 {
+		r.fail("time")
+	}
+	jr.Time = int64(t)
+	if k := int(r.byte("kind")); k > 0 && k < len(kindCodes) {
+		jr.Kind = kindCodes[k]
+	} else {
+		r.fail("kind")
+	}
+	jr.Memo = r.str("memo", MaxMemoLen)
+	jr.Entries = make([]Entry, n)
+	for i := range jr.Entries {
+		switch c := int(r.byte("account")); {
+		case c == 1 || c == 2:
+			jr.Entries[i].Account = acctCodes[c]
+		case c >= 3 && c < len(acctCodes):
+			jr.Entries[i].Account = acctCodes[c] + r.str("peer", MaxPeerLen)
+		default:
+			r.fail("account")
+		}
+		jr.Entries[i].Amount = protocol.Micros(r.varint("amount"))
+	}
+	if r.err != nil {
+		return journalRecord{}, r.err
+	}
+	if len(r.b) != 0 {
+		return journalRecord{}, fmt.Errorf("trailing data")
+	}
+	return jr, nil
 }
 
 // strictUnmarshal decodes JSON refusing unknown fields and trailing data.
@@ -84,7 +244,13 @@ func strictUnmarshal(b []byte, v any) error {
 // posting recorded under seq whose account chain points backwards.
 func decodeJournal(seq uint64, b []byte) (journalRecord, error) {
 	var r journalRecord
-	if err := strictUnmarshal(b, &r); err != nil {
+	var err error
+	if len(b) > 0 && b[0] == journalBinary {
+		r, err = decodeBinary(b)
+	} else {
+		err = strictUnmarshal(b, &r)
+	}
+	if err != nil {
 		return journalRecord{}, fmt.Errorf("%w: journal %d: %v", ErrCorrupt, seq, err)
 	}
 	if r.Seq != seq || seq == 0 {
