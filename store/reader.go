@@ -53,6 +53,16 @@ type BlobReader struct {
 // Size is the blob's size in bytes.
 func (r *BlobReader) Size() int64 { return r.meta.size }
 
+// ChunkSize is the unit in which the blob is stored and verified: a ReadAt
+// of whole chunks at a multiple of it reads them straight into the caller's
+// buffer. An inline blob is one chunk.
+func (r *BlobReader) ChunkSize() int64 {
+	if r.meta.chunked {
+		return r.meta.chunkSize
+	}
+	return max(r.meta.size, 1)
+}
+
 // CID is the blob's CID.
 func (r *BlobReader) CID() cid.Cid { return r.c }
 

@@ -25,14 +25,26 @@ const maxBlobRequest = 4 + protocol.MaxCIDBytes + 16
 // maxBlobHead bounds a blob response head frame.
 const maxBlobHead = 64
 
-// blobCopyBuf is the server's write size.
+// blobCopyBuf is the server's write size, unless the source reads in
+// chunks (see chunkedReader).
 const blobCopyBuf = 256 << 10
+
+// maxServeChunk bounds the read size taken from a chunkedReader.
+const maxServeChunk = 4 << 20
 
 // BlobReader reads one stored blob.
 type BlobReader interface {
 	io.ReaderAt
 	io.Closer
 	Size() int64
+}
+
+// chunkedReader is a BlobReader that reads and verifies whole chunks of
+// ChunkSize bytes (the store's): the server reads chunk-aligned pieces of
+// that size, which the store reads and checks in place instead of through
+// a chunk cache and a second copy.
+type chunkedReader interface {
+	ChunkSize() int64
 }
 
 // BlobSource is what the blob server reads from (the node's store).
@@ -107,12 +119,23 @@ func (h *Host) serveBlob(s network.Stream) {
 		s.Reset()
 		return
 	}
+	piece := int64(blobCopyBuf)
+	if cr, ok := r.(chunkedReader); ok {
+		if cs := cr.ChunkSize(); cs >= 4<<10 && cs <= maxServeChunk {
+			piece = cs
+		}
+	}
 	bp := bufPool.Get().(*[]byte)
+	if int64(cap(*bp)) < piece {
+		b := make([]byte, piece)
+		bp = &b
+	}
 	defer bufPool.Put(bp)
-	buf := *bp
+	buf := (*bp)[:piece]
 	pos, end := int64(off), int64(off+n)
 	for pos < end {
-		k := min(int64(len(buf)), end-pos)
+		// Pieces aligned to multiples of piece from the blob's start.
+		k := min(piece-pos%piece, end-pos)
 		m, err := r.ReadAt(buf[:k], pos)
 		if int64(m) < k {
 			if err == nil || err == io.EOF {
