@@ -407,6 +407,7 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 	now := n.now().UnixMilli()
 	var updated []TaskRecord
 	var fetch []fetchReq
+	var blobs []inlineBlob
 	for _, r := range rel.Tasks {
 		b, err := n.store.Get(nsTask, taskKey(rel.Group, r.Index))
 		if err != nil {
@@ -430,15 +431,23 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 			for _, h := range r.Holders {
 				t.Holders = append(t.Holders, h.String())
 			}
+			t.State = TaskFetching
 			if len(r.Inline) > 0 {
-				if err := n.store.PutBlobVerified(r.Result, r.Inline); err != nil {
+				switch err := protocol.VerifyBlob(r.Result, r.Inline); {
+				case err != nil:
 					n.log.Warn("inline result does not match its CID", "group", rel.Group.String(), "task", r.Index, "err", err)
-					t.State = TaskFetching
-				} else {
+				case len(r.Inline) <= n.store.InlineMax():
+					// Stored with the task records below: one commit and
+					// one fsync for the whole release.
+					blobs = append(blobs, inlineBlob{r.Result, r.Inline})
 					t.State = TaskVerified
+				default:
+					if err := n.store.PutBlobVerified(r.Result, r.Inline); err != nil {
+						n.log.Warn("storing inline result", "group", rel.Group.String(), "task", r.Index, "err", err)
+					} else {
+						t.State = TaskVerified
+					}
 				}
-			} else {
-				t.State = TaskFetching
 			}
 			if t.State == TaskFetching {
 				fetch = append(fetch, fetchReq{group: rel.Group, task: t})
@@ -458,6 +467,11 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 	}
 	if len(updated) > 0 {
 		err := n.store.Durable(ctx, func(tx *store.Tx) error {
+			for _, b := range blobs {
+				if err := tx.PutBlob(b.cid, b.data); err != nil {
+					return err
+				}
+			}
 			for _, t := range updated {
 				if err := tx.Put(nsTask, taskKey(rel.Group, t.Index), mustJSON(t)); err != nil {
 					return err
@@ -477,6 +491,12 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 		}
 	}
 	return &protocol.Ack{Ref: rel.Group, OK: true, Count: uint32(len(updated))}, nil
+}
+
+// inlineBlob is a small result that arrived inside a release.
+type inlineBlob struct {
+	cid  cid.Cid
+	data []byte
 }
 
 func (c *consumer) fetchLoop() {

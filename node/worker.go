@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,6 +54,9 @@ type finished struct {
 	pos    int
 	result protocol.TaskResult
 	rec    JobRecord
+	// blob is a small encoded result not yet stored: report stores the
+	// batch's results in one transaction before it sends their receipt.
+	blob []byte
 }
 
 type fetchCall struct {
@@ -138,16 +142,31 @@ func (w *worker) resume() error {
 	return nil
 }
 
-func (w *worker) setRating(sealed []byte) {
+// updateRating adopts a rating the verifier attached to an
+// acknowledgement and persists it; the verifier attaches its current rating
+// to every acknowledgement, so an unchanged one costs nothing.
+func (w *worker) updateRating(sealed []byte) {
+	w.mu.Lock()
+	same := bytes.Equal(sealed, w.rating)
+	w.mu.Unlock()
+	if same || !w.setRating(sealed) {
+		return
+	}
+	_ = w.n.store.Put(nsMeta, []byte("rating"), sealed)
+}
+
+// setRating adopts a sealed rating if the pinned verifier signed it for us.
+func (w *worker) setRating(sealed []byte) bool {
 	var r protocol.Rating
 	signer, err := protocol.OpenAs(sealed, &r)
 	if err != nil || signer != w.n.cfg.Verifier.ID || r.Worker != w.n.id {
 		w.n.log.Warn("ignoring rating not signed by the pinned verifier for us", "err", err)
-		return
+		return false
 	}
 	w.mu.Lock()
-	w.rating, w.parsed = sealed, &r
+	w.rating, w.parsed = bytes.Clone(sealed), &r
 	w.mu.Unlock()
+	return true
 }
 
 // Rating returns the worker's current rating, if any.
@@ -336,8 +355,11 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 		}
 	}
 	enc := protocol.EncodeOutput(out)
-	c, err := n.store.PutBlob(enc)
-	if err != nil {
+	var c cid.Cid
+	var pending []byte
+	if len(enc) <= n.store.InlineMax() {
+		c, pending = protocol.BlobCID(enc), enc // stored by report, with its batch
+	} else if c, err = n.store.PutBlob(enc); err != nil {
 		n.log.Error("storing result", "err", err)
 		c = protocol.BlobCID(enc)
 	}
@@ -363,7 +385,7 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 		Started: started.UnixMilli(), Finished: n.now().UnixMilli(),
 		Value: market.Charge(asg.Price, int64(execUS)),
 	}
-	return &finished{asg: asg, pos: j.pos, result: r, rec: rec}
+	return &finished{asg: asg, pos: j.pos, result: r, rec: rec, blob: pending}
 }
 
 func truncate(s string, n int) string {
@@ -468,6 +490,25 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 	for _, f := range fs {
 		rc.Results = append(rc.Results, f.result)
 	}
+	// The results are durable before the receipt says we hold them: one
+	// transaction and one fsync for the batch.
+	err := n.store.Durable(ctx, func(tx *store.Tx) error {
+		for _, f := range fs {
+			if f.blob != nil {
+				if err := tx.PutBlob(f.result.Result, f.blob); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return // shutting down: run again after a restart
+		}
+		// The results travel inline in the receipt; report them anyway.
+		n.log.Error("storing results", "assignment", asg.ID.String(), "err", err)
+	}
 	backoff := 200 * time.Millisecond
 	for {
 		var ack protocol.Ack
@@ -482,8 +523,7 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 				n.log.Warn("verifier refused receipt", "assignment", asg.ID.String(), "code", ack.Code, "err", ack.Error)
 			}
 			if len(ack.Data) > 0 {
-				w.setRating(ack.Data)
-				_ = n.store.Put(nsMeta, []byte("rating"), ack.Data)
+				w.updateRating(ack.Data)
 			}
 			break
 		}
@@ -524,7 +564,7 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 	}
 	w.mu.Unlock()
 	now := n.now().UnixMilli()
-	err := n.store.Durable(ctx, func(tx *store.Tx) error {
+	err = n.store.Durable(ctx, func(tx *store.Tx) error {
 		for _, f := range fs {
 			if err := tx.Put(nsJob, jobKey(now, asg.ID, f.pos), mustJSON(f.rec)); err != nil {
 				return err
@@ -571,8 +611,7 @@ func (w *worker) registerLoop() {
 				n.log.Warn("verifier refused registration", "code", ack.Code, "err", ack.Error)
 			default:
 				if len(ack.Data) > 0 {
-					w.setRating(ack.Data)
-					_ = n.store.Put(nsMeta, []byte("rating"), ack.Data)
+					w.updateRating(ack.Data)
 				}
 				n.log.Info("registered with verifier; awaiting benchmark")
 				wait = 30 * time.Second

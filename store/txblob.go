@@ -40,3 +40,6 @@ func (tx *Tx) PutBlob(c cid.Cid, data []byte) error {
 	}
 	return tx.setRaw(k, encodeInlineMeta(data))
 }
+
+// InlineMax is the largest blob Tx.PutBlob accepts (Config.InlineMax).
+func (s *Store) InlineMax() int { return s.cfg.InlineMax }
