@@ -700,3 +700,28 @@ func TestFormatVersionUpgrade(t *testing.T) {
 		mustErrIs(t, err, ErrCorrupt)
 	}
 }
+
+// TestWriteBlobOddReaders: the write pipeline copes with readers that
+// return a few bytes at a time or data together with io.EOF, and a blob of
+// exactly a whole number of chunks.
+func TestWriteBlobOddReaders(t *testing.T) {
+	s := openTest(t, "", smallChunks)
+	for i, tc := range []struct {
+		size int
+		wrap func(io.Reader) io.Reader
+	}{
+		{100<<10 + 7, iotest.HalfReader},
+		{100<<10 + 7, iotest.DataErrReader},
+		{64 << 10, iotest.OneByteReader},
+		{3<<10 + 1, iotest.DataErrReader},
+	} {
+		data := randBytes(uint64(200+i), tc.size)
+		c := protocol.BlobCID(data)
+		if n, err := s.WriteBlob(context.Background(), c, tc.wrap(bytes.NewReader(data)), 0); err != nil || n != int64(len(data)) {
+			t.Fatalf("case %d: WriteBlob = %d, %v", i, n, err)
+		}
+		if got, err := s.GetBlob(c); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("case %d: GetBlob: %v", i, err)
+		}
+	}
+}

@@ -246,11 +246,23 @@ func (s *Store) writeFile(ctx context.Context, c cid.Cid, r io.Reader, maxSize i
 		fb.discard()
 		return 0, err
 	}
+	// Buffers are taken as needed, up to fileWriteDepth: a blob of one or
+	// two chunks holds no more than that.
 	free := make(chan *[]byte, fileWriteDepth)
 	toHash := make(chan []byte, fileWriteDepth)
 	toWrite := make(chan []byte, fileWriteDepth)
-	for range fileWriteDepth {
-		free <- s.getChunkBuf()
+	bufs := 0
+	next := func() *[]byte {
+		if bufs < fileWriteDepth {
+			select {
+			case bp := <-free:
+				return bp
+			default:
+				bufs++
+				return s.getChunkBuf()
+			}
+		}
+		return <-free
 	}
 	var (
 		writeErr atomic.Pointer[error]
@@ -283,7 +295,7 @@ func (s *Store) writeFile(ctx context.Context, c cid.Cid, r io.Reader, maxSize i
 	stop := func() {
 		close(toHash)
 		wg.Wait()
-		for range fileWriteDepth {
+		for range bufs {
 			s.putChunkBuf(<-free)
 		}
 	}
@@ -298,7 +310,7 @@ func (s *Store) writeFile(ctx context.Context, c cid.Cid, r io.Reader, maxSize i
 		if werr := writeErr.Load(); werr != nil {
 			break
 		}
-		bp := <-free
+		bp := next()
 		n, err := io.ReadFull(r, *bp)
 		if n > 0 {
 			total += int64(n)
