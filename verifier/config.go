@@ -78,8 +78,14 @@ type Config struct {
 	// spot checks) the renewed rating (their median) is computed from.
 	SpeedHistory int
 
-	// QueueDepth: a worker is offered slots × QueueDepth replicas at once.
-	QueueDepth int
+	// A worker is offered slots × depth replicas at once, where depth is
+	// how many of its recent jobs (an average of the run times its
+	// receipts report) fit in QueueTime, kept between QueueDepthMin (also
+	// the depth before any receipt) and QueueDepth. Tiny jobs thus travel
+	// in large batches while long jobs do not pile up behind each other.
+	QueueDepth    int
+	QueueDepthMin int
+	QueueTime     time.Duration
 	// QueueTimeout: a task that finds no eligible worker (or no funds)
 	// for this long fails.
 	QueueTimeout time.Duration
@@ -151,7 +157,9 @@ func DefaultConfig() Config {
 		MinRatedSpeed:    10,        // 0.01
 		MaxRatedSpeed:    1_000_000, // 1000.0
 		SpeedHistory:     8,
-		QueueDepth:       4,
+		QueueDepth:       64,
+		QueueDepthMin:    4,
+		QueueTime:        2 * time.Second,
 		QueueTimeout:     10 * time.Minute,
 		AssignmentTTL:    time.Minute,
 		RequestTimeout:   30 * time.Second,
@@ -218,8 +226,10 @@ func (c *Config) Validate() error {
 		return bad("rated speed clamp %v..%v", c.MinRatedSpeed, c.MaxRatedSpeed)
 	case c.SpeedHistory < 1:
 		return bad("speed history %d", c.SpeedHistory)
-	case c.QueueDepth < 1:
-		return bad("queue depth %d", c.QueueDepth)
+	case c.QueueDepthMin < 1 || c.QueueDepth < c.QueueDepthMin:
+		return bad("queue depth %d..%d", c.QueueDepthMin, c.QueueDepth)
+	case c.QueueTime <= 0:
+		return bad("queue time %v", c.QueueTime)
 	case c.QueueTimeout <= 0:
 		return bad("queue timeout %v", c.QueueTimeout)
 	case c.AssignmentTTL <= 0 || c.RequestTimeout <= 0:

@@ -65,7 +65,7 @@ func (v *Verifier) Workers() []WorkerInfo {
 			Completed: r.Rep.Completed, Failures: r.Rep.Failures, Strikes: r.Rep.Strikes, StruckOut: r.Rep.StruckOut(v.cfg.Market),
 			SpeedChecks: r.Rep.SpeedChecks, SpeedMisses: r.Rep.SpeedMisses, SpotChecks: r.SpotChecks,
 			SpeedHistory: slices.Clone(r.History), Live: v.liveLocked(ws, now), LastSeen: ws.lastSeen, InBook: inBook,
-			Capacity: int(r.Slots) * v.cfg.QueueDepth, Outstanding: v.book.Reserved[w],
+			Capacity: int(r.Slots) * v.queueDepth(ws.execMicros), Outstanding: v.book.Reserved[w],
 		}
 		out = append(out, info)
 	}

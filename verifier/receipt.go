@@ -83,10 +83,16 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 			v.log.Warn("receipt result refused", "worker", from.String(), "group", t.rec.Group, "task", res.Index, "err", err)
 			continue
 		}
+		if ws != nil && res.ExecMicros > 0 {
+			ws.noteExec(res.ExecMicros)
+		}
 		if !seen[t] {
 			seen[t] = true
 			changed = append(changed, t)
 		}
+	}
+	if ws != nil {
+		v.updateBookLocked(ws, now) // the queue depth follows the run times
 	}
 	for _, t := range changed {
 		if v.advanceLocked(t, now) {

@@ -19,6 +19,7 @@ const (
 	nsGroup  = "v.group"  // groupRecord by group ID
 	nsTask   = "v.task"   // taskRecord by group ID + u32 index
 	nsAssign = "v.assign" // assignmentRecord by assignment ID
+	nsAck    = "v.asgack" // empty value: the worker acknowledged the open assignment of this ID
 	nsBench  = "v.bench"  // benchRecord by assignment ID
 )
 

@@ -94,6 +94,28 @@ func (v *Verifier) liveLocked(ws *workerState, now int64) bool {
 	return ws.lastSeen > 0 && now-ws.lastSeen <= v.cfg.Market.HeartbeatTimeout.Milliseconds() && !ws.unreachable
 }
 
+// queueDepth is how many replicas per slot a worker whose recent jobs ran
+// for execMicros on average (0: none yet) is offered at once: as many as
+// fit in QueueTime, between QueueDepthMin and QueueDepth.
+func (v *Verifier) queueDepth(execMicros int64) int {
+	d := v.cfg.QueueDepthMin
+	if execMicros > 0 {
+		d = int(min(v.cfg.QueueTime.Microseconds()/execMicros, int64(v.cfg.QueueDepth)))
+	}
+	return min(max(d, v.cfg.QueueDepthMin), v.cfg.QueueDepth)
+}
+
+// noteExec folds a reported run time into the worker's average (an
+// exponentially weighted moving average, weight 1/8).
+func (ws *workerState) noteExec(micros uint64) {
+	x := int64(min(micros, 1<<40))
+	if ws.execMicros == 0 {
+		ws.execMicros = max(x, 1)
+		return
+	}
+	ws.execMicros = max(ws.execMicros+(x-ws.execMicros)/8, 1)
+}
+
 // updateBookLocked puts the worker in the book when it is rated, live and
 // not struck out (capacity slots × queue depth; the book subtracts the
 // replicas it holds), and takes it out otherwise.
@@ -108,7 +130,7 @@ func (v *Verifier) updateBookLocked(ws *workerState, now int64) {
 		price = ws.rec.OfferPrice
 	}
 	o := market.Offer{Worker: w, Owner: ws.rec.Owner, MinPrice: price, Speed: ws.rec.Speed,
-		Capacity: int(ws.rec.Slots) * v.cfg.QueueDepth}
+		Capacity: int(ws.rec.Slots) * v.queueDepth(ws.execMicros)}
 	if prev, ok := v.book.Offers[w]; ok && prev == o {
 		return
 	}

@@ -359,7 +359,10 @@ func (v *Verifier) sendAssignment(ctx context.Context, rec *assignmentRecord) {
 	if !rec.Acked {
 		rec.Acked = true
 		if !rec.Done {
-			v.per.queue(v.asgWrite(rec))
+			// A key of its own: the (large) assignment record is not
+			// rewritten for one flag.
+			id, _ := protocol.ParseID(rec.ID)
+			v.per.queue(write{ns: nsAck, key: string(id[:]), val: []byte{}})
 		}
 	}
 	v.mu.Unlock()

@@ -105,6 +105,7 @@ type workerState struct {
 	dirty       bool  // rec changed and is not yet queued for persistence
 	hbRating    int64 // RatingIssued last handed out on a heartbeat ack
 	benchBusy   bool  // a benchmark is being prepared
+	execMicros  int64 // average run time its receipts report (0: none yet); sets its queue depth
 }
 
 type groupState struct {
@@ -482,6 +483,30 @@ func (v *Verifier) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Acknowledgements of open assignments; those of finished ones are
+	// dropped.
+	var staleAcks []write
+	err = v.st.Scan(nsAck, nil, func(key, _ []byte) error {
+		var id protocol.ID
+		if len(key) != len(id) {
+			return fmt.Errorf("%w: assignment ack key %x", ErrCorrupt, key)
+		}
+		copy(id[:], key)
+		if a := v.asgs[id]; a != nil {
+			a.Acked = true
+		} else {
+			staleAcks = append(staleAcks, write{ns: nsAck, key: string(key)})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(staleAcks) > 0 {
+		if err := v.per.write(context.Background(), staleAcks); err != nil {
+			return err
+		}
+	}
 	// Rebuild reservations, running counts and the work queues from the
 	// tasks.
 	for _, g := range v.groups {
@@ -661,8 +686,16 @@ func (v *Verifier) groupWrite(g *groupState) write {
 	return write{ns: nsGroup, key: string(g.id[:]), val: mustJSON(&g.rec)}
 }
 
+// asgWrite is the assignment's record. Once it is over only what answers a
+// replayed receipt is kept: the signed assignment and its tasks are
+// dropped.
 func (v *Verifier) asgWrite(a *assignmentRecord) write {
 	id, _ := protocol.ParseID(a.ID)
+	if a.Done {
+		stub := assignmentRecord{ID: a.ID, Worker: a.Worker, Group: a.Group, Bench: a.Bench,
+			Issued: a.Issued, Expires: a.Expires, Acked: a.Acked, Done: true}
+		return write{ns: nsAssign, key: string(id[:]), val: mustJSON(&stub)}
+	}
 	return write{ns: nsAssign, key: string(id[:]), val: mustJSON(a)}
 }
 

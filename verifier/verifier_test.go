@@ -242,6 +242,22 @@ func TestHonestGroupCompletesAndPaysEveryReplica(t *testing.T) {
 	if st := v.Stats(); st.TasksVerified != 5 || st.ReplicasAssigned != 10 || st.Strikes != 0 || st.BenchmarksPassed != 3 {
 		t.Fatalf("stats %+v", st)
 	}
+	// Each worker's queue depth follows the run times it reported: 100 ms
+	// jobs fit 20 times in the 2 s QueueTime; a worker that ran no task of
+	// the group keeps the minimum depth.
+	for _, w := range []*testWorker{a, b, d} {
+		wi, err := v.Worker(w.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := int(wi.Slots) * 4
+		if real, _ := w.counts(); real > 0 {
+			want = int(wi.Slots) * 20
+		}
+		if wi.Capacity != want {
+			t.Fatalf("worker %s capacity %d, want %d", w.owner, wi.Capacity, want)
+		}
+	}
 	// Submitting the same group again changes nothing.
 	var again protocol.Ack
 	if err := c.host.Request(ctx, v.ID(), protocol.ProtoSubmit, c.last, &again); err != nil || !again.OK || again.Count != 5 {
@@ -315,5 +331,33 @@ func TestBenchmarkComesFromTheDesk(t *testing.T) {
 	}
 	if got := deskListen([]string{"/ip4/127.0.0.1/tcp/7400", "/ip4/0.0.0.0/udp/7400/quic-v1"}); got[0] != "/ip4/127.0.0.1/tcp/0" || got[1] != "/ip4/0.0.0.0/udp/0/quic-v1" {
 		t.Fatalf("deskListen = %v", got)
+	}
+}
+
+func TestQueueDepthFollowsRunTimes(t *testing.T) {
+	v := &Verifier{cfg: DefaultConfig()} // QueueTime 2 s, depth 4..64
+	ws := &workerState{}
+	if d := v.queueDepth(ws.execMicros); d != 4 {
+		t.Fatalf("depth before any receipt %d, want 4", d)
+	}
+	for range 40 {
+		ws.noteExec(1_000) // 1 ms jobs
+	}
+	if d := v.queueDepth(ws.execMicros); d != 64 {
+		t.Fatalf("depth for 1 ms jobs %d, want the cap 64", d)
+	}
+	for range 80 {
+		ws.noteExec(100_000) // 100 ms jobs
+	}
+	if d := v.queueDepth(ws.execMicros); d < 19 || d > 21 {
+		t.Fatalf("depth for 100 ms jobs %d, want about 20", d)
+	}
+	ws.noteExec(3_600_000_000) // one hour-long job drags the average up at once
+	if d := v.queueDepth(ws.execMicros); d != 4 {
+		t.Fatalf("depth after a long job %d, want the floor 4", d)
+	}
+	ws.noteExec(0)
+	if ws.execMicros < 1 {
+		t.Fatal("average fell to zero")
 	}
 }

@@ -47,6 +47,8 @@ type fileConfig struct {
 	BenchmarkTasks   int      `json:"benchmark_tasks"`
 	RatingTTL        string   `json:"rating_ttl"`
 	QueueDepth       int      `json:"queue_depth"`
+	QueueDepthMin    int      `json:"queue_depth_min"`
+	QueueTime        string   `json:"queue_time"`
 	QueueTimeout     string   `json:"queue_timeout"`
 	RestartGrace     string   `json:"restart_grace"`
 }
@@ -61,7 +63,7 @@ func defaultFileConfig() fileConfig {
 		MaxReplicas: m.MaxReplicas, MaxExtraReplicas: m.MaxExtraReplicas, StrikesToExclude: m.StrikesToExclude,
 		VerifierTiebreak: m.VerifierTiebreak, VerifierSlots: d.VerifierSlots,
 		BenchmarkKernel: d.BenchmarkKernel, BenchmarkWork: d.BenchmarkWork, BenchmarkTasks: d.BenchmarkTasks,
-		RatingTTL: d.RatingTTL.String(), QueueDepth: d.QueueDepth, QueueTimeout: d.QueueTimeout.String(),
+		RatingTTL: d.RatingTTL.String(), QueueDepth: d.QueueDepth, QueueDepthMin: d.QueueDepthMin, QueueTime: d.QueueTime.String(), QueueTimeout: d.QueueTimeout.String(),
 		RestartGrace: d.RestartGrace.String(),
 	}
 }
@@ -117,6 +119,7 @@ func (fc fileConfig) apply(cfg *verifier.Config) error {
 	dur("heartbeat_timeout", fc.HeartbeatTimeout, &m.HeartbeatTimeout)
 	dur("rating_ttl", fc.RatingTTL, &cfg.RatingTTL)
 	dur("queue_timeout", fc.QueueTimeout, &cfg.QueueTimeout)
+	dur("queue_time", fc.QueueTime, &cfg.QueueTime)
 	dur("restart_grace", fc.RestartGrace, &cfg.RestartGrace)
 	if fc.MaxReplicas > 0 {
 		m.MaxReplicas = fc.MaxReplicas
@@ -142,6 +145,9 @@ func (fc fileConfig) apply(cfg *verifier.Config) error {
 	}
 	if fc.QueueDepth > 0 {
 		cfg.QueueDepth = fc.QueueDepth
+	}
+	if fc.QueueDepthMin > 0 {
+		cfg.QueueDepthMin = fc.QueueDepthMin
 	}
 	return err
 }
