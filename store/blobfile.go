@@ -207,10 +207,20 @@ func (fb *fileBlob) commit(ctx context.Context, c cid.Cid) error {
 		}
 		return tx.setRaw(fileKey(fb.id), c.Bytes())
 	})
-	if err != nil || existed {
+	switch {
+	case err != nil && fb.committed(c):
+		// Committed, but the sync failed: the record names this file,
+		// which must stay.
+	case err != nil || existed:
 		fb.discard()
 	}
 	return err
+}
+
+// committed reports whether the record of c names this file.
+func (fb *fileBlob) committed(c cid.Cid) bool {
+	m, err := fb.s.readMeta(c)
+	return err == nil && m.file && m.upload == fb.id
 }
 
 // putFile stores data, already known to hash to c, as a blob file.
