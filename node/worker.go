@@ -318,7 +318,9 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 	started := n.now()
 	out := &protocol.Output{}
 	var dur time.Duration
-	module, err := w.blob(ctx, asg.Module, asg.ModuleSize, asg.Consumer)
+	// The module is read from the store only if the sandbox has not
+	// compiled it yet.
+	err := w.fetch(ctx, asg.Module, asg.ModuleSize, asg.Consumer)
 	var input []byte
 	if err == nil {
 		if len(t.Inline) > 0 || t.Size == 0 {
@@ -336,11 +338,11 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 		n.log.Warn("could not fetch job blobs", "assignment", asg.ID.String(), "task", t.Index, "err", err)
 	} else {
 		res, err := n.sb.Run(ctx, sandbox.Job{
-			ModuleID:  asg.Module.String(),
-			Module:    module,
-			Input:     input,
-			Timeout:   time.Duration(asg.TimeoutMillis) * time.Millisecond,
-			MaxMemory: asg.MaxMemory,
+			ModuleID:   asg.Module.String(),
+			LoadModule: func() ([]byte, error) { return n.store.GetBlob(asg.Module) },
+			Input:      input,
+			Timeout:    time.Duration(asg.TimeoutMillis) * time.Millisecond,
+			MaxMemory:  asg.MaxMemory,
 		})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -401,6 +403,18 @@ func (w *worker) blob(ctx context.Context, c cid.Cid, size uint64, from peer.ID)
 	if b, err := w.n.store.GetBlob(c); err == nil {
 		return b, nil
 	}
+	if err := w.fetch(ctx, c, size, from); err != nil {
+		return nil, err
+	}
+	return w.n.store.GetBlob(c)
+}
+
+// fetch makes sure the store holds a blob, fetching it from the consumer
+// when missing. Concurrent requests for one CID share a single fetch.
+func (w *worker) fetch(ctx context.Context, c cid.Cid, size uint64, from peer.ID) error {
+	if _, ok, err := w.n.store.HasBlob(c); err == nil && ok {
+		return nil
+	}
 	w.fetchMu.Lock()
 	call, ok := w.fetches[c]
 	if !ok {
@@ -426,12 +440,12 @@ func (w *worker) blob(ctx context.Context, c cid.Cid, size uint64, from peer.ID)
 	select {
 	case <-call.done:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	if call.err != nil {
-		return nil, fmt.Errorf("fetch %s from %s: %w", c, shortID(from), call.err)
+		return fmt.Errorf("fetch %s from %s: %w", c, shortID(from), call.err)
 	}
-	return w.n.store.GetBlob(c)
+	return nil
 }
 
 // receiptLoop batches finished replicas by assignment and reports them to
@@ -564,7 +578,10 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 	}
 	w.mu.Unlock()
 	now := n.now().UnixMilli()
-	err = n.store.Durable(ctx, func(tx *store.Tx) error {
+	// Committed, not synced: it survives a crash of the process; after a
+	// power loss the worker at worst runs these replicas again and the
+	// verifier ignores the repeated receipt.
+	err = n.store.Update(func(tx *store.Tx) error {
 		for _, f := range fs {
 			if err := tx.Put(nsJob, jobKey(now, asg.ID, f.pos), mustJSON(f.rec)); err != nil {
 				return err

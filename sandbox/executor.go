@@ -200,7 +200,7 @@ func (e *executor) send(frame, tail []byte) error {
 
 // run performs one job on this executor. On a time-out or a broken child it
 // kills the child (the pool respawns it on next use).
-func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte, lim limits, timeout time.Duration) (Result, error) {
+func (e *executor) run(ctx context.Context, id string, src *moduleSrc, input []byte, lim limits, timeout time.Duration) (Result, error) {
 	stop := context.AfterFunc(ctx, e.kill)
 	defer stop()
 	maxReply := uint64(lim.stdout+lim.stderr) + 64<<10
@@ -213,7 +213,11 @@ func (e *executor) run(ctx context.Context, id string, bin []byte, input []byte,
 	}
 	t, p, err := e.readReply(timeout, maxReply)
 	if err == nil && t == msgNeedModule {
-		if verr := checkModuleID(id, bin); verr != nil {
+		bin, verr := src.bytes()
+		if verr == nil {
+			verr = checkModuleID(id, bin)
+		}
+		if verr != nil {
 			if err := e.send(encodeEmpty(msgAbort), nil); err != nil {
 				return Result{}, e.broken(ctx, "send abort", err)
 			}

@@ -16,8 +16,13 @@ type Job struct {
 	// (costs a SHA-256 of the module per run).
 	ModuleID string
 	// Module is the WebAssembly binary. It is only read when the module is
-	// not cached yet, but must always be given.
+	// not cached yet. Either Module or LoadModule must be given.
 	Module []byte
+	// LoadModule, used when Module is empty, returns the binary; it is
+	// called only if the module is not cached yet (and ModuleID is set),
+	// so a worker running many jobs of one large module does not read it
+	// for every job.
+	LoadModule func() ([]byte, error)
 	// Input is the job's stdin.
 	Input []byte
 	// Timeout lowers Config.Timeout for this job.

@@ -185,12 +185,17 @@ func (s *Sandbox) Run(ctx context.Context, job Job) (Result, error) {
 	if err := s.state(); err != nil {
 		return Result{}, err
 	}
-	if len(job.Module) == 0 {
+	src := &moduleSrc{bin: job.Module, load: job.LoadModule}
+	if len(job.Module) == 0 && job.LoadModule == nil {
 		return Result{}, fmt.Errorf("%w: no module bytes", ErrInvalidJob)
 	}
 	id := job.ModuleID
 	if id == "" {
-		id = protocol.BlobCID(job.Module).String()
+		bin, err := src.bytes()
+		if err != nil {
+			return Result{}, err
+		}
+		id = protocol.BlobCID(bin).String()
 	}
 	timeout := s.cfg.Timeout
 	if job.Timeout > 0 && job.Timeout < timeout {
@@ -205,14 +210,34 @@ func (s *Sandbox) Run(ctx context.Context, job Job) (Result, error) {
 		return Result{}, fmt.Errorf("%w: MaxMemory %d is less than one 64KiB page", ErrInvalidJob, job.MaxMemory)
 	}
 	if s.inproc != nil {
-		return s.inproc.run(ctx, id, job.Module, job.Input, lim, timeout)
+		return s.inproc.run(ctx, id, src, job.Input, lim, timeout)
 	}
 	e, err := s.acquire(ctx)
 	if err != nil {
 		return Result{}, err
 	}
 	defer s.release(e)
-	return e.run(ctx, id, job.Module, job.Input, lim, timeout)
+	return e.run(ctx, id, src, job.Input, lim, timeout)
+}
+
+// moduleSrc is a job's module binary, loaded on first use.
+type moduleSrc struct {
+	bin  []byte
+	load func() ([]byte, error)
+}
+
+func (m *moduleSrc) bytes() ([]byte, error) {
+	if len(m.bin) == 0 && m.load != nil {
+		b, err := m.load()
+		if err != nil {
+			return nil, fmt.Errorf("sandbox: loading the module: %w", err)
+		}
+		if len(b) == 0 {
+			return nil, fmt.Errorf("%w: no module bytes", ErrInvalidJob)
+		}
+		m.bin, m.load = b, nil
+	}
+	return m.bin, nil
 }
 
 // Compile checks a module and warms the caches with it, so that it can be
@@ -357,7 +382,7 @@ func (p *inProcess) compile(ctx context.Context, id string, bin []byte, memCap u
 
 // run runs the guest on its own goroutine. If the time limit or ctx ends
 // first, the guest is abandoned: it keeps its slot until it returns.
-func (p *inProcess) run(ctx context.Context, id string, bin, input []byte, lim limits, timeout time.Duration) (Result, error) {
+func (p *inProcess) run(ctx context.Context, id string, src *moduleSrc, input []byte, lim limits, timeout time.Duration) (Result, error) {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -371,7 +396,11 @@ func (p *inProcess) run(ctx context.Context, id string, bin, input []byte, lim l
 	}
 	m, ok := p.eng.lookup(id)
 	if !ok {
-		if err := checkModuleID(id, bin); err != nil {
+		bin, err := src.bytes()
+		if err == nil {
+			err = checkModuleID(id, bin)
+		}
+		if err != nil {
 			p.exit()
 			<-p.slots
 			return Result{}, err

@@ -648,3 +648,44 @@ func TestStatusStrings(t *testing.T) {
 		t.Error(Status(200).String())
 	}
 }
+
+// TestLoadModuleOnlyWhenNotCached: a job may name its module and give a
+// loader instead of the bytes; the loader runs only when no cache holds
+// the module, and its failure is the job's error.
+func TestLoadModuleOnlyWhenNotCached(t *testing.T) {
+	hello := tinyHello()
+	id := protocol.BlobCID(hello).String()
+	for _, iso := range isolations {
+		t.Run(iso.String(), func(t *testing.T) {
+			s := newSandbox(t, iso, nil)
+			loads := 0
+			load := func() ([]byte, error) { loads++; return hello, nil }
+			for range 3 {
+				r := run(t, s, Job{ModuleID: id, LoadModule: load})
+				wantStatus(t, r, StatusOK)
+				if string(r.Stdout) != "hi\n" {
+					t.Fatalf("stdout %q", r.Stdout)
+				}
+			}
+			if loads != 1 {
+				t.Fatalf("module loaded %d times, want once", loads)
+			}
+			boom := errors.New("boom")
+			other := protocol.BlobCID([]byte("not cached")).String()
+			_, err := s.Run(context.Background(), Job{ModuleID: other, LoadModule: func() ([]byte, error) { return nil, boom }})
+			if !errors.Is(err, boom) {
+				t.Fatalf("Run with a failing loader: %v", err)
+			}
+			// A loader returning bytes of another module is caught by the CID check.
+			_, err = s.Run(context.Background(), Job{ModuleID: other, LoadModule: func() ([]byte, error) { return hello, nil }})
+			if !errors.Is(err, protocol.ErrCIDMismatch) {
+				t.Fatalf("Run with a lying loader: %v", err)
+			}
+			// The sandbox is still usable.
+			wantStatus(t, run(t, s, Job{ModuleID: id, LoadModule: load}), StatusOK)
+			if _, err := s.Run(context.Background(), Job{}); !errors.Is(err, ErrInvalidJob) {
+				t.Fatalf("Run without a module: %v", err)
+			}
+		})
+	}
+}
