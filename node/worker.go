@@ -448,6 +448,14 @@ func (w *worker) fetch(ctx context.Context, c cid.Cid, size uint64, from peer.ID
 	return nil
 }
 
+// receiptLinger is how long a finished replica may wait for others of its
+// assignment to share its receipt. A receipt goes out at once when every
+// replica of its assignment is finished or it is full; otherwise after the
+// linger, so tiny jobs are reported in batches (one signature, one
+// transaction and one verifier round for many) while a lone or slow job
+// is reported as soon as it finishes.
+const receiptLinger = 20 * time.Millisecond
+
 // receiptLoop batches finished replicas by assignment and reports them to
 // the verifier, retrying until acknowledged.
 func (w *worker) receiptLoop() {
@@ -455,44 +463,72 @@ func (w *worker) receiptLoop() {
 	sem := make(chan struct{}, 8)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
+	type pendingReceipt struct {
+		fs    []*finished
+		since time.Time
+	}
+	pending := map[protocol.ID]*pendingReceipt{}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	send := func(id protocol.ID) bool {
+		p := pending[id]
+		delete(pending, id)
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer func() { <-sem }()
+			w.report(ctx, p.fs)
+		}()
+		return true
+	}
+	// complete: every unreported replica of the assignment is finished.
+	complete := func(id protocol.ID, finished int) bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		h := w.holding[id]
+		return h == nil || finished >= h.remaining
+	}
 	for {
-		var batch []*finished
 		select {
 		case <-ctx.Done():
 			return
 		case f := <-w.results:
-			batch = append(batch, f)
-		}
-	drain:
-		for len(batch) < protocol.MaxTasksPerMessage {
-			select {
-			case f := <-w.results:
-				batch = append(batch, f)
-			default:
-				break drain
+			id := f.asg.ID
+			p := pending[id]
+			if p == nil {
+				p = &pendingReceipt{since: time.Now()}
+				pending[id] = p
 			}
-		}
-		byAsg := map[protocol.ID][]*finished{}
-		var order []protocol.ID
-		for _, f := range batch {
-			if _, ok := byAsg[f.asg.ID]; !ok {
-				order = append(order, f.asg.ID)
+			p.fs = append(p.fs, f)
+			if len(p.fs) >= protocol.MaxTasksPerMessage || complete(id, len(p.fs)) {
+				if !send(id) {
+					return
+				}
 			}
-			byAsg[f.asg.ID] = append(byAsg[f.asg.ID], f)
+		case <-timer.C:
 		}
-		for _, id := range order {
-			fs := byAsg[id]
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
+		// Send what has lingered long enough; wake up for the next.
+		now := time.Now()
+		var next time.Duration
+		for id, p := range pending {
+			if wait := receiptLinger - now.Sub(p.since); wait > 0 {
+				if next == 0 || wait < next {
+					next = wait
+				}
+				continue
+			}
+			if !send(id) {
 				return
 			}
-			inflight.Add(1)
-			go func() {
-				defer inflight.Done()
-				defer func() { <-sem }()
-				w.report(ctx, fs)
-			}()
+		}
+		if len(pending) > 0 && next > 0 {
+			timer.Reset(next)
 		}
 	}
 }
