@@ -379,10 +379,17 @@ func callHook(f func() error) (err error) {
 	return f()
 }
 
-// seqGuard keeps, per signer and topic, the last accepted Seq and a token
-// bucket. Entries are forgotten once every message they saw has expired
-// (a replay of them would be refused as expired anyway); when the map is
-// full of live entries an arbitrary one is evicted.
+// seqGuard keeps, per signer and topic, the last accepted Seq, a replay
+// floor and a token bucket. Entries are forgotten once every message they
+// saw has expired (a replay of them would be refused as expired anyway);
+// when the map is full of live entries an arbitrary one is evicted.
+//
+// Seqs only have to increase (PublishOffer uses the clock in
+// microseconds), so the reorder window is counted in messages, not Seq
+// units: floor is the first Seq of the last completed generation of
+// window accepted messages, i.e. the Seq accepted between window and
+// 2·window messages ago (0 until window messages were accepted: no lower
+// Seq is known to be old yet).
 type seqGuard struct {
 	mu        sync.Mutex
 	m         map[peer.ID]*signerState
@@ -394,11 +401,19 @@ type seqGuard struct {
 }
 
 type signerState struct {
-	seq        [numKinds]uint64
-	seen       [numKinds]bool
-	tokens     [numKinds]float64
-	refilled   [numKinds]time.Time
+	t          [numKinds]seqTrack
 	maxExpires int64 // unix ms, latest expiry accepted
+}
+
+// seqTrack is one signer's state on one topic.
+type seqTrack struct {
+	seen     bool
+	last     uint64 // highest Seq accepted
+	floor    uint64 // a lower Seq is a replay
+	mark     uint64 // first Seq of the current generation
+	n        uint64 // messages accepted in the current generation
+	tokens   float64
+	refilled time.Time
 }
 
 func newSeqGuard(maxSigners int, rate, burst float64, window uint64) *seqGuard {
@@ -407,6 +422,16 @@ func newSeqGuard(maxSigners int, rate, burst float64, window uint64) *seqGuard {
 
 // admit checks seq against the signer's last and takes a rate token;
 // mono is a monotonic clock reading, wall the clock expiry is judged by.
+//
+//   - Seq below the floor: reject (a replay, from the author or a relay).
+//   - Otherwise every message costs the signer a token, also the ones
+//     dropped next, so that old Seqs cannot be sent for free; no token:
+//     reject when it comes from the author, ignore when relayed.
+//   - Seq not above the last (reordered in flight, or a copy): ignore. The
+//     author is not penalised for it either: its direct stream can be
+//     slower than a path through relays, and an IWANT answer can bring an
+//     older message after a newer one.
+//   - Otherwise accept.
 func (g *seqGuard) admit(signer peer.ID, k topicKind, seq uint64, expires int64, direct bool, mono, wall time.Time) (pubsub.ValidationResult, string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -414,36 +439,42 @@ func (g *seqGuard) admit(signer peer.ID, k topicKind, seq uint64, expires int64,
 	if st == nil {
 		g.makeRoom(mono, wall)
 		st = &signerState{}
-		for i := range st.tokens {
-			st.tokens[i] = g.burst
-			st.refilled[i] = mono
+		for i := range st.t {
+			st.t[i].tokens = g.burst
+			st.t[i].refilled = mono
 		}
 		g.m[signer] = st
 	}
-	if st.seen[k] {
-		last := st.seq[k]
-		switch {
-		case seq == last:
-			return pubsub.ValidationIgnore, fmt.Sprintf("seq %d already seen", seq)
-		case seq < last && !direct && last-seq <= g.window:
-			return pubsub.ValidationIgnore, fmt.Sprintf("seq %d reordered (last %d)", seq, last)
-		case seq < last:
-			return pubsub.ValidationReject, fmt.Sprintf("replayed seq %d (last %d)", seq, last)
-		}
+	t := &st.t[k]
+	stale := t.seen && seq <= t.last
+	if stale && seq < t.floor {
+		return pubsub.ValidationReject, fmt.Sprintf("replayed seq %d (last %d, floor %d)", seq, t.last, t.floor)
 	}
-	if el := mono.Sub(st.refilled[k]).Seconds(); el > 0 {
-		st.tokens[k] = min(g.burst, st.tokens[k]+el*g.rate)
-		st.refilled[k] = mono
+	if el := mono.Sub(t.refilled).Seconds(); el > 0 {
+		t.tokens = min(g.burst, t.tokens+el*g.rate)
+		t.refilled = mono
 	}
-	if st.tokens[k] < 1 {
+	if t.tokens < 1 {
 		if direct {
 			return pubsub.ValidationReject, fmt.Sprintf("rate above %.3g/s", g.rate)
 		}
 		return pubsub.ValidationIgnore, fmt.Sprintf("rate above %.3g/s (relayed)", g.rate)
 	}
-	st.tokens[k]--
-	st.seq[k] = seq
-	st.seen[k] = true
+	t.tokens--
+	switch {
+	case stale && seq == t.last:
+		return pubsub.ValidationIgnore, fmt.Sprintf("seq %d already seen", seq)
+	case stale:
+		return pubsub.ValidationIgnore, fmt.Sprintf("seq %d reordered (last %d)", seq, t.last)
+	}
+	if t.n == 0 {
+		t.mark = seq
+	}
+	t.n++
+	if t.n >= g.window {
+		t.floor, t.n = t.mark, 0
+	}
+	t.last, t.seen = seq, true
 	st.maxExpires = max(st.maxExpires, expires)
 	return pubsub.ValidationAccept, ""
 }

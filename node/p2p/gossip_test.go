@@ -265,7 +265,8 @@ func forgedEnvelope(t testing.TB, claimed peer.ID) []byte {
 }
 
 func TestGossipMisbehaviourIsDroppedAndPenalised(t *testing.T) {
-	a, b := newHost(t, nil), newHost(t, nil)
+	// a knows a signer's reorder window after 2 messages.
+	a, b := newHost(t, func(c *Config) { c.SeqWindow = 2 }), newHost(t, nil)
 	inB := listen(b)
 	listen(a)
 	connect(t, a, b)
@@ -360,9 +361,12 @@ func TestGossipMisbehaviourIsDroppedAndPenalised(t *testing.T) {
 		r := newRogue(t)
 		r.connect(t, a)
 		o := testOffer(r.id)
-		o.Seq, o.Expires = 100, future()
-		r.publish(t, protocol.TopicOffers, seal(t, r.key, o))
-		waitFor(t, 10*time.Second, "first offer relayed", func() bool { return inB.hasOffer(r.id, 100) })
+		o.Expires = future()
+		for _, seq := range []uint64{100, 101} {
+			o.Seq = seq
+			r.publish(t, protocol.TopicOffers, seal(t, r.key, o))
+		}
+		waitFor(t, 10*time.Second, "offers relayed", func() bool { return inB.hasOffer(r.id, 101) })
 		before := a.GossipStats().Rejected
 		o.Seq, o.MinPrice = 50, 1 // older seq, different bytes
 		r.publish(t, protocol.TopicOffers, seal(t, r.key, o))
@@ -370,6 +374,33 @@ func TestGossipMisbehaviourIsDroppedAndPenalised(t *testing.T) {
 		waitFor(t, 10*time.Second, "score to fall", func() bool { return a.PeerScore(r.id) < 0 })
 		if inB.hasOffer(r.id, 50) {
 			t.Fatal("replayed offer relayed")
+		}
+	})
+
+	// An author's older message arriving after a newer one (its direct
+	// stream slower than a relay path) is dropped, not penalised.
+	t.Run("reordered from author", func(t *testing.T) {
+		r := newRogue(t)
+		r.connect(t, a)
+		o := testOffer(r.id)
+		o.Expires = future()
+		for _, seq := range []uint64{200_000, 400_000} {
+			o.Seq = seq
+			r.publish(t, protocol.TopicOffers, seal(t, r.key, o))
+		}
+		waitFor(t, 10*time.Second, "offers relayed", func() bool { return inB.hasOffer(r.id, 400_000) })
+		before := a.GossipStats()
+		o.Seq = 300_000
+		r.publish(t, protocol.TopicOffers, seal(t, r.key, o))
+		waitFor(t, 10*time.Second, "ignored", func() bool { return a.GossipStats().Ignored > before.Ignored })
+		if got := a.GossipStats().Rejected; got != before.Rejected {
+			t.Fatalf("rejected %d messages, want none", got-before.Rejected)
+		}
+		if s := a.PeerScore(r.id); s < 0 {
+			t.Fatalf("author's score %v after a reordered offer", s)
+		}
+		if inB.hasOffer(r.id, 300_000) {
+			t.Fatal("superseded offer relayed")
 		}
 	})
 
@@ -430,6 +461,8 @@ func TestValidatorDecisions(t *testing.T) {
 	hookErr := errors.New("rating is not from our verifier")
 	var hookMode string
 	h := checkHost(t, func(c *Config) {
+		c.SeqWindow = 2
+		c.GossipBurst = 20
 		c.ValidateOffer = func(o *protocol.Offer) error {
 			switch hookMode {
 			case "reject":
@@ -456,18 +489,23 @@ func TestValidatorDecisions(t *testing.T) {
 		mode string
 		want pubsub.ValidationResult
 	}{
-		{"first", offer(100, exp), w, "", pubsub.ValidationAccept},
-		{"same seq again", offer(100, exp+1), relay, "", pubsub.ValidationIgnore},
-		{"reordered via relay", offer(95, exp), relay, "", pubsub.ValidationIgnore},
-		{"old via relay", offer(10, exp), relay, "", pubsub.ValidationReject},
-		{"older from author", offer(99, exp), w, "", pubsub.ValidationReject},
-		{"next", offer(101, exp), relay, "", pubsub.ValidationAccept},
-		{"just expired", offer(102, time.Now().Add(-time.Second).UnixMilli()), w, "", pubsub.ValidationIgnore},
-		{"long expired", offer(103, time.Now().Add(-time.Hour).UnixMilli()), w, "", pubsub.ValidationReject},
-		{"too far ahead", offer(104, time.Now().Add(protocol.MaxOfferTTL+protocol.MaxClockSkew+time.Minute).UnixMilli()), w, "", pubsub.ValidationReject},
-		{"hook rejects", offer(105, exp), w, "reject", pubsub.ValidationReject},
-		{"hook ignores", offer(106, exp), w, "ignore", pubsub.ValidationIgnore},
-		{"hook passes", offer(107, exp), w, "", pubsub.ValidationAccept},
+		// Seqs as PublishOffer makes them: microseconds of the clock.
+		// The reorder window (SeqWindow 2) counts messages, not Seq units.
+		{"first", offer(1_000_000, exp), w, "", pubsub.ValidationAccept},
+		{"same seq again", offer(1_000_000, exp+1), relay, "", pubsub.ValidationIgnore},
+		{"older via relay, window not yet known", offer(900_000, exp), relay, "", pubsub.ValidationIgnore},
+		{"older from author, window not yet known", offer(800_000, exp), w, "", pubsub.ValidationIgnore},
+		{"next", offer(1_200_000, exp), relay, "", pubsub.ValidationAccept}, // 2 accepted: floor is the first
+		{"reordered from author, in window", offer(1_100_000, exp), w, "", pubsub.ValidationIgnore},
+		{"reordered via relay, in window", offer(1_000_001, exp), relay, "", pubsub.ValidationIgnore},
+		{"old via relay", offer(900_000, exp), relay, "", pubsub.ValidationReject},
+		{"old from author", offer(999_999, exp), w, "", pubsub.ValidationReject},
+		{"just expired", offer(1_300_000, time.Now().Add(-time.Second).UnixMilli()), w, "", pubsub.ValidationIgnore},
+		{"long expired", offer(1_400_000, time.Now().Add(-time.Hour).UnixMilli()), w, "", pubsub.ValidationReject},
+		{"too far ahead", offer(1_500_000, time.Now().Add(protocol.MaxOfferTTL+protocol.MaxClockSkew+time.Minute).UnixMilli()), w, "", pubsub.ValidationReject},
+		{"hook rejects", offer(1_600_000, exp), w, "reject", pubsub.ValidationReject},
+		{"hook ignores", offer(1_700_000, exp), w, "ignore", pubsub.ValidationIgnore},
+		{"hook passes", offer(1_800_000, exp), w, "", pubsub.ValidationAccept},
 	}
 	for _, s := range steps {
 		hookMode = s.mode
@@ -493,12 +531,12 @@ func TestValidatorDecisions(t *testing.T) {
 	// The envelope alone authenticates: a relayed copy of an authentic
 	// offer is accepted, one whose signer is not its author is refused,
 	// relayed or direct.
-	if got := h.validate(kindOffer, relay, gossipMsg(protocol.TopicOffers, offer(201, exp), w, relay)); got != pubsub.ValidationAccept {
+	if got := h.validate(kindOffer, relay, gossipMsg(protocol.TopicOffers, offer(2_000_000, exp), w, relay)); got != pubsub.ValidationAccept {
 		t.Errorf("relayed authentic offer: %v", got)
 	}
 	k3 := newKey(t)
 	other := testOffer(w)
-	other.Seq, other.Expires = 202, exp
+	other.Seq, other.Expires = 2_100_000, exp
 	for _, from := range []peer.ID{relay, w} {
 		if got := h.validate(kindOffer, from, gossipMsg(protocol.TopicOffers, seal(t, k3, other), w, from)); got != pubsub.ValidationReject {
 			t.Errorf("offer for %s signed by another key, from %s: %v", w, from, got)
@@ -508,7 +546,7 @@ func TestValidatorDecisions(t *testing.T) {
 	// ones ignored.
 	k2 := newKey(t)
 	w2, _ := peer.IDFromPrivateKey(k2)
-	burst := DefaultConfig().GossipBurst
+	burst := h.cfg.GossipBurst
 	for i := 1; i <= burst+2; i++ {
 		o := testOffer(w2)
 		o.Seq, o.Expires = uint64(i), exp
@@ -541,5 +579,62 @@ func TestSeqGuardBounded(t *testing.T) {
 	}
 	if len(g.m) > 100 {
 		t.Fatalf("guard holds %d signers", len(g.m))
+	}
+}
+
+// TestSeqGuardWindow: the reorder window counts messages whatever the
+// spacing of Seqs, and a message dropped as old still costs a token.
+func TestSeqGuardWindow(t *testing.T) {
+	now := time.Now()
+	exp := now.Add(time.Minute).UnixMilli()
+	p := peer.ID("p")
+	admit := func(g *seqGuard, seq uint64, direct bool) pubsub.ValidationResult {
+		r, _ := g.admit(p, kindOffer, seq, exp, direct, now, now)
+		return r
+	}
+	const step = 200_000 // clock-seeded Seqs, 200 ms apart
+	g := newSeqGuard(10, 1, 1000, 4)
+	for i := range uint64(10) {
+		if r := admit(g, (10+i)*step, true); r != pubsub.ValidationAccept {
+			t.Fatalf("seq %d: %v", i, r)
+		}
+	}
+	// 10 accepted with window 4: generations 10-13, 14-17, 18-19 (open),
+	// so the floor is 14: the window reaches 5 messages back here (4 to
+	// 7, depending on where the open generation is).
+	for _, c := range []struct {
+		seq  uint64
+		want pubsub.ValidationResult
+	}{
+		{19*step - 1, pubsub.ValidationIgnore}, // reordered, unseen
+		{19 * step, pubsub.ValidationIgnore},   // the last again
+		{15 * step, pubsub.ValidationIgnore},   // 4 back
+		{14 * step, pubsub.ValidationIgnore},   // 5 back: the floor
+		{14*step - 1, pubsub.ValidationReject}, // below the floor
+		{1, pubsub.ValidationReject},
+		{20 * step, pubsub.ValidationAccept},
+	} {
+		for _, direct := range []bool{true, false} {
+			if c.want == pubsub.ValidationAccept && !direct {
+				continue
+			}
+			if r := admit(g, c.seq, direct); r != c.want {
+				t.Errorf("seq %d (direct %v): got %v want %v", c.seq, direct, r, c.want)
+			}
+		}
+	}
+	// Window 0: any lower Seq is a replay.
+	g = newSeqGuard(10, 1, 1000, 0)
+	admit(g, 5*step, false)
+	if r := admit(g, 4*step, false); r != pubsub.ValidationReject {
+		t.Errorf("window 0: got %v", r)
+	}
+	// Old Seqs are not free: with a burst of 3 and no refill, one accept
+	// and two copies use the tokens up.
+	g = newSeqGuard(10, 1e-9, 3, 16)
+	for i, want := range []pubsub.ValidationResult{pubsub.ValidationAccept, pubsub.ValidationIgnore, pubsub.ValidationIgnore, pubsub.ValidationReject} {
+		if r := admit(g, step, true); r != want {
+			t.Errorf("copy %d: got %v want %v", i, r, want)
+		}
 	}
 }
