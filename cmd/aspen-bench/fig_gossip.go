@@ -33,10 +33,10 @@ type arrivals struct {
 
 func offerKey(w peer.ID, seq uint64) string { return fmt.Sprintf("%s/%d", w, seq) }
 
-// newMesh builds n hosts: on loopback TCP (libp2pHost nil) or on a
-// mocknet; each is linked to its predecessor and to degree-1 random others.
-// Gossip allows each signer rate offers per second (burst 100).
-func newMesh(ctx context.Context, n, degree int, mock bool, rate float64) (*mesh, func(), error) {
+// newMesh builds n hosts: on loopback TCP or on a mocknet; each is linked
+// to its predecessor and to degree-1 random others. Gossip allows each
+// signer rate offers per second, burst burst.
+func newMesh(ctx context.Context, n, degree int, mock bool, rate float64, burst int) (*mesh, func(), error) {
 	m := &mesh{}
 	var mn mocknet.Mocknet
 	if mock {
@@ -57,8 +57,7 @@ func newMesh(ctx context.Context, n, degree int, mock bool, rate float64) (*mesh
 		}
 		cfg := p2p.DefaultConfig()
 		cfg.Key = key
-		cfg.GossipBurst = 100
-		cfg.GossipRate = rate
+		cfg.GossipRate, cfg.GossipBurst = rate, burst
 		if mock {
 			var lh host.Host
 			lh, err = mn.AddPeer(key, ma.StringCast(fmt.Sprintf("/ip4/10.%d.%d.%d/tcp/4001", i>>16&255, i>>8&255, i&255)))
@@ -166,6 +165,7 @@ func (m *mesh) latencies(key string, t0 time.Time) durations {
 type published struct {
 	key string
 	at  time.Time
+	lag time.Duration // behind its schedule
 }
 
 // figGossip: 20 peers on loopback, 100 offers/s (delivered ≥ 99.9%, p99
@@ -180,50 +180,87 @@ func figGossip(ctx context.Context, e *env) ([]Row, error) {
 	var rows []Row
 
 	// 20 peers, loopback TCP. 100 offers/s from 20 authors is 5 per author
-	// per second, above the production per-signer limit (2/s, burst 10)
-	// meant for offers "about once a second": raised to 10/s here, so the
-	// figure measures delivery, not the flood limit.
+	// per second, above the production per-signer limit (GossipRate 2/s,
+	// burst 10) meant for offers "about once a second": rate and burst
+	// are raised 5× here (10/s, burst 50: the same 10 s of backlog
+	// tolerated at 5 offers/s as production tolerates at 1/s), so the
+	// figure measures delivery, not the flood limit. Everything else is
+	// the production configuration.
 	const n = 20
-	m, closeM, err := newMesh(ctx, n, 5, false, 10)
+	prod := p2p.DefaultConfig()
+	benchRate, benchBurst := 5*prod.GossipRate, 5*prod.GossipBurst
+	m, closeM, err := newMesh(ctx, n, 5, false, benchRate, benchBurst)
 	if err != nil {
 		closeM()
 		return nil, err
 	}
-	var pubs []published
+	// Open loop: every peer publishes on its own schedule, offer k of peer
+	// i at start + (k·n + i)/perSec, so a slow publish delays neither the
+	// others nor the total rate. Latency runs from the start of
+	// PublishOffer (sealing included) to the subscriber's handler, on one
+	// clock (one process).
 	const perSec = 100
-	tick := time.NewTicker(time.Second / time.Duration(perSec))
-	for i := range secs * perSec {
-		<-tick.C
-		h := m.hosts[i%n]
-		o := &protocol.Offer{MinPrice: 40_000, Capacity: 1, Slots: 1}
-		t0 := time.Now()
-		if err := h.PublishOffer(ctx, o); err != nil {
-			tick.Stop()
-			closeM()
-			return nil, err
-		}
-		pubs = append(pubs, published{offerKey(h.ID(), o.Seq), t0})
+	stats0 := m.stats()
+	pubs := make([]published, secs*perSec)
+	start := time.Now().Add(50 * time.Millisecond)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i, h := range m.hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := i; j < len(pubs); j += n {
+				due := start.Add(time.Duration(j) * time.Second / perSec)
+				time.Sleep(time.Until(due))
+				o := &protocol.Offer{MinPrice: 40_000, Capacity: 1, Slots: 1}
+				t0 := time.Now()
+				if err := h.PublishOffer(ctx, o); err != nil {
+					errs <- err
+					return
+				}
+				pubs[j] = published{offerKey(h.ID(), o.Seq), t0, t0.Sub(due)}
+			}
+		}()
 	}
-	tick.Stop()
-	time.Sleep(2 * time.Second) // stragglers
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		closeM()
+		return nil, err
+	}
+	first, last := pubs[0].at, pubs[0].at
+	var lags durations
+	for _, p := range pubs {
+		first, last = minTime(first, p.at), maxTime(last, p.at)
+		lags = append(lags, p.lag)
+	}
+	// Stragglers: up to 2 s after the last publish.
+	for end := last.Add(2 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if m.reachedAll(pubs) {
+			break
+		}
+	}
 	var lat durations
 	for _, p := range pubs {
 		lat = append(lat, m.latencies(p.key, p.at)...)
 	}
+	stats := m.stats()
 	closeM()
 	expected := len(pubs) * (n - 1)
 	rows = append(rows,
 		Row{Figure: "6 gossip, 20 peers (loopback TCP), 100 offers/s: delivered", Value: 100 * float64(len(lat)) / float64(expected), Unit: "%"}.
-			target("value", ">=", 99.9).note("%d offers over %d s, %d of %d deliveries", len(pubs), secs, len(lat), expected),
+			target("value", ">=", 99.9).note("%d offers over %.1f s (%.0f/s; publish lag behind schedule p99 %.1f ms), %d of %d deliveries; validators rejected %d, ignored %d (older than an offer already delivered from the same author, or a copy)",
+			len(pubs), last.Sub(first).Seconds(), float64(len(pubs)-1)/last.Sub(first).Seconds(), ms(lags.pct(0.99)), len(lat), expected,
+			stats.Rejected-stats0.Rejected, stats.Ignored-stats0.Ignored),
 		Row{Figure: "6 gossip, 20 peers, 100 offers/s: delivery latency p99", Value: ms(lat.pct(0.99)), Unit: "ms"}.
-			target("value", "<=", 20).note("p50 %.2f ms, p90 %.1f ms, p95 %.1f ms, max %.1f ms; %d deliveries over 50 ms", ms(lat.pct(0.5)), ms(lat.pct(0.9)), ms(lat.pct(0.95)),
-			ms(slices.Max(append(lat, 0))), over(lat, 50*time.Millisecond)),
+			target("value", "<=", 20).note("per-signer gossip limit raised to %.0f/s, burst %d (production %.0f/s, burst %d); p50 %.2f ms, p90 %.1f ms, p95 %.1f ms, max %.1f ms; %d deliveries over 50 ms", benchRate, benchBurst, prod.GossipRate, prod.GossipBurst,
+			ms(lat.pct(0.5)), ms(lat.pct(0.9)), ms(lat.pct(0.95)), ms(slices.Max(append(lat, 0))), over(lat, 50*time.Millisecond)),
 	)
 
 	// 200 peers on a mocknet, offers published one at a time from
 	// different peers (production gossip limits).
 	const big = 200
-	m, closeM, err = newMesh(ctx, big, 8, true, 2)
+	m, closeM, err = newMesh(ctx, big, 8, true, prod.GossipRate, prod.GossipBurst)
 	if err != nil {
 		closeM()
 		return rows, err
@@ -255,6 +292,42 @@ func figGossip(ctx context.Context, e *env) ([]Row, error) {
 		target("value", "<=", 2000).note("%d offers, median %.0f ms; %.2f%% of all deliveries made within 10 s", offers200, ms(t99.pct(0.5)),
 		100*float64(delivered)/float64(offers200*(big-1))))
 	return rows, nil
+}
+
+// stats sums the hosts' gossip validation counters.
+func (m *mesh) stats() p2p.GossipStats {
+	var s p2p.GossipStats
+	for _, h := range m.hosts {
+		g := h.GossipStats()
+		s.Accepted += g.Accepted
+		s.Rejected += g.Rejected
+		s.Ignored += g.Ignored
+	}
+	return s
+}
+
+// reachedAll reports whether every offer reached every other peer.
+func (m *mesh) reachedAll(pubs []published) bool {
+	for _, p := range pubs {
+		if m.reached(p.key) < len(m.hosts)-1 {
+			return false
+		}
+	}
+	return true
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func over(d durations, limit time.Duration) int {
