@@ -17,9 +17,9 @@ import (
 // functions one after the other against one shared badger transaction and
 // commits it. Update callers return at once; for Durable callers a syncer
 // goroutine then fsyncs once for everything committed since its last sync
-// and only then wakes them. While the syncer is
-// in fsync the committer already builds the next batch, so under load each
-// fsync covers many writes.
+// (waiting for a round the committer is in the middle of) and only then
+// wakes them. While the syncer is in fsync the committer already builds
+// the next batch, so under load each fsync covers many writes.
 //
 // A function that fails must not poison the others sharing its
 // transaction. A function that fails before writing anything is simply
@@ -108,7 +108,14 @@ func (s *Store) submit(ctx context.Context, fn func(tx *Tx) error, sync bool) er
 	}
 }
 
-// commitLoop is the committer goroutine.
+// noneCommitted ends a round that committed nothing (non-nil: nil is the
+// round-start marker).
+var noneCommitted = []*durableReq{}
+
+// commitLoop is the committer goroutine. Each round it hands the syncer
+// the requests it committed, even none; with group commit it also tells
+// the syncer first that a round has started (a nil batch, sent only if
+// there is room, so the committer never waits for it).
 func (s *Store) commitLoop() {
 	defer s.wg.Done()
 	defer close(s.toSync)
@@ -121,6 +128,12 @@ func (s *Store) commitLoop() {
 			batch = append(batch, r)
 		case <-s.closing:
 			return
+		}
+		if s.cfg.MaxBatch > 1 {
+			select {
+			case s.toSync <- nil:
+			default:
+			}
 		}
 	drain:
 		for len(batch) < s.cfg.MaxBatch {
@@ -137,45 +150,74 @@ func (s *Store) commitLoop() {
 				taken = append(taken, r)
 			}
 		}
-		if len(taken) == 0 {
-			continue
-		}
 		var committed []*durableReq
-		s.runBatch(taken, &committed)
-		if len(committed) > 0 {
-			s.toSync <- committed
+		if len(taken) > 0 {
+			s.runBatch(taken, &committed)
 		}
+		if committed == nil {
+			committed = noneCommitted
+		}
+		s.toSync <- committed
 	}
 }
 
 // syncLoop is the syncer goroutine: one fsync round for everything the
 // committer handed over since the last round, then the callers are woken.
+// If the committer is in the middle of a round when the syncer is ready,
+// the syncer waits for that round and syncs it with the rest (up to
+// MaxBatch writes): an fsync costs far more than a commit round (on the
+// test VM about 0.4 ms of CPU on top of its latency), so syncing without
+// the round would only add an fsync for it right after.
 func (s *Store) syncLoop() {
 	defer s.wg.Done()
-	for first := range s.toSync {
-		waiting := first
+	group := s.cfg.MaxBatch > 1 // MaxBatch 1: one sync per write
+	var waiting []*durableReq
+	inRound, open := false, true
+	take := func(b []*durableReq, ok bool) {
+		if !ok {
+			open = false
+			return
+		}
+		inRound = b == nil
+		waiting = append(waiting, b...)
+	}
+	for open {
+		if len(waiting) == 0 || (group && inRound && len(waiting) < s.cfg.MaxBatch) {
+			b, ok := <-s.toSync
+			take(b, ok)
+			continue
+		}
 	drain:
-		for s.cfg.MaxBatch > 1 { // MaxBatch 1: one sync per write
+		for group && open {
 			select {
-			case more, ok := <-s.toSync:
-				if !ok {
-					break drain
-				}
-				waiting = append(waiting, more...)
+			case b, ok := <-s.toSync:
+				take(b, ok)
 			default:
 				break drain
 			}
 		}
-		err := s.syncAll()
-		if err != nil {
-			s.log.Error("sync after group commit failed", "err", err, "writes", len(waiting))
-			err = fmt.Errorf("store: committed but not synced, may not survive power loss: %w", err)
-		} else {
-			s.stats.durableWrites.Add(uint64(len(waiting)))
+		if open && group && inRound && len(waiting) < s.cfg.MaxBatch {
+			continue
 		}
-		for _, r := range waiting {
-			r.done <- err
-		}
+		s.syncWaiting(waiting)
+		waiting = nil
+	}
+	if len(waiting) > 0 {
+		s.syncWaiting(waiting)
+	}
+}
+
+// syncWaiting syncs and wakes the callers of committed requests.
+func (s *Store) syncWaiting(waiting []*durableReq) {
+	err := s.syncAll()
+	if err != nil {
+		s.log.Error("sync after group commit failed", "err", err, "writes", len(waiting))
+		err = fmt.Errorf("store: committed but not synced, may not survive power loss: %w", err)
+	} else {
+		s.stats.durableWrites.Add(uint64(len(waiting)))
+	}
+	for _, r := range waiting {
+		r.done <- err
 	}
 }
 

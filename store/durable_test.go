@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -340,5 +341,86 @@ func TestSyncCoversRotatedLogFiles(t *testing.T) {
 	}
 	if vlogs < 2 {
 		t.Fatalf("test did not rotate the value log (%v)", logs)
+	}
+}
+
+// syncerOnly returns a store with just a syncer goroutine over an empty
+// directory, fed by the test through toSync as the committer would.
+func syncerOnly(t *testing.T, maxBatch int, queued ...[]*durableReq) *Store {
+	t.Helper()
+	s := &Store{cfg: Config{MaxBatch: maxBatch}, log: slog.New(slog.DiscardHandler),
+		sync: newFileSyncer(t.TempDir()), toSync: make(chan []*durableReq, 4)}
+	for _, b := range queued {
+		s.toSync <- b
+	}
+	s.wg.Add(1)
+	go s.syncLoop()
+	t.Cleanup(func() {
+		close(s.toSync)
+		s.wg.Wait()
+	})
+	return s
+}
+
+func committedReqs(n int) []*durableReq {
+	out := make([]*durableReq, n)
+	for i := range out {
+		out[i] = &durableReq{sync: true, done: make(chan error, 1)}
+	}
+	return out
+}
+
+func waitDone(t *testing.T, rs []*durableReq) {
+	t.Helper()
+	for _, r := range rs {
+		if err := <-r.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestSyncerWaitsForRoundInProgress: writes handed over while the committer
+// has started another round (nil marker) are synced together with that
+// round's writes, in one fsync.
+func TestSyncerWaitsForRoundInProgress(t *testing.T) {
+	first, second := committedReqs(3), committedReqs(2)
+	s := syncerOnly(t, 8, first, nil)
+	s.toSync <- second
+	waitDone(t, first)
+	waitDone(t, second)
+	if st := s.Stats(); st.Syncs != 1 || st.DurableWrites != 5 {
+		t.Fatalf("stats %+v, want 5 writes in 1 sync", st)
+	}
+	// A round that committed nothing ends the wait too.
+	third := committedReqs(1)
+	s.toSync <- third
+	s.toSync <- nil
+	s.toSync <- noneCommitted
+	waitDone(t, third)
+}
+
+// TestSyncerDoesNotWaitPastMaxBatch: with MaxBatch writes waiting, the
+// syncer syncs at once even if a round is in progress.
+func TestSyncerDoesNotWaitPastMaxBatch(t *testing.T) {
+	first := committedReqs(2)
+	s := syncerOnly(t, 2, first, nil)
+	waitDone(t, first)
+	second := committedReqs(1)
+	s.toSync <- second
+	waitDone(t, second)
+	if st := s.Stats(); st.Syncs != 2 {
+		t.Fatalf("stats %+v, want 2 syncs", st)
+	}
+}
+
+// TestSyncerOneSyncPerWrite: MaxBatch 1 (the one-fsync-per-write baseline)
+// syncs every hand-over on its own.
+func TestSyncerOneSyncPerWrite(t *testing.T) {
+	a, b := committedReqs(1), committedReqs(1)
+	s := syncerOnly(t, 1, a, b)
+	waitDone(t, a)
+	waitDone(t, b)
+	if st := s.Stats(); st.Syncs != 2 {
+		t.Fatalf("stats %+v, want 2 syncs", st)
 	}
 }

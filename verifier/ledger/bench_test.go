@@ -56,14 +56,14 @@ func settleBurst(b *testing.B, l *Ledger, n int, tag string) float64 {
 	return float64(n) / time.Since(start).Seconds()
 }
 
-func benchLedger(b *testing.B, maxBatch int) *Ledger {
+func benchLedger(b *testing.B, maxBatch int) (*Ledger, *store.Store) {
 	st := openStore(b, b.TempDir(), func(c *store.Config) { c.MaxBatch = maxBatch })
 	b.Cleanup(func() { _ = st.Close() })
 	l, err := Open(st, Config{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	return l
+	return l, st
 }
 
 var settleBaseline struct {
@@ -77,14 +77,16 @@ var settleBaseline struct {
 // run, and reports both rates and their ratio.
 func BenchmarkSettlements(b *testing.B) {
 	settleBaseline.Do(func() {
-		settleBaseline.rate = settleBurst(b, benchLedger(b, 1), 2000, "base")
+		l, _ := benchLedger(b, 1)
+		settleBaseline.rate = settleBurst(b, l, 2000, "base")
 	})
-	l := benchLedger(b, store.DefaultConfig().MaxBatch)
+	l, st := benchLedger(b, store.DefaultConfig().MaxBatch)
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0, s0 := cpuTime(), st.Stats()
 	rate := settleBurst(b, l, b.N, fmt.Sprintf("run%d", b.N))
-	cpu := cpuTime() - cpu0
+	cpu, s1 := cpuTime()-cpu0, st.Stats()
 	b.StopTimer()
+	b.ReportMetric(float64(s1.DurableWrites-s0.DurableWrites)/float64(max(s1.Syncs-s0.Syncs, 1)), "writes/sync")
 	b.ReportMetric(rate, "settlements/s")
 	b.ReportMetric(settleBaseline.rate, "one-sync-per-write/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
