@@ -151,16 +151,33 @@ func (p *Posting) Validate() error {
 	if len(p.Entries) < 2 || len(p.Entries) > MaxEntries {
 		return fmt.Errorf("%w: posting %s: needs 2..%d entries, has %d", ErrInvalid, p.ID, MaxEntries, len(p.Entries))
 	}
-	seen := make(map[string]bool, len(p.Entries))
+	var buf [8]side
+	sides := buf[:0]
+	if len(p.Entries) > len(buf) {
+		sides = make([]side, 0, len(p.Entries))
+	}
+	var seen map[string]bool
+	if len(p.Entries) > 16 {
+		seen = make(map[string]bool, len(p.Entries))
+	}
 	var sum protocol.Micros
-	for _, e := range p.Entries {
-		if _, _, err := AccountKind(e.Account); err != nil {
+	for i, e := range p.Entries {
+		k, peer, err := AccountKind(e.Account)
+		if err != nil {
 			return fmt.Errorf("posting %s: %w", p.ID, err)
 		}
-		if seen[e.Account] {
+		dup := false
+		if seen != nil {
+			dup = seen[e.Account]
+			seen[e.Account] = true
+		} else {
+			for _, f := range p.Entries[:i] {
+				dup = dup || f.Account == e.Account
+			}
+		}
+		if dup {
 			return fmt.Errorf("%w: posting %s: account %s appears twice", ErrInvalid, p.ID, e.Account)
 		}
-		seen[e.Account] = true
 		if e.Amount == 0 {
 			return fmt.Errorf("%w: posting %s: zero amount for %s", ErrInvalid, p.ID, e.Account)
 		}
@@ -168,43 +185,48 @@ func (p *Posting) Validate() error {
 		if sum, ok = addMicros(sum, e.Amount); !ok {
 			return fmt.Errorf("%w: posting %s: amounts overflow", ErrInvalid, p.ID)
 		}
+		sides = append(sides, side{k, peer, e.Account, e.Amount < 0})
 	}
 	if sum != 0 {
 		return fmt.Errorf("%w: posting %s: entries sum to %s, not zero", ErrInvalid, p.ID, sum)
 	}
-	if err := p.checkShape(); err != nil {
+	if err := p.checkShape(sides); err != nil {
 		return fmt.Errorf("%w: posting %s (%s): %v", ErrInvalid, p.ID, p.Kind, err)
 	}
 	return nil
 }
 
+// side is one entry of a posting, classified by Validate.
+type side struct {
+	kind, peer, acct string
+	debit            bool
+}
+
 // checkShape enforces which accounts each kind may debit and credit, so
 // that, e.g., a settlement can only spend the escrow of the consumer it
 // refunds, and no posting moves one consumer's money to another consumer.
-func (p *Posting) checkShape() error {
-	type side struct{ kind, peer, acct string }
-	var debits, credits []side
-	for _, e := range p.Entries {
-		k, peer, _ := AccountKind(e.Account)
-		s := side{k, peer, e.Account}
-		if e.Amount < 0 {
-			debits = append(debits, s)
-		} else {
-			credits = append(credits, s)
+func (p *Posting) checkShape(sides []side) error {
+	// one returns the only debit (credit) side, which must be of kind.
+	one := func(debit bool, what string, kind string) (side, error) {
+		var found side
+		n := 0
+		for _, s := range sides {
+			if s.debit == debit {
+				found = s
+				n++
+			}
 		}
-	}
-	one := func(ss []side, what string, kind string) (side, error) {
-		if len(ss) != 1 || ss[0].kind != kind {
+		if n != 1 || found.kind != kind {
 			return side{}, fmt.Errorf("must have exactly one %s entry on a %s account", what, kind)
 		}
-		return ss[0], nil
+		return found, nil
 	}
 	pair := func(fromKind, toKind string, samePeer bool) error {
-		d, err := one(debits, "debit", fromKind)
+		d, err := one(true, "debit", fromKind)
 		if err != nil {
 			return err
 		}
-		c, err := one(credits, "credit", toKind)
+		c, err := one(false, "credit", toKind)
 		if err != nil {
 			return err
 		}
@@ -223,12 +245,13 @@ func (p *Posting) checkShape() error {
 	case KindWithdraw:
 		return pair("consumer", External, false)
 	case KindSettle:
-		d, err := one(debits, "debit", "escrow")
+		d, err := one(true, "debit", "escrow")
 		if err != nil {
 			return err
 		}
-		for _, c := range credits {
+		for _, c := range sides {
 			switch {
+			case c.debit:
 			case c.kind == "worker" || c.kind == Operator:
 			case c.kind == "consumer" && c.peer == d.peer:
 			default:
@@ -237,11 +260,11 @@ func (p *Posting) checkShape() error {
 		}
 		return nil
 	case KindPayout:
-		if _, err := one(credits, "credit", External); err != nil {
+		if _, err := one(false, "credit", External); err != nil {
 			return err
 		}
-		for _, d := range debits {
-			if d.kind != "worker" {
+		for _, d := range sides {
+			if d.debit && d.kind != "worker" {
 				return fmt.Errorf("may debit only worker accounts, not %s", d.acct)
 			}
 		}
