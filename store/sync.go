@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,6 +36,7 @@ import (
 type fileSyncer struct {
 	dir   string
 	mu    sync.Mutex
+	dirf  *os.File            // dir, kept open and re-read from the start at each sync
 	heads map[string]*os.File // open newest log files, by name
 	clean map[string]bool     // rotated log files already fsynced
 	known map[string]bool     // log files present at the last directory sync
@@ -72,7 +74,7 @@ func (f *fileSyncer) syncLogs(vlogDirty *atomic.Bool) (err error) {
 			vlogDirty.Store(true)
 		}
 	}()
-	ents, err := os.ReadDir(f.dir)
+	ents, err := f.readDir()
 	if err != nil {
 		return err
 	}
@@ -145,6 +147,29 @@ func (f *fileSyncer) syncLogs(vlogDirty *atomic.Bool) (err error) {
 	return nil
 }
 
+// readDir lists the directory through a descriptor kept open (the listing
+// of every sync; opening the directory each time cost as much as reading
+// it). It falls back to os.ReadDir where a directory cannot be rewound.
+func (f *fileSyncer) readDir() ([]os.DirEntry, error) {
+	if f.dirf == nil {
+		d, err := os.Open(f.dir)
+		if err != nil {
+			return nil, err
+		}
+		f.dirf = d
+	} else if _, err := f.dirf.Seek(0, io.SeekStart); err != nil {
+		_ = f.dirf.Close()
+		f.dirf = nil
+		return os.ReadDir(f.dir)
+	}
+	ents, err := f.dirf.ReadDir(-1)
+	if err != nil {
+		_ = f.dirf.Close()
+		f.dirf = nil
+	}
+	return ents, err
+}
+
 // syncHead fdatasyncs one of the newest log files through a cached
 // descriptor. Badger creates log files at their full size, so only their
 // timestamps change as they fill; a rotated file gets a full fsync once.
@@ -167,6 +192,10 @@ func (f *fileSyncer) close() {
 	for name, fh := range f.heads {
 		_ = fh.Close()
 		delete(f.heads, name)
+	}
+	if f.dirf != nil {
+		_ = f.dirf.Close()
+		f.dirf = nil
 	}
 }
 
