@@ -198,6 +198,9 @@ func (v *Verifier) escrowPostingsLocked(t *taskState, from, to int) []ledger.Pos
 // settlePostingLocked is the ledger posting of t's settlement: the escrow
 // queued for it is released into worker pay, the operator's cut and the
 // consumer's refund. ok is false when it cannot be built.
+// settleID is the ledger posting ID of t's settlement.
+func settleID(t *taskState) string { return fmt.Sprintf("%s/%s/%d", kindSettle, t.rec.Group, t.rec.Index) }
+
 func (v *Verifier) settlePostingLocked(t *taskState) (ledger.Posting, bool) {
 	s := t.rec.Settlement
 	m := t.rec.M
@@ -209,7 +212,7 @@ func (v *Verifier) settlePostingLocked(t *taskState) (ledger.Posting, bool) {
 		return ledger.Posting{}, false
 	}
 	p := ledger.Posting{
-		ID: fmt.Sprintf("%s/%s/%d", kindSettle, t.rec.Group, t.rec.Index), Time: v.nowMs(), Kind: kindSettle,
+		ID: settleID(t), Time: v.nowMs(), Kind: kindSettle,
 		Memo: fmt.Sprintf("task %s/%d %s", t.rec.Group, t.rec.Index, t.rec.Outcome),
 	}
 	p.Entries = append(p.Entries, ledger.Entry{Account: acctEscrow(c), Amount: -escrowed})

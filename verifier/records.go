@@ -10,6 +10,7 @@ import (
 	"github.com/aspen-market/aspen/market"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/store"
+	"github.com/aspen-market/aspen/verifier/ledger"
 )
 
 // Store namespaces of the verifier's records (the ledger keeps its own).
@@ -203,11 +204,16 @@ func mustJSON(v any) []byte {
 	return b
 }
 
-// write is one pending record write (val nil deletes).
+// write is one pending record write (val nil deletes), or ledger postings
+// (posts) applied in the same transaction as the records queued with them.
+// after, if set, is called with the outcome once the write is durable or
+// has failed (without the verifier's lock held, before the waiters hear).
 type write struct {
-	ns  string
-	key string
-	val []byte
+	ns    string
+	key   string
+	val   []byte
+	posts []ledger.Posting
+	after func(error)
 }
 
 // persister writes records durably in the order they were queued. Callers
@@ -216,7 +222,8 @@ type write struct {
 // flight at a time; everything queued meanwhile goes into the next one, so
 // the store's group commit and fsync are shared.
 type persister struct {
-	st *store.Store
+	st  *store.Store
+	led *ledger.Ledger
 
 	mu      sync.Mutex
 	pending []write
@@ -227,8 +234,8 @@ type persister struct {
 // maxPersistChunk bounds the bytes written in one transaction.
 const maxPersistChunk = 2 << 20
 
-func newPersister(st *store.Store) *persister {
-	return &persister{st: st, kick: make(chan struct{}, 1)}
+func newPersister(st *store.Store, led *ledger.Ledger) *persister {
+	return &persister{st: st, led: led, kick: make(chan struct{}, 1)}
 }
 
 // queue adds writes and returns a channel that receives the outcome once
@@ -270,7 +277,9 @@ func (p *persister) flush(ctx context.Context) {
 	// Later writes of a key win: keep only the last of each.
 	last := make(map[[2]string]int, len(ws))
 	for i, w := range ws {
-		last[[2]string{w.ns, w.key}] = i
+		if w.posts == nil {
+			last[[2]string{w.ns, w.key}] = i
+		}
 	}
 	// Write in chunks that fit one badger transaction, in queue order.
 	var err error
@@ -279,12 +288,19 @@ func (p *persister) flush(ctx context.Context) {
 	commit := func() {
 		if err == nil && len(chunk) > 0 {
 			c := chunk
+			var lastTx *store.Tx
+			posts := false
 			err = p.st.Durable(ctx, func(tx *store.Tx) error {
+				lastTx = tx
 				for _, w := range c {
 					var err error
-					if w.val == nil {
+					switch {
+					case w.posts != nil:
+						posts = true
+						err = p.led.PostTx(tx, w.posts)
+					case w.val == nil:
 						err = tx.Delete(w.ns, []byte(w.key))
-					} else {
+					default:
 						err = tx.Put(w.ns, []byte(w.key), w.val)
 					}
 					if err != nil {
@@ -293,22 +309,30 @@ func (p *persister) flush(ctx context.Context) {
 				}
 				return nil
 			})
+			if err == nil && posts {
+				p.led.Committed(lastTx)
+			}
 		}
 		chunk, size = nil, 0
 	}
 	for i, w := range ws {
-		if last[[2]string{w.ns, w.key}] != i {
+		if w.posts == nil && last[[2]string{w.ns, w.key}] != i {
 			continue
 		}
 		if size+len(w.val)+len(w.key) > maxPersistChunk {
 			commit()
 		}
 		chunk = append(chunk, w)
-		size += len(w.val) + len(w.key) + 64
+		size += len(w.val) + len(w.key) + 64 + 256*len(w.posts)
 	}
 	commit()
 	if err != nil {
 		err = fmt.Errorf("verifier: persist %d records: %w", len(last), err)
+	}
+	for _, w := range ws {
+		if w.after != nil {
+			w.after(err)
+		}
 	}
 	for _, ch := range waiters {
 		ch <- err

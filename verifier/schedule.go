@@ -92,7 +92,7 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 		batches     = map[[2]string]*building{}
 		built       []*building
 		escrows     []ledger.Posting
-		escrowTasks []*taskState
+		escrowUndo  []func()
 		changed     []*taskState
 		settled     []*taskState
 		noWorkers   = map[*groupState]string{} // groups whose fresh tasks found nobody this round
@@ -170,8 +170,10 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 			for _, p := range ps {
 				bal[c] += p.Entries[0].Amount // negative: the consumer's side
 			}
-			t.rec.EscrowQueued = m.EscrowSlots
-			escrowTasks = append(escrowTasks, t)
+			// Posted in the same transaction as this task's record.
+			t, q, p := t, t.rec.EscrowQueued, t.rec.EscrowPosted
+			escrowUndo = append(escrowUndo, func() { t.rec.EscrowQueued, t.rec.EscrowPosted = q, p })
+			t.rec.EscrowQueued, t.rec.EscrowPosted = m.EscrowSlots, m.EscrowSlots
 		}
 		v.unqueueLocked(t)
 		if fresh && t.rec.SpotCheck && m.Verifier == nil && !m.VerifierPending {
@@ -188,6 +190,19 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 	}
 
 	var writes []write
+	if len(escrows) > 0 {
+		// The escrow and the records that account for it commit as one.
+		writes = append(writes, write{posts: escrows, after: func(err error) {
+			if err == nil {
+				return
+			}
+			v.mu.Lock()
+			defer v.mu.Unlock()
+			for _, u := range escrowUndo {
+				u()
+			}
+		}})
+	}
 	var recs []*assignmentRecord
 	for _, b := range built {
 		rec, err := v.sealAssignmentLocked(b, now)
@@ -214,41 +229,12 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 	if pch != nil {
 		if err := v.wait(ctx, pch); err != nil {
 			if ctx.Err() == nil && v.ctx.Err() == nil {
-				v.log.Error("persisting a scheduling round failed; its assignments are not sent", "err", err)
-				v.failAssignments(recs, "verifier could not persist the assignment")
+				v.log.Error("persisting a scheduling round (records and escrow) failed; its assignments are not sent", "err", err)
+				v.failAssignments(recs, "verifier could not persist the assignment or post its escrow: "+err.Error())
 			}
 			return
 		}
 	}
-	// The escrow is posted only once the tasks that record it are durable,
-	// so after a crash the ledger never holds an escrow a task does not
-	// know about (resume re-posts what the records say was queued).
-	ech := v.lq.queue(escrows...)
-	if err := v.wait(ctx, ech); err != nil {
-		if ctx.Err() != nil || v.ctx.Err() != nil {
-			return
-		}
-		v.log.Error("posting escrow failed; assignments are not sent", "tasks", len(escrowTasks), "err", err)
-		v.mu.Lock()
-		for _, t := range escrowTasks {
-			t.rec.EscrowQueued = t.rec.EscrowPosted
-		}
-		v.mu.Unlock()
-		v.failAssignments(recs, "escrow could not be posted: "+err.Error())
-		return
-	}
-	v.mu.Lock()
-	writes = writes[:0]
-	for _, t := range escrowTasks {
-		if t.rec.EscrowPosted < t.rec.EscrowQueued {
-			t.rec.EscrowPosted = t.rec.EscrowQueued
-			writes = append(writes, v.taskWrites(t)...)
-		}
-	}
-	if len(writes) > 0 {
-		v.per.queue(writes...)
-	}
-	v.mu.Unlock()
 	v.postSettlements(settled)
 	for _, rec := range recs {
 		rec := rec

@@ -179,7 +179,7 @@ func New(cfg Config) (*Verifier, error) {
 	if v.led, err = ledger.Open(v.st, ledger.Config{Logger: cfg.Logger}); err != nil {
 		return nil, fmt.Errorf("verifier: ledger: %w", err)
 	}
-	v.per = newPersister(v.st)
+	v.per = newPersister(v.st, v.led)
 	v.lq = newLedgerQueue(v.led)
 	if cfg.Runner != nil {
 		v.run = cfg.Runner
@@ -569,6 +569,15 @@ func (v *Verifier) resume(ctx context.Context) {
 	var escrowTasks []*taskState
 	for _, g := range v.groups {
 		for _, t := range g.tasks {
+			// A record says "posted" only in the transaction that posted;
+			// should a failed commit ever have been followed by a good one,
+			// the ledger is the judge.
+			if t.rec.Settlement != nil && t.rec.Posted && t.rec.EscrowQueued > 0 {
+				if _, err := v.led.Lookup(settleID(t)); errors.Is(err, ledger.ErrNotFound) {
+					v.log.Warn("settlement recorded as posted is not in the ledger; posting it again", "group", t.rec.Group, "task", t.rec.Index)
+					t.rec.Posted = false
+				}
+			}
 			if t.rec.EscrowPosted >= t.rec.EscrowQueued {
 				continue
 			}
@@ -631,8 +640,42 @@ func (v *Verifier) taskWrite(t *taskState) write {
 
 // taskWrites is the task's record and the records of the assignments in
 // which it was the last running replica (they are over).
+//
+// A settled task's ledger posting goes into the same transaction as the
+// record that says it is posted (once its escrow is known posted; retried
+// by retrySettlements otherwise).
 func (v *Verifier) taskWrites(t *taskState) []write {
-	ws := []write{v.taskWrite(t)}
+	if t.rec.Settlement != nil && !t.rec.Posted && !t.posting && t.rec.EscrowPosted >= t.rec.EscrowQueued {
+		if p, ok := v.settlePostingLocked(t); ok {
+			// The record written says "posted"; in memory the task is
+			// posted (and may be released) only once that is durable. A
+			// later snapshot written meanwhile says "not posted", which
+			// at worst makes a restart post it again (a no-op by ID).
+			t.posting = true
+			t.rec.Posted = true
+			rec := v.taskWrite(t)
+			t.rec.Posted = false
+			ws := []write{{posts: []ledger.Posting{p}, after: func(err error) {
+				v.mu.Lock()
+				t.posting = false
+				if err == nil {
+					t.rec.Posted = true
+				}
+				v.mu.Unlock()
+				if err == nil {
+					kick(v.kickRelease)
+				}
+			}}, rec}
+			return append(ws, v.overWrites(t)...)
+		}
+	}
+	return append([]write{v.taskWrite(t)}, v.overWrites(t)...)
+}
+
+// overWrites are the records of the assignments in which t was the last
+// running replica (they are over).
+func (v *Verifier) overWrites(t *taskState) []write {
+	var ws []write
 	for _, id := range v.untrackLocked(t) {
 		if a := v.asgs[id]; a != nil {
 			a.Done = true
