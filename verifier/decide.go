@@ -199,7 +199,9 @@ func (v *Verifier) escrowPostingsLocked(t *taskState, from, to int) []ledger.Pos
 // queued for it is released into worker pay, the operator's cut and the
 // consumer's refund. ok is false when it cannot be built.
 // settleID is the ledger posting ID of t's settlement.
-func settleID(t *taskState) string { return fmt.Sprintf("%s/%s/%d", kindSettle, t.rec.Group, t.rec.Index) }
+func settleID(t *taskState) string {
+	return fmt.Sprintf("%s/%s/%d", kindSettle, t.rec.Group, t.rec.Index)
+}
 
 func (v *Verifier) settlePostingLocked(t *taskState) (ledger.Posting, bool) {
 	s := t.rec.Settlement

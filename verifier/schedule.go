@@ -89,13 +89,13 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 	v.mu.Lock()
 	trust := v.reps.Trust(v.cfg.Market)
 	var (
-		batches     = map[[2]string]*building{}
-		built       []*building
-		escrows     []ledger.Posting
-		escrowUndo  []func()
-		changed     []*taskState
-		settled     []*taskState
-		noWorkers   = map[*groupState]string{} // groups whose fresh tasks found nobody this round
+		batches    = map[[2]string]*building{}
+		built      []*building
+		escrows    []ledger.Posting
+		escrowUndo []func()
+		changed    []*taskState
+		settled    []*taskState
+		noWorkers  = map[*groupState]string{} // groups whose fresh tasks found nobody this round
 	)
 	for _, t := range cands {
 		if _, ok := v.queued[t]; !ok {
