@@ -195,14 +195,14 @@ func (v *Verifier) escrowPostingsLocked(t *taskState, from, to int) []ledger.Pos
 	return ps
 }
 
-// settlePostingLocked is the ledger posting of t's settlement: the escrow
-// queued for it is released into worker pay, the operator's cut and the
-// consumer's refund. ok is false when it cannot be built.
 // settleID is the ledger posting ID of t's settlement.
 func settleID(t *taskState) string {
 	return fmt.Sprintf("%s/%s/%d", kindSettle, t.rec.Group, t.rec.Index)
 }
 
+// settlePostingLocked is the ledger posting of t's settlement: the escrow
+// queued for it is released into worker pay, the operator's cut and the
+// consumer's refund. ok is false when it cannot be built.
 func (v *Verifier) settlePostingLocked(t *taskState) (ledger.Posting, bool) {
 	s := t.rec.Settlement
 	m := t.rec.M
