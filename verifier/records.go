@@ -232,7 +232,7 @@ type persister struct {
 }
 
 // maxPersistChunk bounds the bytes written in one transaction.
-const maxPersistChunk = 2 << 20
+const maxPersistChunk = 4 << 20 // badger refuses a transaction above 15% of the 64 MiB memtable
 
 func newPersister(st *store.Store, led *ledger.Ledger) *persister {
 	return &persister{st: st, led: led, kick: make(chan struct{}, 1)}
