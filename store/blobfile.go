@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	badger "github.com/dgraph-io/badger/v4"
 	"github.com/ipfs/go-cid"
 
 	"github.com/aspen-market/aspen/protocol"
@@ -75,31 +76,33 @@ func (s *Store) openBlobDir() error {
 	if err != nil {
 		return fmt.Errorf("store: read %s: %w", s.blobDir, err)
 	}
-	removed := 0
-	for _, e := range ents {
-		var id uploadID
-		if b, err := hex.DecodeString(e.Name()); err != nil || len(b) != len(id) {
-			s.log.Warn("unexpected file in the blob directory", "name", e.Name())
-			continue
-		} else {
-			copy(id[:], b)
-		}
-		var live bool
-		err := s.View(func(tx *Tx) error {
-			_, err := tx.getRaw(fileKey(id))
-			live = err == nil
-			if errors.Is(err, ErrNotFound) {
-				err = nil
+	var dead []string
+	err = s.View(func(tx *Tx) error {
+		for _, e := range ents {
+			var id uploadID
+			b, err := hex.DecodeString(e.Name())
+			if err != nil || len(b) != len(id) {
+				s.log.Warn("unexpected file in the blob directory", "name", e.Name())
+				continue
 			}
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("store: scan blob files: %w", err)
+			copy(id[:], b)
+			_, err = tx.txn.Get(fileKey(id))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				dead = append(dead, e.Name())
+				continue
+			}
+			if err != nil {
+				return err
+			}
 		}
-		if live {
-			continue
-		}
-		if err := os.Remove(filepath.Join(s.blobDir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: scan blob files: %w", err)
+	}
+	removed := 0
+	for _, name := range dead {
+		if err := os.Remove(filepath.Join(s.blobDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("store: remove interrupted blob file: %w", err)
 		}
 		removed++
