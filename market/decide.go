@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aspen-market/aspen/protocol"
 )
@@ -127,6 +128,13 @@ func (t *Task) Decide() Decision {
 		}
 		return t.verifiedTrusted(*v)
 	}
+	// Workers of two owners both stopped the job at the max run time: the
+	// job itself runs too long (a loop, too much work for its limit). It
+	// fails at once rather than going round every worker; nobody is paid.
+	if owners := t.stoppedOwners(); owners >= 2 {
+		return t.failed(fmt.Sprintf("time limit exceeded: stopped at the max run time (%s) on %d workers",
+			time.Duration(t.Terms.MaxRunMicros)*time.Microsecond, owners))
+	}
 	if running > 0 || t.VerifierPending {
 		// Replace failed or timed-out replicas at once, without waiting
 		// for the running ones.
@@ -200,6 +208,18 @@ func (t *Task) Decide() Decision {
 			Reason: fmt.Sprintf("%s; worker replicas exhausted (%d), verifier decides", reason, t.Terms.MaxRuns)}
 	}
 	return t.failed(fmt.Sprintf("no verified result after %d replica(s): %s", len(t.Runs), reason))
+}
+
+// stoppedOwners counts the owners whose workers stopped the job at the
+// max run time.
+func (t *Task) stoppedOwners() int {
+	owners := map[string]bool{}
+	for _, r := range t.Runs {
+		if r.State == ReplicaTimedOut && r.Receipt != nil && r.Receipt.Stopped {
+			owners[ownerOf(r)] = true
+		}
+	}
+	return len(owners)
 }
 
 func ownerOf(r Replica) string {
