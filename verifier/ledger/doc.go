@@ -6,9 +6,10 @@
 //
 // Every posting's entries sum to zero, so money is never created or lost:
 // the sum over all accounts (including "external", the outside world) is
-// always zero. Postings are idempotent on their ID; balances are kept in the
-// same transaction as the journal entry that changes them and can always be
-// re-derived from the journal (Check). Accounts of consumers, escrows,
+// always zero. Postings are idempotent on their ID; balances are kept in
+// memory, checkpointed to the store every few thousand postings and
+// re-derived from the journal after the checkpoint at Open, and Check
+// replays the whole journal against both. Accounts of consumers, escrows,
 // workers and the operator can never go negative: a posting that would make
 // one negative is refused with ErrInsufficientFunds.
 //
