@@ -157,11 +157,24 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 	}
 	writes = append(writes, v.groupWrite(g))
 	ch := v.per.queue(writes...)
+	// Scheduling starts while the submit is being made durable: the
+	// scheduler's writes are queued after these, so no assignment can be
+	// sent before the tasks it carries are durable.
+	for _, t := range fresh {
+		v.advanceLocked(t, nowMs)
+	}
 	v.mu.Unlock()
+	kick(v.kickSched)
 	if err := v.wait(ctx, ch); err != nil {
 		v.log.Error("persisting a submit failed", "group", sub.Group.String(), "err", err)
 		v.mu.Lock()
 		for _, t := range fresh {
+			v.unqueueLocked(t)
+			for _, r := range t.rec.M.Runs { // scheduled meanwhile: never sent
+				if r.State == market.ReplicaAssigned {
+					v.book.Release(r.Worker)
+				}
+			}
 			if g.tasks[t.rec.Index] == t {
 				delete(g.tasks, t.rec.Index)
 				g.rec.Tasks--
@@ -171,13 +184,6 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 		v.mu.Unlock()
 		return refuse(protocol.AckInternal, "persist: %v", err)
 	}
-	v.mu.Lock()
-	now2 := v.nowMs()
-	for _, t := range fresh {
-		v.advanceLocked(t, now2)
-	}
-	v.mu.Unlock()
-	kick(v.kickSched)
 	v.log.Info("tasks accepted", "group", sub.Group.String(), "new", len(fresh), "in_message", len(sub.Tasks))
 	return &protocol.Ack{Ref: sub.Group, OK: true, Count: uint32(len(sub.Tasks))}, nil
 }
