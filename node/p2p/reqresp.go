@@ -225,8 +225,8 @@ func (h *Host) Request(ctx context.Context, p peer.ID, protoID string, req, resp
 		if reused && got == 0 && ctx.Err() == nil {
 			continue // a stale pooled stream: try a fresh one
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %s to %s: %w", ErrStream, protoID, p, ctx.Err())
+		if cerr := ctxDone(ctx); cerr != nil {
+			return fmt.Errorf("%w: %s to %s: %w", ErrStream, protoID, p, cerr)
 		}
 		return fmt.Errorf("%w: %s to %s: %v", ErrStream, protoID, p, err)
 	}
@@ -391,4 +391,17 @@ func isReset(err error) bool {
 		return se.Remote
 	}
 	return errors.Is(err, network.ErrReset)
+}
+
+// ctxDone is ctx's error, or context.DeadlineExceeded once its deadline
+// has passed: the stream deadline (set from it) can fire a moment before
+// the context's own timer does.
+func ctxDone(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
