@@ -42,15 +42,21 @@ type held struct {
 	asg       *protocol.Assignment
 	rec       AssignmentRecord
 	remaining int
+	// persisted is closed once the assignment is durable (nil: it was
+	// when loaded). Its jobs start before that; their receipts wait.
+	persisted chan struct{}
+	dropped   bool // w.mu: could not be persisted; refused, not run or reported
 }
 
 type job struct {
 	asg *protocol.Assignment
 	pos int
+	h   *held
 }
 
 type finished struct {
 	asg    *protocol.Assignment
+	h      *held
 	pos    int
 	result protocol.TaskResult
 	rec    JobRecord
@@ -251,22 +257,32 @@ func (w *worker) accept(ctx context.Context, env *protocol.Envelope) (protocol.M
 	}
 	sealed := append([]byte(nil), envBytes(env)...)
 	rec := AssignmentRecord{Sealed: sealed, Received: now}
-	if err := n.store.Durable(ctx, func(tx *store.Tx) error {
-		return tx.Put(nsAssignment, asg.ID[:], mustJSON(rec))
-	}); err != nil {
-		return refuse(asg.ID, protocol.AckInternal, "persist: %v", err), nil
-	}
-	h := &held{asg: &asg, rec: rec, remaining: len(asg.Tasks)}
+	h := &held{asg: &asg, rec: rec, remaining: len(asg.Tasks), persisted: make(chan struct{})}
 	w.mu.Lock()
 	w.holding[asg.ID] = h
 	w.mu.Unlock()
 	w.addConsumerAddrs(&asg)
+	// The jobs start while the assignment is being made durable (the
+	// acknowledgement and every receipt of it wait for that).
 	for i := range asg.Tasks {
 		select {
-		case w.queue <- &job{asg: &asg, pos: i}:
+		case w.queue <- &job{asg: &asg, pos: i, h: h}:
 		case <-n.ctx.Done():
 			return nil, ErrClosed
 		}
+	}
+	err := n.store.Durable(ctx, func(tx *store.Tx) error {
+		return tx.Put(nsAssignment, asg.ID[:], mustJSON(rec))
+	})
+	if err != nil {
+		w.mu.Lock()
+		h.dropped = true
+		delete(w.holding, asg.ID)
+		w.mu.Unlock()
+	}
+	close(h.persisted)
+	if err != nil {
+		return refuse(asg.ID, protocol.AckInternal, "persist: %v", err), nil
 	}
 	n.log.Debug("accepted assignment", "assignment", asg.ID.String(), "tasks", len(asg.Tasks), "price", asg.Price.String())
 	return &protocol.Ack{Ref: asg.ID, OK: true, Count: uint32(len(asg.Tasks))}, nil
@@ -295,10 +311,14 @@ func (w *worker) runLoop() {
 		case <-ctx.Done():
 			return
 		case j := <-w.queue:
+			if w.isDropped(j.h) {
+				continue
+			}
 			f := w.run(ctx, j)
 			if f == nil {
 				return
 			}
+			f.h = j.h
 			select {
 			case w.results <- f:
 			case <-ctx.Done():
@@ -533,9 +553,29 @@ func (w *worker) receiptLoop() {
 	}
 }
 
+// isDropped reports whether h's assignment could not be persisted.
+func (w *worker) isDropped(h *held) bool {
+	if h == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return h.dropped
+}
+
 func (w *worker) report(ctx context.Context, fs []*finished) {
 	n := w.n
 	asg := fs[0].asg
+	if h := fs[0].h; h != nil && h.persisted != nil {
+		select {
+		case <-h.persisted:
+		case <-ctx.Done():
+			return
+		}
+		if w.isDropped(h) {
+			return
+		}
+	}
 	rc := &protocol.Receipt{Worker: n.id, Assignment: asg.ID, Group: asg.Group}
 	for _, f := range fs {
 		rc.Results = append(rc.Results, f.result)
