@@ -580,9 +580,11 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 	for _, f := range fs {
 		rc.Results = append(rc.Results, f.result)
 	}
-	// The results are durable before the receipt says we hold them: one
-	// transaction and one fsync for the batch.
-	err := n.store.Durable(ctx, func(tx *store.Tx) error {
+	// A result that travels inline in the receipt reaches the consumer
+	// through the verifier; one that does not is fetched from us, so it
+	// must be durable before the receipt says we hold it. The batch's
+	// results share one transaction, and one fsync only if needed.
+	put := func(tx *store.Tx) error {
 		for _, f := range fs {
 			if f.blob != nil {
 				if err := tx.PutBlob(f.result.Result, f.blob); err != nil {
@@ -591,7 +593,19 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 			}
 		}
 		return nil
-	})
+	}
+	mustSync := false
+	for _, f := range fs {
+		if f.blob != nil && f.result.Inline == nil {
+			mustSync = true
+		}
+	}
+	var err error
+	if mustSync {
+		err = n.store.Durable(ctx, put)
+	} else {
+		err = n.store.Update(put)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return // shutting down: run again after a restart
