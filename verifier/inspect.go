@@ -216,11 +216,16 @@ func (v *Verifier) Group(id protocol.ID) (GroupInfo, error) {
 		gi = groupInfo(rec)
 	}
 	gi.Counts = map[string]int{}
-	err := v.st.Scan(nsTask, id[:], func(_, val []byte) error {
+	released, err := v.releasedTasks(id)
+	if err != nil {
+		return GroupInfo{}, err
+	}
+	err = v.st.Scan(nsTask, id[:], func(_, val []byte) error {
 		var rec taskRecord
 		if err := json.Unmarshal(val, &rec); err != nil || rec.M == nil {
 			return nil
 		}
+		rec.Released = rec.Released || released[rec.Index]
 		if l, ok := live[rec.Index]; ok {
 			rec = l
 			delete(live, rec.Index)

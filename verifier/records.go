@@ -21,6 +21,7 @@ const (
 	nsTask   = "v.task"   // taskRecord by group ID + u32 index
 	nsAssign = "v.assign" // assignmentRecord by assignment ID
 	nsAck    = "v.asgack" // empty value: the worker acknowledged the open assignment of this ID
+	nsRel    = "v.rel"    // empty value by task key: the consumer acknowledged the task's release
 	nsBench  = "v.bench"  // benchRecord by assignment ID
 )
 

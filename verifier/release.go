@@ -177,7 +177,10 @@ func (v *Verifier) sendReleases(ctx context.Context, g *groupState, consumer pee
 		verified := 0
 		for _, t := range parts[i] {
 			t.rec.Released = true
-			writes = append(writes, v.taskWrites(t)...)
+			// A marker of its own: the task's (final) record is not
+			// rewritten for one flag.
+			writes = append(writes, write{ns: nsRel, key: t.key(), val: []byte{}})
+			writes = append(writes, v.overWrites(t)...)
 			if g.tasks[t.rec.Index] == t {
 				delete(g.tasks, t.rec.Index)
 				v.openTasks--

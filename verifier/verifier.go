@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -448,12 +449,16 @@ func (v *Verifier) load(ctx context.Context) error {
 	}
 	for _, g := range groups {
 		v.groups[g.id] = g
-		err := v.st.Scan(nsTask, g.id[:], func(key, val []byte) error {
+		released, err := v.releasedTasks(g.id)
+		if err != nil {
+			return err
+		}
+		err = v.st.Scan(nsTask, g.id[:], func(key, val []byte) error {
 			var rec taskRecord
 			if err := json.Unmarshal(val, &rec); err != nil || rec.M == nil {
 				return fmt.Errorf("%w: task %x: %v", ErrCorrupt, key, err)
 			}
-			if rec.Released {
+			if rec.Released || released[rec.Index] {
 				return nil
 			}
 			t := &taskState{g: g, rec: rec}
@@ -558,6 +563,20 @@ func groupFromRecord(rec groupRecord) (*groupState, error) {
 		return nil, fmt.Errorf("%w: group module: %v", ErrCorrupt, err)
 	}
 	return &groupState{id: id, consumer: c, module: m, rec: rec, tasks: map[uint32]*taskState{}}, nil
+}
+
+// releasedTasks returns the indices of group's tasks whose release the
+// consumer acknowledged.
+func (v *Verifier) releasedTasks(group protocol.ID) (map[uint32]bool, error) {
+	out := map[uint32]bool{}
+	err := v.st.Scan(nsRel, group[:], func(key, _ []byte) error {
+		if len(key) != len(group)+4 {
+			return fmt.Errorf("%w: release marker key %x", ErrCorrupt, key)
+		}
+		out[binary.BigEndian.Uint32(key[len(group):])] = true
+		return nil
+	})
+	return out, err
 }
 
 // resume runs once after Start: it re-posts unposted escrows and
