@@ -338,58 +338,6 @@ func (n *Node) apiTasks(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ts)
 }
 
-// TaskResult is one entry of GET /v1/groups/{id}/results: a task's state
-// and, when verified, its output.
-type TaskResult struct {
-	Index    uint32          `json:"index"`
-	State    string          `json:"state"`
-	Reason   string          `json:"reason,omitempty"`
-	Status   string          `json:"status,omitempty"`
-	ExitCode uint32          `json:"exit_code"`
-	Message  string          `json:"message,omitempty"`
-	Stdout   []byte          `json:"stdout,omitempty"`
-	Stderr   []byte          `json:"stderr,omitempty"`
-	Result   string          `json:"result,omitempty"`
-	Charged  protocol.Micros `json:"charged"`
-}
-
-func (n *Node) apiResults(w http.ResponseWriter, r *http.Request) {
-	id, ok := n.groupID(w, r)
-	if !ok {
-		return
-	}
-	from, _ := strconv.Atoi(r.URL.Query().Get("from"))
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	if limit <= 0 || limit > 10000 {
-		limit = 1000
-	}
-	ts, err := n.Tasks(id)
-	if err != nil {
-		writeErr(w, errCode(err), err)
-		return
-	}
-	out := []TaskResult{}
-	for _, t := range ts {
-		if int(t.Index) < from {
-			continue
-		}
-		if len(out) == limit {
-			break
-		}
-		tr := TaskResult{Index: t.Index, State: t.State, Reason: t.Reason, Charged: t.Charged, Result: t.Result}
-		if t.State == TaskVerified {
-			o, _, err := n.Result(id, t.Index)
-			if err != nil {
-				tr.State, tr.Reason = TaskFetching, err.Error()
-			} else {
-				tr.Status, tr.ExitCode, tr.Message, tr.Stdout, tr.Stderr = o.Status.String(), o.ExitCode, o.Message, o.Stdout, o.Stderr
-			}
-		}
-		out = append(out, tr)
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
 func (n *Node) apiCancel(w http.ResponseWriter, r *http.Request) {
 	id, ok := n.groupID(w, r)
 	if !ok {

@@ -2,11 +2,13 @@ package node
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -49,12 +51,25 @@ type consumer struct {
 	groups map[protocol.ID]*groupState
 	fetchq chan fetchReq
 	bidSeq uint64
+	// waiting counts results requests waiting for a task to finish.
+	waiting atomic.Int64
 }
 
 type groupState struct {
 	rec    GroupRecord
 	counts map[string]int
 	spent  protocol.Micros
+	// fin numbers the group's finished tasks (the results cursor); under
+	// consumer.mu.
+	fin finishSeq
+	// relMu serialises releases (and a refusal) of the group: each reads
+	// task records and writes them back, so a duplicate release handled
+	// concurrently must not finish a task twice.
+	relMu sync.Mutex
+}
+
+func newGroupState(rec GroupRecord) *groupState {
+	return &groupState{rec: rec, counts: map[string]int{}, fin: newFinishSeq(0)}
 }
 
 type fetchReq struct {
@@ -68,44 +83,9 @@ func newConsumer(n *Node) *consumer {
 
 func (c *consumer) start() error {
 	n := c.n
-	// Load groups and task counts; re-queue result fetches; resume submits.
-	var resubmit []protocol.ID
-	err := n.store.Scan(nsGroup, nil, func(key, val []byte) error {
-		var g GroupRecord
-		if err := json.Unmarshal(val, &g); err != nil {
-			return fmt.Errorf("group record: %w", err)
-		}
-		id, err := protocol.ParseID(g.ID)
-		if err != nil {
-			return err
-		}
-		gs := &groupState{rec: g, counts: map[string]int{}}
-		c.groups[id] = gs
-		if g.Submitted < g.Tasks && !g.Canceled && g.Error == "" {
-			resubmit = append(resubmit, id)
-		}
-		return nil
-	})
+	resubmit, refetch, err := c.load()
 	if err != nil {
 		return err
-	}
-	var refetch []fetchReq
-	for id, gs := range c.groups {
-		err := n.store.Scan(nsTask, id[:], func(_, val []byte) error {
-			var t TaskRecord
-			if err := json.Unmarshal(val, &t); err != nil {
-				return err
-			}
-			gs.counts[t.State]++
-			gs.spent += t.Charged
-			if t.State == TaskFetching {
-				refetch = append(refetch, fetchReq{group: id, task: t})
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
 	}
 	n.host.Handle(protocol.ProtoRelease, c.handleRelease)
 	for i := 0; i < 4; i++ {
@@ -124,6 +104,62 @@ func (c *consumer) start() error {
 		})
 	}
 	return nil
+}
+
+// load reads the groups and their task counts and numbers finished tasks
+// that have no finish number yet. It returns the groups whose submission
+// is to be resumed and the result fetches to re-queue.
+func (c *consumer) load() (resubmit []protocol.ID, refetch []fetchReq, err error) {
+	n := c.n
+	err = n.store.Scan(nsGroup, nil, func(key, val []byte) error {
+		var g GroupRecord
+		if err := json.Unmarshal(val, &g); err != nil {
+			return fmt.Errorf("group record: %w", err)
+		}
+		id, err := protocol.ParseID(g.ID)
+		if err != nil {
+			return err
+		}
+		gs := newGroupState(g)
+		c.groups[id] = gs
+		if g.Submitted < g.Tasks && !g.Canceled && g.Error == "" {
+			resubmit = append(resubmit, id)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for id, gs := range c.groups {
+		var last uint32
+		var unnumbered []TaskRecord
+		err := n.store.Scan(nsTask, id[:], func(_, val []byte) error {
+			var t TaskRecord
+			if err := json.Unmarshal(val, &t); err != nil {
+				return err
+			}
+			gs.counts[t.State]++
+			gs.spent += t.Charged
+			if t.State == TaskFetching {
+				refetch = append(refetch, fetchReq{group: id, task: t})
+			}
+			last = max(last, t.Seq)
+			if finalState(t.State) && t.Seq == 0 {
+				unnumbered = append(unnumbered, t)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		// Tasks finished before finish numbers existed are numbered now, in
+		// input order, after the numbered ones.
+		if last, err = c.numberFinished(id, last, unnumbered); err != nil {
+			return nil, nil, err
+		}
+		gs.fin = newFinishSeq(last)
+	}
+	return resubmit, refetch, nil
 }
 
 // SubmitGroup stores the module and inputs, checks the module compiles,
@@ -200,8 +236,10 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 			return protocol.ID{}, fmt.Errorf("node: persist group: %w", err)
 		}
 	}
+	gs := newGroupState(g)
+	gs.counts[TaskPending] = len(tasks)
 	c.mu.Lock()
-	c.groups[id] = &groupState{rec: g, counts: map[string]int{TaskPending: len(tasks)}}
+	c.groups[id] = gs
 	c.mu.Unlock()
 	n.log.Info("job group created", "group", id.String(), "tasks", len(tasks), "module", modCID.String())
 	if err := c.submitRemaining(ctx, id); err != nil {
@@ -359,6 +397,8 @@ func (c *consumer) failGroup(ctx context.Context, id protocol.ID, reason string)
 	gs.rec.Error = reason
 	g := gs.rec
 	c.mu.Unlock()
+	gs.relMu.Lock()
+	defer gs.relMu.Unlock()
 	var ts []TaskRecord
 	_ = n.store.Scan(nsTask, id[:], func(_, val []byte) error {
 		var t TaskRecord
@@ -367,28 +407,55 @@ func (c *consumer) failGroup(ctx context.Context, id protocol.ID, reason string)
 		}
 		return nil
 	})
-	_ = n.store.Durable(ctx, func(tx *store.Tx) error {
+	c.mu.Lock()
+	first := gs.fin.reserve(len(ts))
+	c.mu.Unlock()
+	for i := range ts {
+		ts[i].State, ts[i].Reason, ts[i].Updated, ts[i].Seq = TaskFailed, reason, now, first+uint32(i)
+	}
+	err := n.store.Durable(ctx, func(tx *store.Tx) error {
 		if err := tx.Put(nsGroup, id[:], mustJSON(g)); err != nil {
 			return err
 		}
-		for _, t := range ts {
-			t.State, t.Reason, t.Updated = TaskFailed, reason, now
-			if err := tx.Put(nsTask, taskKey(id, t.Index), mustJSON(t)); err != nil {
-				return err
-			}
-		}
-		return nil
+		return putTasks(tx, id, ts)
 	})
 	c.mu.Lock()
-	gs.counts[TaskPending] -= len(ts)
-	gs.counts[TaskFailed] += len(ts)
+	if err == nil {
+		gs.counts[TaskPending] -= len(ts)
+		gs.counts[TaskFailed] += len(ts)
+	}
+	gs.fin.resolve(first, len(ts))
 	c.mu.Unlock()
+	if err != nil {
+		n.log.Error("recording a refused group", "group", id.String(), "err", err)
+	}
 	n.log.Warn("job group refused", "group", id.String(), "reason", reason)
 }
 
+// putTasks writes task records and, for those with a finish number, their
+// nsDone entry.
+func putTasks(tx *store.Tx, group protocol.ID, ts []TaskRecord) error {
+	for _, t := range ts {
+		if err := tx.Put(nsTask, taskKey(group, t.Index), mustJSON(t)); err != nil {
+			return err
+		}
+		if t.Seq != 0 {
+			if err := tx.Put(nsDone, doneKey(group, t.Seq), binary.BigEndian.AppendUint32(nil, t.Index)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// finalState reports whether a task in this state will not change again.
+func finalState(s string) bool { return s == TaskVerified || s == TaskFailed || s == TaskCanceled }
+
 // handleRelease records the verifier's verdicts. Inline results are
 // checked against their CID and stored at once; others are fetched from a
-// holder in the background.
+// holder in the background. Tasks that become final get the group's next
+// finish numbers, and waiting results requests are woken once they are
+// durable.
 func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protocol.Envelope) (protocol.Message, error) {
 	n := c.n
 	if env.Signer != n.cfg.Verifier.ID {
@@ -404,10 +471,14 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 	if gs == nil {
 		return refuse(rel.Group, protocol.AckUnknown, "unknown group"), nil
 	}
+	gs.relMu.Lock()
+	defer gs.relMu.Unlock()
 	now := n.now().UnixMilli()
 	var updated []TaskRecord
+	var prev []string
 	var fetch []fetchReq
 	var blobs []inlineBlob
+	finals := 0
 	for _, r := range rel.Tasks {
 		b, err := n.store.Get(nsTask, taskKey(rel.Group, r.Index))
 		if err != nil {
@@ -417,10 +488,9 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 		if err := json.Unmarshal(b, &t); err != nil {
 			continue
 		}
-		if t.State == TaskVerified || t.State == TaskFetching || t.State == TaskFailed {
+		if t.State != TaskPending {
 			continue // already released: idempotent
 		}
-		prev := t.State
 		t.Updated = now
 		t.Charged = r.Charged
 		t.Replicas = r.Replicas
@@ -449,38 +519,55 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 					}
 				}
 			}
-			if t.State == TaskFetching {
-				fetch = append(fetch, fetchReq{group: rel.Group, task: t})
-			}
 		case protocol.OutcomeFailed:
 			t.State, t.Reason = TaskFailed, r.Reason
 		case protocol.OutcomeCanceled:
 			t.State, t.Reason = TaskCanceled, "canceled"
 		}
+		if finalState(t.State) {
+			finals++
+		}
 		updated = append(updated, t)
+		prev = append(prev, TaskPending)
 		n.metrics.releases.WithLabelValues(r.Outcome.String()).Inc()
-		c.mu.Lock()
-		gs.counts[prev]--
-		gs.counts[t.State]++
-		gs.spent += t.Charged
-		c.mu.Unlock()
 	}
-	if len(updated) > 0 {
-		err := n.store.Durable(ctx, func(tx *store.Tx) error {
-			for _, b := range blobs {
-				if err := tx.PutBlob(b.cid, b.data); err != nil {
-					return err
-				}
+	if len(updated) == 0 {
+		return &protocol.Ack{Ref: rel.Group, OK: true}, nil
+	}
+	c.mu.Lock()
+	first := gs.fin.reserve(finals)
+	c.mu.Unlock()
+	seq := first
+	for i := range updated {
+		if finalState(updated[i].State) {
+			updated[i].Seq = seq
+			seq++
+		}
+	}
+	err := n.store.Durable(ctx, func(tx *store.Tx) error {
+		for _, b := range blobs {
+			if err := tx.PutBlob(b.cid, b.data); err != nil {
+				return err
 			}
-			for _, t := range updated {
-				if err := tx.Put(nsTask, taskKey(rel.Group, t.Index), mustJSON(t)); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return refuse(rel.Group, protocol.AckInternal, "persist: %v", err), nil
+		}
+		return putTasks(tx, rel.Group, updated)
+	})
+	c.mu.Lock()
+	if err == nil {
+		for i, t := range updated {
+			gs.counts[prev[i]]--
+			gs.counts[t.State]++
+			gs.spent += t.Charged
+		}
+	}
+	gs.fin.resolve(first, finals)
+	c.mu.Unlock()
+	if err != nil {
+		return refuse(rel.Group, protocol.AckInternal, "persist: %v", err), nil
+	}
+	for _, t := range updated {
+		if t.State == TaskFetching {
+			fetch = append(fetch, fetchReq{group: rel.Group, task: t})
 		}
 	}
 	for _, f := range fetch {
@@ -545,18 +632,19 @@ func (c *consumer) fetchLoop() {
 				backoff *= 2
 			}
 		}
-		t := f.task
-		t.State, t.Updated = TaskVerified, n.now().UnixMilli()
-		if err := n.store.Durable(n.ctx, func(tx *store.Tx) error {
-			return tx.Put(nsTask, taskKey(f.group, t.Index), mustJSON(t))
-		}); err != nil {
-			continue
-		}
 		c.mu.Lock()
-		if gs := c.groups[f.group]; gs != nil {
+		gs := c.groups[f.group]
+		seq := gs.fin.reserve(1)
+		c.mu.Unlock()
+		t := f.task
+		t.State, t.Updated, t.Seq = TaskVerified, n.now().UnixMilli(), seq
+		err = n.store.Durable(n.ctx, func(tx *store.Tx) error { return putTasks(tx, f.group, []TaskRecord{t}) })
+		c.mu.Lock()
+		if err == nil {
 			gs.counts[TaskFetching]--
 			gs.counts[TaskVerified]++
 		}
+		gs.fin.resolve(seq, 1)
 		c.mu.Unlock()
 	}
 }

@@ -63,10 +63,11 @@ var (
 	descSpeed  = prometheus.NewDesc("aspen_node_rated_speed", "The worker's speed rating from the verifier (1.0 = reference machine).", nil, nil)
 	descSpent  = prometheus.NewDesc("aspen_node_spent_micros", "Micro-units this consumer was charged for verified tasks.", nil, nil)
 	descStore  = prometheus.NewDesc("aspen_node_store_total", "Store activity: durable writes, group-commit transactions and fsync rounds.", []string{"kind"}, nil)
+	descWait   = prometheus.NewDesc("aspen_node_results_waiting", "Results requests of the local API waiting for a task to finish (long polls).", nil, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTasks, descHeld, descGossip, descPeers, descSpeed, descSpent, descStore} {
+	for _, d := range []*prometheus.Desc{descTasks, descHeld, descGossip, descPeers, descSpeed, descSpent, descStore, descWait} {
 		ch <- d
 	}
 }
@@ -88,6 +89,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descTasks, prometheus.GaugeValue, float64(counts[st]), st)
 		}
 		ch <- prometheus.MustNewConstMetric(descSpent, prometheus.GaugeValue, float64(spent))
+		ch <- prometheus.MustNewConstMetric(descWait, prometheus.GaugeValue, float64(n.c.waiting.Load()))
 	}
 	if n.w != nil {
 		free, slots := n.w.capacity()

@@ -16,6 +16,7 @@ const (
 	nsAssignment = "assignment" // worker: AssignmentRecord by assignment ID
 	nsJob        = "job"        // worker: JobRecord by time-ordered key
 	nsMeta       = "meta"       // both: rating, counters
+	nsDone       = "done"       // consumer: task index (u32) by group ID + u32 finish sequence
 )
 
 // Task states on the consumer side. A task is "verified" only when the
@@ -62,6 +63,12 @@ type TaskRecord struct {
 	Charged  protocol.Micros       `json:"charged"`
 	Replicas uint16                `json:"replicas,omitempty"`
 	Updated  int64                 `json:"updated"`
+	// Seq is the task's finish sequence number in its group: the n-th
+	// task of the group to become final (verified, failed or canceled) has
+	// Seq n; 0 until then. It is written with the final state and the
+	// nsDone index entry in one transaction, and is what the results
+	// cursor counts in.
+	Seq uint32 `json:"seq,omitempty"`
 }
 
 // AssignmentRecord is an accepted assignment on a worker: the verifier's
@@ -101,6 +108,9 @@ func taskKey(group protocol.ID, index uint32) []byte {
 	binary.BigEndian.PutUint32(k[16:], index)
 	return k
 }
+
+// doneKey is the nsDone key of a group's seq-th finished task.
+func doneKey(group protocol.ID, seq uint32) []byte { return taskKey(group, seq) }
 
 func jobKey(t int64, asg protocol.ID, pos int) []byte {
 	k := make([]byte, 0, 28)
