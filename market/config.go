@@ -17,6 +17,13 @@ type Config struct {
 	// speed is below rated × (1 − tol); a replica compared with an untrusted
 	// reference is unpaid if its work L exceeds L_ref × (1 + tol).
 	SpeedTolerancePPM uint32
+	// SpeedSlack is run time the speed rule forgives: the first SpeedSlack
+	// of a replica's reported time is not judged. Timers of a busy machine
+	// vary by more than the tolerance on jobs of a few milliseconds, and
+	// an honest replica should not lose its pay to that. It changes only
+	// the paid/too-slow verdict, never the billed time (still capped at
+	// the reference × (1 + tol)).
+	SpeedSlack time.Duration
 	// SpotCheckPPM is the secret fraction of tasks the verifier also runs.
 	SpotCheckPPM uint32
 	// OperatorCutPPM is the operator's share of every charge.
@@ -47,13 +54,15 @@ type Config struct {
 	RatingPrior int
 }
 
-// DefaultConfig returns the defaults: 15% speed tolerance, 5% spot checks,
+// DefaultConfig returns the defaults: 15% speed tolerance, 10 ms speed
+// slack, 5% spot checks,
 // 5% operator cut, 2 h max run time, 3 min heartbeat timeout, 10 min deadline
 // slack, at most 8 replicas, 4 extra replicas, exclusion at 3 strikes,
 // verifier tie-break on, rating prior 4.
 func DefaultConfig() Config {
 	return Config{
 		SpeedTolerancePPM: 150_000,
+		SpeedSlack:        10 * time.Millisecond,
 		SpotCheckPPM:      50_000,
 		OperatorCutPPM:    50_000,
 		MaxRunTime:        2 * time.Hour,
@@ -79,6 +88,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.SpeedTolerancePPM >= PPM:
 		return bad("speed tolerance %d ppm must be below %d", c.SpeedTolerancePPM, PPM)
+	case c.SpeedSlack < 0 || c.SpeedSlack > time.Minute:
+		return bad("speed slack %v must be between 0 and 1m", c.SpeedSlack)
 	case c.SpotCheckPPM > PPM:
 		return bad("spot-check rate %d ppm above %d", c.SpotCheckPPM, PPM)
 	case c.OperatorCutPPM > PPM:

@@ -276,7 +276,8 @@ func (t *Task) judge(d *Decision, k resultKey, ref Work, paid func(r Replica, l 
 				break
 			}
 			v.EffectiveSpeed = effectiveSpeed(ref, tw, r.Speed)
-			if !paid(r, v.Work) {
+			// The speed rule judges the time beyond the slack.
+			if !paid(r, WorkOf(r.Speed, tw-t.Terms.SlackMicros)) {
 				v.Outcome = OutcomeTooSlow
 				break
 			}

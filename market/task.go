@@ -65,6 +65,7 @@ type Terms struct {
 	MaxRunMicros     int64  `json:"max_run_micros"`
 	MaxRuns          int    `json:"max_runs"` // worker replicas allowed in total
 	TolerancePPM     uint32 `json:"tolerance_ppm"`
+	SlackMicros      int64  `json:"slack_micros,omitempty"` // Config.SpeedSlack
 	OperatorCutPPM   uint32 `json:"operator_cut_ppm"`
 	VerifierTiebreak bool   `json:"verifier_tiebreak"`
 }
@@ -140,6 +141,7 @@ func NewTask(bid Bid, index int, cfg Config) (*Task, error) {
 			MaxRunMicros:     cfg.maxRunMicros(),
 			MaxRuns:          bid.Replicas + cfg.MaxExtraReplicas,
 			TolerancePPM:     cfg.SpeedTolerancePPM,
+			SlackMicros:      cfg.SpeedSlack.Microseconds(),
 			OperatorCutPPM:   cfg.OperatorCutPPM,
 			VerifierTiebreak: cfg.VerifierTiebreak,
 		},

@@ -16,6 +16,7 @@ import (
 func genConfig(t *rapid.T) Config {
 	c := DefaultConfig()
 	c.SpeedTolerancePPM = rapid.Uint32Range(0, 500_000).Draw(t, "tol")
+	c.SpeedSlack = time.Duration(rapid.SampledFrom([]int64{0, 1, 10_000, 3_000_000}).Draw(t, "speedslack")) * time.Microsecond
 	c.OperatorCutPPM = rapid.SampledFrom([]uint32{0, 1, 50_000, 333_333, PPM}).Draw(t, "cut")
 	c.MaxRunTime = time.Duration(rapid.Int64Range(1, 3*3600).Draw(t, "maxrun")) * time.Second
 	c.MaxExtraReplicas = rapid.IntRange(0, 4).Draw(t, "extra")
@@ -206,7 +207,7 @@ func oraclePaid(task *Task, d Decision, r Replica) bool {
 		return false
 	}
 	tol := int64(task.Terms.TolerancePPM)
-	l := bigOf(int64(r.Speed), r.Receipt.ExecMicros)
+	l := bigOf(int64(r.Speed), max(r.Receipt.ExecMicros-task.Terms.SlackMicros, 0))
 	if d.Trusted {
 		v := task.Verifier
 		lb := bigOf(int64(v.Speed), v.ExecMicros, PPM)

@@ -49,7 +49,7 @@ type cmdSpec struct {
 
 var cmdSpecs = map[string]cmdSpec{
 	"config": {keys: map[string]kind{"tol": kPercent, "spot": kPercent, "cut": kPercent, "maxrun": kDuration,
-		"heartbeat": kDuration, "slack": kDuration, "extra": kInt, "maxreplicas": kInt, "strikes": kInt,
+		"heartbeat": kDuration, "slack": kDuration, "speedslack": kDuration, "extra": kInt, "maxreplicas": kInt, "strikes": kInt,
 		"tiebreak": kTiebreak, "prior": kInt}},
 	"task": {keys: map[string]kind{"consumer": kString, "group": kString, "index": kInt, "max": kAmount,
 		"minspeed": kSpeed, "replicas": kInt}},
@@ -311,6 +311,8 @@ func (r *runner) do(s step) ([]string, error) {
 				c.HeartbeatTimeout = s.dur("heartbeat")
 			case "slack":
 				c.DeadlineSlack = s.dur("slack")
+			case "speedslack":
+				c.SpeedSlack = s.dur("speedslack")
 			case "extra":
 				c.MaxExtraReplicas = s.int("extra", 0)
 			case "maxreplicas":

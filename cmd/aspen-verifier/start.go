@@ -35,6 +35,7 @@ type fileConfig struct {
 	SpotCheckRate    string   `json:"spot_check_rate"`
 	OperatorCut      string   `json:"operator_cut"`
 	SpeedTolerance   string   `json:"speed_tolerance"`
+	SpeedSlack       string   `json:"speed_slack"`
 	MaxRunTime       string   `json:"max_run_time"`
 	HeartbeatTimeout string   `json:"heartbeat_timeout"`
 	MaxReplicas      int      `json:"max_replicas"`
@@ -58,7 +59,7 @@ func defaultFileConfig() fileConfig {
 	m := d.Market
 	return fileConfig{
 		Listen: d.Listen, API: d.APIAddr,
-		SpotCheckRate: ppmString(m.SpotCheckPPM), OperatorCut: ppmString(m.OperatorCutPPM), SpeedTolerance: ppmString(m.SpeedTolerancePPM),
+		SpotCheckRate: ppmString(m.SpotCheckPPM), OperatorCut: ppmString(m.OperatorCutPPM), SpeedTolerance: ppmString(m.SpeedTolerancePPM), SpeedSlack: m.SpeedSlack.String(),
 		MaxRunTime: m.MaxRunTime.String(), HeartbeatTimeout: m.HeartbeatTimeout.String(),
 		MaxReplicas: m.MaxReplicas, MaxExtraReplicas: m.MaxExtraReplicas, StrikesToExclude: m.StrikesToExclude,
 		VerifierTiebreak: m.VerifierTiebreak, VerifierSlots: d.VerifierSlots,
@@ -115,6 +116,7 @@ func (fc fileConfig) apply(cfg *verifier.Config) error {
 	ppm("spot_check_rate", fc.SpotCheckRate, &m.SpotCheckPPM)
 	ppm("operator_cut", fc.OperatorCut, &m.OperatorCutPPM)
 	ppm("speed_tolerance", fc.SpeedTolerance, &m.SpeedTolerancePPM)
+	dur("speed_slack", fc.SpeedSlack, &m.SpeedSlack)
 	dur("max_run_time", fc.MaxRunTime, &m.MaxRunTime)
 	dur("heartbeat_timeout", fc.HeartbeatTimeout, &m.HeartbeatTimeout)
 	dur("rating_ttl", fc.RatingTTL, &cfg.RatingTTL)
