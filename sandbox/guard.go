@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // The guard reads a module's structure before wazero does. wazero's decoder
@@ -17,6 +18,10 @@ import (
 // its custom sections (names and debug information, which nothing in the
 // sandbox uses) and with every table's maximum size capped at maxTableSize,
 // so table.grow past it fails as the spec allows, identically everywhere.
+//
+// The guard also coalesces active data segments (see coalesceData): Go's
+// linker emits one per run of non-zero bytes, 28,000 of them for a 2 MB
+// module, and wazero evaluates each one's offset on every instantiation.
 const (
 	maxModuleSize   = 256 << 20
 	maxTypes        = 1_000_000
@@ -33,6 +38,9 @@ const (
 	maxLocals       = 50_000
 	maxFunctionSize = 7_654_321
 	maxTableSize    = 1 << 20
+	// maxDataGap is the largest run of zero bytes coalesceData fills to
+	// join two data segments.
+	maxDataGap = 64
 )
 
 // wasmImport is one entry of a module's import section.
@@ -77,7 +85,7 @@ func guard(bin []byte) ([]byte, moduleInfo, error) {
 		body []byte
 	}
 	var sections []section
-	rewritten := false
+	rewritten, dataCount := false, false
 	r := wasmReader{b: bin[8:]}
 	for len(r.b) > 0 {
 		id := r.byte()
@@ -96,6 +104,12 @@ func guard(bin []byte) ([]byte, moduleInfo, error) {
 			rewritten = true
 		default:
 			err = guardSection(id, body, &info)
+			dataCount = dataCount || id == 12
+			if err == nil && id == 11 && !dataCount {
+				if merged := coalesceData(body); merged != nil {
+					body, rewritten = merged, true
+				}
+			}
 		}
 		if err != nil {
 			name := fmt.Sprintf("%d", id)
@@ -233,6 +247,86 @@ func guardSection(id byte, body []byte, info *moduleInfo) error {
 		return fmt.Errorf("%d bytes after the last entry", len(r.b))
 	}
 	return nil
+}
+
+// coalesceData returns a checked data section with each run of active
+// segments for memory 0 at constant offsets, ascending and apart by at most
+// maxDataGap bytes, joined into one segment (the gaps filled with zeros),
+// or nil if no two segments can be joined. The memory a module starts with
+// is the same, and nothing else can tell: without a data count section
+// (the caller's condition) no instruction may name a data segment, and an
+// instantiation with a segment out of bounds fails either way.
+func coalesceData(body []byte) []byte {
+	r := &wasmReader{b: body}
+	n := r.count("data segments", maxDataSegments, 2)
+	var (
+		out        []byte
+		count      uint64
+		start, end uint64 // the pending run's memory range
+		run        []byte // its bytes
+		pending    bool
+		merged     bool
+	)
+	flush := func() {
+		if pending {
+			out = append(out, 0, 0x41) // active, memory 0, i32.const
+			out = appendSleb(out, int64(start))
+			out = append(out, 0x0b)
+			out = binary.AppendUvarint(out, uint64(len(run)))
+			out = append(out, run...)
+			count++
+			pending = false
+		}
+	}
+	for range n {
+		seg := r.b
+		flag := r.u32("data segment flags")
+		off, simple := int64(0), false
+		switch flag {
+		case 0:
+			off, simple = r.i32ConstExpr()
+		case 2:
+			r.u32("memory index")
+			r.constExpr()
+		}
+		data := r.take(r.u32("data size"), "data")
+		if r.err != nil {
+			return nil
+		}
+		if !simple || off < 0 {
+			flush()
+			out = append(out, seg[:len(seg)-len(r.b)]...)
+			count++
+			continue
+		}
+		o := uint64(off)
+		if pending && o >= end && o-end <= maxDataGap {
+			run = append(run, make([]byte, o-end)...)
+			run = append(run, data...)
+			end = o + uint64(len(data))
+			merged = true
+			continue
+		}
+		flush()
+		start, end, run, pending = o, o+uint64(len(data)), append([]byte(nil), data...), true
+	}
+	flush()
+	if !merged || len(r.b) != 0 {
+		return nil
+	}
+	return append(binary.AppendUvarint(nil, count), out...)
+}
+
+// appendSleb appends v as a signed LEB128.
+func appendSleb(b []byte, v int64) []byte {
+	for {
+		c := byte(v & 0x7f)
+		v >>= 7
+		if v == 0 && c&0x40 == 0 || v == -1 && c&0x40 != 0 {
+			return append(b, c)
+		}
+		b = append(b, c|0x80)
+	}
 }
 
 // guardTables checks a table section and returns it with every table's
@@ -386,6 +480,32 @@ func (r *wasmReader) limits() (flag byte, min, max uint32, hasMax bool) {
 		max, hasMax = r.u32("maximum"), true
 	}
 	return
+}
+
+// i32ConstExpr reads a constant expression and, if it is exactly
+// i32.const v, returns v and true; any other is skipped as by constExpr.
+func (r *wasmReader) i32ConstExpr() (v int64, simple bool) {
+	if len(r.b) > 0 && r.b[0] == 0x41 {
+		var shift uint
+		for i := 1; i < len(r.b) && i <= 5; i++ {
+			c := r.b[i]
+			v |= int64(c&0x7f) << shift
+			shift += 7
+			if c&0x80 != 0 {
+				continue
+			}
+			if c&0x40 != 0 {
+				v |= -1 << shift
+			}
+			if i+1 < len(r.b) && r.b[i+1] == 0x0b && v >= math.MinInt32 && v <= math.MaxInt32 {
+				r.b = r.b[i+2:]
+				return v, true
+			}
+			break
+		}
+	}
+	r.constExpr()
+	return 0, false
 }
 
 // constExpr skips a constant expression up to and including its end.
