@@ -3,9 +3,11 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 )
 
 // Info describes the node (GET /v1/info).
@@ -91,7 +93,7 @@ func (c *Client) Tasks(ctx context.Context, id string) ([]Task, error) {
 // Results returns up to limit entries of a group's results, in input
 // order, starting at input index from (GET /v1/groups/{id}/results). Every
 // task has an entry, finished or not; limit <= 0 means the node's default
-// (1000).
+// (1000). To follow a group as it finishes, use ResultsSince.
 func (c *Client) Results(ctx context.Context, id string, from, limit int) ([]TaskResult, error) {
 	q := url.Values{}
 	q.Set("from", fmt.Sprint(from))
@@ -103,6 +105,41 @@ func (c *Client) Results(ctx context.Context, id string, from, limit int) ([]Tas
 		return nil, err
 	}
 	return rs, nil
+}
+
+// ResultsSince returns the results of a group's tasks that finished after
+// cursor, in the order they finished (GET
+// /v1/groups/{id}/results?since=cursor): "" or "0" starts at the first,
+// and the answer's Next is the cursor for what finishes after it, so each
+// result is received once (the node keeps the order across restarts).
+// When nothing new has finished and wait > 0, the node waits up to wait
+// (at most a minute) for a task to finish before answering with none.
+// limit <= 0 means the node's default (1000).
+func (c *Client) ResultsSince(ctx context.Context, id, cursor string, limit int, wait time.Duration) (*ResultsPage, error) {
+	if cursor == "" {
+		cursor = "0"
+	}
+	q := url.Values{}
+	q.Set("since", cursor)
+	if limit > 0 {
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	if wait > 0 {
+		q.Set("wait", wait.String())
+	}
+	path := "/v1/groups/" + url.PathEscape(id) + "/results?" + q.Encode()
+	var raw json.RawMessage
+	if err := c.getJSON(ctx, path, &raw); err != nil {
+		return nil, err
+	}
+	if b := bytes.TrimSpace(raw); len(b) > 0 && b[0] == '[' {
+		return nil, fmt.Errorf("%w: GET %s: the node answered a list: it predates results by cursor (upgrade aspen-node)", ErrServer, path)
+	}
+	var page ResultsPage
+	if err := json.Unmarshal(raw, &page); err != nil {
+		return nil, fmt.Errorf("%w: GET %s: bad JSON answer: %v", ErrServer, path, err)
+	}
+	return &page, nil
 }
 
 // Cancel stops a group's unfinished tasks; the verifier refunds their

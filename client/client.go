@@ -37,10 +37,12 @@ type Option func(*Client)
 // timeout; every call is bounded by its context).
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
 
-// WithPollInterval sets the bounds of the adaptive interval at which Map,
-// MapStream and Wait poll a group's progress (default 100ms to 500ms: the
-// interval starts at min, grows while nothing changes and drops back to
-// min when tasks finish).
+// WithPollInterval sets the pauses between the results requests of Map,
+// MapStream and Wait (default 100ms and 500ms). Each request waits on the
+// node until a task finishes (long polling, up to 5 s), so a result is
+// delivered as soon as it is final; after an answer with results the
+// client pauses min before asking again (what finishes meanwhile comes in
+// one answer), and after a failed request (the node restarting) max.
 func WithPollInterval(min, max time.Duration) Option {
 	return func(c *Client) {
 		if min > 0 {

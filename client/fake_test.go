@@ -18,9 +18,10 @@ import (
 
 // fakeNode emulates an aspen-node's local HTTP API (the endpoints and
 // answers of node/api.go) for the client's tests. Jobs "run" by a rule on
-// their input, and every status poll of a group (GET /v1/groups/{id})
-// finishes the next `step` tasks in `order`, so a test controls exactly how
-// a group progresses poll by poll, without timing.
+// their input, and every poll of a group (GET /v1/groups/{id}, or a
+// results request by cursor) finishes the next `step` tasks in `order`, so
+// a test controls exactly how a group progresses poll by poll, without
+// timing. It answers a results request at once (it never waits).
 //
 // Rules: input "exit:N" exits N with stderr "boom N\nmore"; "trap" traps;
 // "nowork" is failed by the verifier (no eligible workers); anything else
@@ -40,7 +41,8 @@ type fakeNode struct {
 	fail    int                // the next `fail` group polls answer 503
 	onPoll  func(g *fakeGroup) // called (unlocked) after each successful poll
 	hits    map[string]int     // requests by route pattern
-	pages   [][2]int           // (from, limit) of results requests
+	pages   []string           // the queries of results requests
+	sent    int                // results entries answered by cursor
 	cancels []string           // canceled group IDs
 	submits []SubmitRequest    // decoded submit bodies
 }
@@ -51,6 +53,7 @@ type fakeGroup struct {
 	order    []int
 	next     int    // tasks of order finished so far
 	fin      []bool // by index
+	finished []int  // indices in the order they became final (finish number = position + 1)
 	canceled bool
 	spent    protocol.Micros
 	created  int64
@@ -260,6 +263,7 @@ func (f *fakeNode) submit(w http.ResponseWriter, r *http.Request) {
 func (g *fakeGroup) advance(k int) {
 	for ; k > 0 && g.next < len(g.order); k-- {
 		g.fin[g.order[g.next]] = true
+		g.finished = append(g.finished, g.order[g.next])
 		g.next++
 	}
 }
@@ -313,19 +317,10 @@ func (f *fakeNode) group(w http.ResponseWriter, r *http.Request) *fakeGroup {
 
 func (f *fakeNode) poll(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
-	if f.fail > 0 {
-		f.fail--
-		f.mu.Unlock()
-		writeErr(w, 503, "node restarting")
-		return
-	}
-	g := f.group(w, r)
+	g := f.pollLocked(w, r)
 	if g == nil {
 		f.mu.Unlock()
 		return
-	}
-	if !g.canceled {
-		g.advance(f.step)
 	}
 	st := g.status()
 	hook := f.onPoll
@@ -334,6 +329,21 @@ func (f *fakeNode) poll(w http.ResponseWriter, r *http.Request) {
 	if hook != nil {
 		hook(g)
 	}
+}
+
+// pollLocked fails the request while f.fail says so, else finishes the
+// group's next tasks and returns the group (nil when it answered).
+func (f *fakeNode) pollLocked(w http.ResponseWriter, r *http.Request) *fakeGroup {
+	if f.fail > 0 {
+		f.fail--
+		writeErr(w, 503, "node restarting")
+		return nil
+	}
+	g := f.group(w, r)
+	if g != nil && !g.canceled {
+		g.advance(f.step)
+	}
+	return g
 }
 
 func (f *fakeNode) listGroups(w http.ResponseWriter, r *http.Request) {
@@ -362,11 +372,16 @@ func (f *fakeNode) tasks(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeNode) results(w http.ResponseWriter, r *http.Request) {
-	from, _ := strconv.Atoi(r.URL.Query().Get("from"))
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	q := r.URL.Query()
+	if q.Has("since") {
+		f.resultsSince(w, r)
+		return
+	}
+	from, _ := strconv.Atoi(q.Get("from"))
+	limit, _ := strconv.Atoi(q.Get("limit"))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.pages = append(f.pages, [2]int{from, limit})
+	f.pages = append(f.pages, fmt.Sprintf("from=%d limit=%d", from, limit))
 	if limit <= 0 || limit > 10000 {
 		limit = 1000
 	}
@@ -385,12 +400,58 @@ func (f *fakeNode) results(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, out)
 }
 
+// resultsSince answers the cursor form: a poll, then what finished after
+// the cursor (a finish number) in finish order.
+func (f *fakeNode) resultsSince(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	since, err := strconv.Atoi(q.Get("since"))
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	f.mu.Lock()
+	f.pages = append(f.pages, fmt.Sprintf("since=%s limit=%d wait=%s", q.Get("since"), limit, q.Get("wait")))
+	g := f.pollLocked(w, r)
+	if g == nil {
+		f.mu.Unlock()
+		return
+	}
+	if err != nil || since < 0 || since > len(g.finished) {
+		f.mu.Unlock()
+		writeErr(w, 400, "node: bad request: bad cursor")
+		return
+	}
+	if limit <= 0 {
+		limit = 1000
+	}
+	page := ResultsPage{Results: []TaskResult{}}
+	end := min(since+limit, len(g.finished))
+	for k := since; k < end; k++ {
+		e := g.entry(g.finished[k])
+		e.Seq = uint32(k + 1)
+		page.Results = append(page.Results, e)
+	}
+	f.sent += len(page.Results)
+	page.Next = fmt.Sprint(end)
+	page.More = end < len(g.finished)
+	page.Done = len(g.finished) == len(g.tasks) && !page.More
+	page.Group = g.status()
+	hook := f.onPoll
+	f.mu.Unlock()
+	writeJSON(w, 200, page)
+	if hook != nil {
+		hook(g)
+	}
+}
+
 func (f *fakeNode) cancel(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	g := f.group(w, r)
 	if g == nil {
 		return
+	}
+	for i := range g.tasks {
+		if !g.fin[i] && !g.canceled {
+			g.finished = append(g.finished, i)
+		}
 	}
 	g.canceled = true
 	f.cancels = append(f.cancels, g.id)

@@ -21,6 +21,9 @@ const (
 const (
 	uploadWorkers = 4
 	resultsPage   = 256
+	// longPoll is how long one results request waits for a task to
+	// finish; progress is reported at least this often.
+	longPoll = 5 * time.Second
 	// pollGiveUp is how long Map and Wait keep polling a node that is
 	// unreachable or failing (e.g. restarting) before giving up.
 	pollGiveUp = 30 * time.Second
@@ -37,12 +40,13 @@ type MapOptions struct {
 	Replicas  int             // workers per input; 0 means 2 (the minimum)
 	Timeout   time.Duration   // running time limit per job; 0 means the node's default (2h)
 	MaxMemory uint64          // memory cap per job in bytes; 0 means the node's default
-	// Progress, when set, is called after every poll of the group's status,
-	// from the goroutine running the map.
+	// Progress, when set, is called after every answer of the node (at
+	// least every 5 s while the group runs), from the goroutine running
+	// the map.
 	Progress func(Progress)
 }
 
-// Progress is a map's progress, reported on every poll.
+// Progress is a map's progress, reported after every answer of the node.
 type Progress struct {
 	Group    string // the job group's ID
 	Total    int    // inputs
@@ -254,7 +258,8 @@ feed:
 
 // Wait follows an already-submitted group until every task is final,
 // calling fn once for each finished task (in the order they finish) and
-// progress, when not nil, after every poll. Unlike Map, canceling ctx only
+// progress, when not nil, after every answer of the node (at least every
+// 5 s). Unlike Map, canceling ctx only
 // stops waiting: the group keeps running.
 func (c *Client) Wait(ctx context.Context, id string, progress func(Progress), fn func(Result)) error {
 	g, err := c.Group(ctx, id)
@@ -274,7 +279,8 @@ func (c *Client) Wait(ctx context.Context, id string, progress func(Progress), f
 	return nil
 }
 
-// watcher polls a group and delivers each finished task's result once.
+// watcher follows a group through the results cursor and delivers each
+// finished task's result once.
 type watcher struct {
 	c        *Client
 	id       string
@@ -284,7 +290,6 @@ type watcher struct {
 	fn       func(Result)
 
 	done      []bool
-	low       int // every index below low has been delivered
 	delivered int
 	counts    map[string]int // delivered results by state
 	errs      int
@@ -296,19 +301,29 @@ func newWatcher(c *Client, id string, total int, start time.Time, progress func(
 		done: make([]bool, total), counts: map[string]int{}}
 }
 
-// run polls until every task has been delivered, ctx is done, or the node
-// fails for longer than pollGiveUp (or refuses the requests outright).
+// run asks for the results that finished after its cursor, each request
+// waiting up to longPoll for one, until every task has been delivered, ctx
+// is done, or the node fails for longer than pollGiveUp (or refuses the
+// requests outright). After an answer with results it pauses pollMin
+// (more finish meanwhile: fewer, fuller answers) unless the node has more
+// at once.
 func (w *watcher) run(ctx context.Context) error {
-	interval := w.c.pollMin
+	cursor := "0"
 	var failingSince time.Time
+	var pause time.Duration
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	<-timer.C
 	for {
-		before := w.delivered
-		g, err := w.c.Group(ctx, w.id)
-		if err == nil && g.Finished() > w.delivered {
-			err = w.fetch(ctx, g.Finished())
+		if pause > 0 {
+			timer.Reset(pause)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-timer.C:
+			}
 		}
+		page, err := w.c.ResultsSince(ctx, w.id, cursor, resultsPage, longPoll)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -320,61 +335,35 @@ func (w *watcher) run(ctx context.Context) error {
 			} else if time.Since(failingSince) > pollGiveUp {
 				return fmt.Errorf("node failing for %s: %w", pollGiveUp, err)
 			}
-			interval = w.c.pollMax
+			pause = w.c.pollMax
+			continue
+		}
+		failingSince = time.Time{}
+		for _, r := range page.Results {
+			if i := int(r.Index); i >= 0 && i < w.total && !w.done[i] && Finished(r.State) {
+				w.deliver(r)
+			}
+		}
+		if page.Next != "" {
+			cursor = page.Next
+		}
+		if w.progress != nil {
+			w.progress(w.report(&page.Group))
+		}
+		switch {
+		case w.delivered >= w.total:
+			return nil
+		case page.Done:
+			return fmt.Errorf("%w: the node says every task is final, but %d of %d results were not listed", ErrServer,
+				w.total-w.delivered, w.total)
+		case page.More:
+			pause = 0
 		default:
-			failingSince = time.Time{}
-			if w.progress != nil {
-				w.progress(w.report(g))
-			}
-			if w.delivered >= w.total {
-				return nil
-			}
-			if w.delivered > before {
-				interval = w.c.pollMin
-			} else {
-				interval = min(interval*3/2, w.c.pollMax)
-			}
-		}
-		timer.Reset(interval)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-timer.C:
+			// After results, or after a wait that ended with none (a node
+			// shutting down answers at once): never a busy loop.
+			pause = w.c.pollMin
 		}
 	}
-}
-
-// fetch pages through the results from the lowest undelivered index until
-// it has delivered the tasks the group status says are finished.
-func (w *watcher) fetch(ctx context.Context, finished int) error {
-	need := finished - w.delivered
-	from := w.low
-	for need > 0 && from < w.total {
-		page, err := w.c.Results(ctx, w.id, from, resultsPage)
-		if err != nil {
-			return err
-		}
-		if len(page) == 0 {
-			break
-		}
-		for _, r := range page {
-			i := int(r.Index)
-			if i < 0 || i >= w.total || w.done[i] || !Finished(r.State) {
-				continue
-			}
-			w.deliver(r)
-			need--
-		}
-		next := int(page[len(page)-1].Index) + 1
-		if next <= from {
-			return fmt.Errorf("%w: results paging did not advance past index %d", ErrServer, from)
-		}
-		from = next
-	}
-	for w.low < w.total && w.done[w.low] {
-		w.low++
-	}
-	return nil
 }
 
 func (w *watcher) deliver(r TaskResult) {

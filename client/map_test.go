@@ -5,8 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aspen-market/aspen/protocol"
 )
@@ -138,18 +142,20 @@ func TestMapPagesThroughResults(t *testing.T) {
 			t.Fatalf("result %d = %+v", i, r)
 		}
 	}
-	want := [][2]int{{0, resultsPage}, {resultsPage, resultsPage}, {2 * resultsPage, resultsPage}}
+	// One poll finished everything: the pages follow at once, each asking
+	// after the last, every request ready to wait for news.
+	want := []string{"since=0 limit=256 wait=5s", "since=256 limit=256 wait=5s", "since=512 limit=256 wait=5s"}
 	if pages := f.locked(func() any { return f.pages }); fmt.Sprint(pages) != fmt.Sprint(want) {
 		t.Fatalf("results pages = %v, want %v", pages, want)
 	}
 }
 
-func TestMapFetchesOnlyNewResults(t *testing.T) {
-	// Input 0 finishes last: later polls must not re-read what they already
-	// have beyond what the API makes necessary, and must stop paging once the
-	// newly finished tasks are found.
+func TestMapReceivesEachResultOnce(t *testing.T) {
+	// Input 0 finishes last: with the cursor, no result is ever answered
+	// twice (the input-order form re-sent everything after input 0 on
+	// every poll).
 	f := newFakeNode(t)
-	f.step = 300
+	f.step = 50
 	f.order = func(n int) []int {
 		o := make([]int, 0, n)
 		for i := 1; i < n; i++ {
@@ -159,16 +165,26 @@ func TestMapFetchesOnlyNewResults(t *testing.T) {
 	}
 	inputs := make([][]byte, 600)
 	for i := range inputs {
-		inputs[i] = []byte("x")
+		inputs[i] = []byte(fmt.Sprint(i))
 	}
-	if _, err := f.client().Map(context.Background(), wasm, inputs, MapOptions{MaxPrice: 1}); err != nil {
+	var got []int
+	err := f.client().MapStream(context.Background(), wasm, inputs, MapOptions{MaxPrice: 1}, func(r Result) {
+		if r.Err != nil || string(r.Stdout) != fmt.Sprint(r.Index) {
+			t.Errorf("result %+v", r)
+		}
+		got = append(got, r.Index)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Poll 1: tasks 1..300 finished: pages from 0 and 256 (found all 300).
-	// Poll 2: tasks 301..599 and 0: pages from 0 (watermark), 256, 512.
-	want := [][2]int{{0, 256}, {256, 256}, {0, 256}, {256, 256}, {512, 256}}
-	if pages := f.locked(func() any { return f.pages }); fmt.Sprint(pages) != fmt.Sprint(want) {
-		t.Fatalf("results pages = %v, want %v", pages, want)
+	if sent := f.locked(func() any { return f.sent }); sent != 600 || len(got) != 600 || got[599] != 0 {
+		t.Fatalf("%v entries answered, %d delivered (last %d) for 600 inputs", sent, len(got), got[len(got)-1])
+	}
+	if n := f.hit("GET /v1/groups/{id}/results"); n != 12 {
+		t.Fatalf("%d results requests, want 12 (50 finish per poll)", n)
+	}
+	if n := f.hit("GET /v1/groups/{id}"); n != 0 {
+		t.Fatalf("%d status polls besides the results", n)
 	}
 }
 
@@ -286,9 +302,8 @@ func TestMapStreamDeliversEachOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Poll 1 finishes 3 and 1 (delivered in index order within a poll),
-	// poll 2 finishes 4 and 0, poll 3 finishes 2.
-	if fmt.Sprint(got) != "[1 3 0 4 2]" {
+	// Delivered in the order the tasks finished.
+	if fmt.Sprint(got) != "[3 1 4 0 2]" {
 		t.Fatalf("delivery order %v", got)
 	}
 }
@@ -316,5 +331,42 @@ func TestWaitFollowsSubmittedGroup(t *testing.T) {
 	}
 	if err := c.Wait(ctx, "ffffffffffffffffffffffffffffffff", nil, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Wait on an unknown group: %v", err)
+	}
+}
+
+func TestResultsSince(t *testing.T) {
+	f := newFakeNode(t)
+	f.step = 2
+	c := f.client()
+	ctx := context.Background()
+	mod, _ := c.PutBlob(ctx, wasm)
+	resp, err := c.Submit(ctx, SubmitRequest{Module: mod, MaxPrice: "0.01", Inputs: []Input{{Data: []byte("x")}, {Data: []byte("y")}, {Data: []byte("z")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.ResultsSince(ctx, resp.ID, "", 1, 2*time.Second)
+	if err != nil || len(p.Results) != 1 || p.Results[0].Seq != 1 || p.Next != "1" || !p.More || p.Done || p.Group.Verified != 2 {
+		t.Fatalf("first page = %+v, %v", p, err)
+	}
+	p, err = c.ResultsSince(ctx, resp.ID, p.Next, 0, 0)
+	if err != nil || len(p.Results) != 2 || p.Results[1].Seq != 3 || p.Next != "3" || p.More || !p.Done {
+		t.Fatalf("second page = %+v, %v", p, err)
+	}
+	want := []string{"since=0 limit=1 wait=2s", "since=1 limit=0 wait="}
+	if pages := f.locked(func() any { return f.pages }); fmt.Sprint(pages) != fmt.Sprint(want) {
+		t.Fatalf("queries %v, want %v", pages, want)
+	}
+	if _, err := c.ResultsSince(ctx, resp.ID, "x", 0, 0); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("bad cursor: %v", err)
+	}
+
+	// A node from before the cursor answers the input-order list.
+	old := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `[{"index":0,"state":"pending","exit_code":0,"charged":0}]`)
+	}))
+	defer old.Close()
+	_, err = New(old.URL, "t").ResultsSince(ctx, resp.ID, "0", 0, time.Second)
+	if !errors.Is(err, ErrServer) || !strings.Contains(err.Error(), "predates results by cursor") {
+		t.Fatalf("old node: %v", err)
 	}
 }

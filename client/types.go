@@ -124,6 +124,7 @@ type Task struct {
 // and, when verified, its output.
 type TaskResult struct {
 	Index    uint32          `json:"index"`
+	Seq      uint32          `json:"seq,omitempty"` // finish number: the Seq-th task of the group to finish (0: not finished)
 	State    string          `json:"state"`
 	Reason   string          `json:"reason,omitempty"`
 	Status   string          `json:"status,omitempty"` // when verified: ok, exit, trap, ...
@@ -133,6 +134,20 @@ type TaskResult struct {
 	Stderr   []byte          `json:"stderr,omitempty"`
 	Result   string          `json:"result,omitempty"`
 	Charged  protocol.Micros `json:"charged"`
+}
+
+// ResultsPage answers GET /v1/groups/{id}/results?since=CURSOR: results
+// in the order their tasks finished, after the cursor.
+type ResultsPage struct {
+	Results []TaskResult `json:"results"`
+	// Next is the cursor to ask with next: what finished after these.
+	Next string `json:"next"`
+	// More: more results have finished already (the answer was full).
+	More bool `json:"more"`
+	// Done: every task of the group is final and listed up to Next.
+	Done bool `json:"done"`
+	// Group is the group's progress when the node answered.
+	Group Group `json:"group"`
 }
 
 // Peer is a connected peer (GET /v1/peers).

@@ -23,7 +23,8 @@ import (
 )
 
 // apiDouble emulates the node's local HTTP API (node/api.go) for the
-// command tests: every status poll finishes the next task of a group.
+// command tests: every poll (a status request, or a results request by
+// cursor) finishes the next task of a group; tasks finish in input order.
 // Input "exit:N" exits N with stderr "bad input N\ndetail"; "nowork" is
 // failed by the verifier; anything else exits 0 printing the input
 // upper-cased with a newline.
@@ -138,10 +139,7 @@ func newAPIDouble(t *testing.T) *apiDouble {
 			d.mu.Unlock()
 			return
 		}
-		if g.next < len(g.res) && g.g.State == "running" {
-			g.finish(g.next, g.res[g.next])
-			g.next++
-		}
+		g.poll()
 		st, hook := g.g, d.onPoll
 		d.mu.Unlock()
 		if hook != nil {
@@ -167,6 +165,35 @@ func newAPIDouble(t *testing.T) *apiDouble {
 		reply(w, 200, out)
 	})
 	mux.HandleFunc("GET /v1/groups/{id}/results", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("since") {
+			// A poll, then what finished after the cursor: tasks finish
+			// in input order, so task i has finish number i+1.
+			since, err := strconv.Atoi(r.URL.Query().Get("since"))
+			d.mu.Lock()
+			g := group(w, r)
+			if g == nil {
+				d.mu.Unlock()
+				return
+			}
+			g.poll()
+			if err != nil || since < 0 || since > g.next {
+				d.mu.Unlock()
+				reply(w, 400, map[string]string{"error": "node: bad request: bad cursor"})
+				return
+			}
+			page := client.ResultsPage{Results: g.entries()[since:g.next], Next: strconv.Itoa(g.next), Group: g.g}
+			for i := range page.Results {
+				page.Results[i].Seq = uint32(since + i + 1)
+			}
+			page.Done = g.next == len(g.res)
+			hook := d.onPoll
+			d.mu.Unlock()
+			if hook != nil {
+				hook(page.Group.Finished())
+			}
+			reply(w, 200, page)
+			return
+		}
 		from, _ := strconv.Atoi(r.URL.Query().Get("from"))
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
 		d.mu.Lock()
@@ -208,6 +235,14 @@ func newAPIDouble(t *testing.T) *apiDouble {
 	t.Cleanup(d.srv.Close)
 	// Poll fast: the commands use the client's default interval otherwise.
 	return d
+}
+
+// poll finishes the next task of a running group.
+func (g *dGroup) poll() {
+	if g.next < len(g.res) && g.g.State == "running" {
+		g.finish(g.next, g.res[g.next])
+		g.next++
+	}
 }
 
 // finish records task i's final entry and updates the counts.
