@@ -5,7 +5,11 @@ import (
 	"crypto/rand"
 	"fmt"
 	mrand "math/rand/v2"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -201,6 +205,8 @@ func figGossip(ctx context.Context, e *env) ([]Row, error) {
 	// clock (one process).
 	const perSec = 100
 	stats0 := m.stats()
+	busy0, total0 := machineBusy()
+	cpu0 := cpuTime()
 	pubs := make([]published, secs*perSec)
 	start := time.Now().Add(50 * time.Millisecond)
 	errs := make(chan error, n)
@@ -240,6 +246,8 @@ func figGossip(ctx context.Context, e *env) ([]Row, error) {
 			break
 		}
 	}
+	cpu := cpuTime() - cpu0
+	busy, total := machineBusy()
 	var lat durations
 	for _, p := range pubs {
 		lat = append(lat, m.latencies(p.key, p.at)...)
@@ -247,6 +255,16 @@ func figGossip(ctx context.Context, e *env) ([]Row, error) {
 	stats := m.stats()
 	closeM()
 	expected := len(pubs) * (n - 1)
+	// What the figure costs and what else ran: CPU per offer (all 20
+	// peers) and the machine's busy CPUs, ours included, over the same
+	// time (from /proc/stat; "?" where unavailable).
+	wall := last.Sub(first) + time.Since(last)
+	load := "?"
+	if total > total0 {
+		load = fmt.Sprintf("%.2f", float64(busy-busy0)/float64(total-total0)*float64(runtime.NumCPU()))
+	}
+	cost := fmt.Sprintf("CPU %.2f ms per offer (all %d peers), this process %.2f CPUs, the machine %s of %d CPUs busy",
+		ms(cpu)/float64(len(pubs)), n, cpu.Seconds()/wall.Seconds(), load, runtime.NumCPU())
 	rows = append(rows,
 		Row{Figure: "6 gossip, 20 peers (loopback TCP), 100 offers/s: delivered", Value: 100 * float64(len(lat)) / float64(expected), Unit: "%"}.
 			target("value", ">=", 99.9).note("%d offers over %.1f s (%.0f/s; publish lag behind schedule p99 %.1f ms), %d of %d deliveries; validators rejected %d, ignored %d (older than an offer already delivered from the same author, or a copy)",
@@ -254,7 +272,8 @@ func figGossip(ctx context.Context, e *env) ([]Row, error) {
 			stats.Rejected-stats0.Rejected, stats.Ignored-stats0.Ignored),
 		Row{Figure: "6 gossip, 20 peers, 100 offers/s: delivery latency p99", Value: ms(lat.pct(0.99)), Unit: "ms"}.
 			target("value", "<=", 20).note("per-signer gossip limit raised to %.0f/s, burst %d (production %.0f/s, burst %d); p50 %.2f ms, p90 %.1f ms, p95 %.1f ms, max %.1f ms; %d deliveries over 50 ms", benchRate, benchBurst, prod.GossipRate, prod.GossipBurst,
-			ms(lat.pct(0.5)), ms(lat.pct(0.9)), ms(lat.pct(0.95)), ms(slices.Max(append(lat, 0))), over(lat, 50*time.Millisecond)),
+			ms(lat.pct(0.5)), ms(lat.pct(0.9)), ms(lat.pct(0.95)), ms(slices.Max(append(lat, 0))), over(lat, 50*time.Millisecond)).
+			note("%s", cost),
 	)
 
 	// 200 peers on a mocknet, offers published one at a time from
@@ -292,6 +311,31 @@ func figGossip(ctx context.Context, e *env) ([]Row, error) {
 		target("value", "<=", 2000).note("%d offers, median %.0f ms; %.2f%% of all deliveries made within 10 s", offers200, ms(t99.pct(0.5)),
 		100*float64(delivered)/float64(offers200*(big-1))))
 	return rows, nil
+}
+
+// machineBusy returns the machine's busy and total CPU time from the first
+// line of /proc/stat (clock ticks; zeros where unavailable).
+func machineBusy() (busy, total uint64) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, x := range f[1:] {
+		v, err := strconv.ParseUint(x, 10, 64)
+		if err != nil {
+			return 0, 0
+		}
+		total += v
+		if i != 3 && i != 4 { // idle, iowait
+			busy += v
+		}
+	}
+	return busy, total
 }
 
 // stats sums the hosts' gossip validation counters.
