@@ -280,6 +280,7 @@ type verifierSettings struct {
 	SpotCheckRate    string `json:"spot_check_rate"`
 	OperatorCut      string `json:"operator_cut"`
 	SpeedTolerance   string `json:"speed_tolerance"`
+	SpeedSlack       string `json:"speed_slack"`
 	HeartbeatTimeout string `json:"heartbeat_timeout"`
 	MaxExtraReplicas int    `json:"max_extra_replicas"`
 	StrikesToExclude int    `json:"strikes_to_exclude"`

@@ -17,8 +17,9 @@ type Config struct {
 	// speed is below rated × (1 − tol); a replica compared with an untrusted
 	// reference is unpaid if its work L exceeds L_ref × (1 + tol).
 	SpeedTolerancePPM uint32
-	// SpeedSlack is run time the speed rule forgives: the first SpeedSlack
-	// of a replica's reported time is not judged. Timers of a busy machine
+	// SpeedSlack is run time the speed rule forgives: the work a standard
+	// machine (speed 1.0) does in SpeedSlack is taken off a replica's work
+	// before it is judged. Timers of a busy machine
 	// vary by more than the tolerance on jobs of a few milliseconds, and
 	// an honest replica should not lose its pay to that. It changes only
 	// the paid/too-slow verdict, never the billed time (still capped at

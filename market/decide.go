@@ -276,8 +276,10 @@ func (t *Task) judge(d *Decision, k resultKey, ref Work, paid func(r Replica, l 
 				break
 			}
 			v.EffectiveSpeed = effectiveSpeed(ref, tw, r.Speed)
-			// The speed rule judges the time beyond the slack.
-			if !paid(r, WorkOf(r.Speed, tw-t.Terms.SlackMicros)) {
+			// The speed rule judges the work beyond the slack: what a
+			// standard machine does in SlackMicros (not scaled by the
+			// worker's own rating, which an inflated rating would exploit).
+			if !paid(r, v.Work.sub(WorkOf(protocol.SpeedUnit, t.Terms.SlackMicros))) {
 				v.Outcome = OutcomeTooSlow
 				break
 			}

@@ -207,7 +207,11 @@ func oraclePaid(task *Task, d Decision, r Replica) bool {
 		return false
 	}
 	tol := int64(task.Terms.TolerancePPM)
-	l := bigOf(int64(r.Speed), max(r.Receipt.ExecMicros-task.Terms.SlackMicros, 0))
+	l := bigOf(int64(r.Speed), r.Receipt.ExecMicros)
+	l.Sub(l, bigOf(int64(protocol.SpeedUnit), task.Terms.SlackMicros))
+	if l.Sign() < 0 {
+		l.SetInt64(0)
+	}
 	if d.Trusted {
 		v := task.Verifier
 		lb := bigOf(int64(v.Speed), v.ExecMicros, PPM)

@@ -74,6 +74,16 @@ func (w Work) mul(m uint64) Work {
 	return Work{hi, lo}
 }
 
+// sub returns w − v, or zero if v ≥ w.
+func (w Work) sub(v Work) Work {
+	if w.Cmp(v) <= 0 {
+		return Work{}
+	}
+	lo, borrow := bits.Sub64(w.Lo, v.Lo, 0)
+	hi, _ := bits.Sub64(w.Hi, v.Hi, borrow)
+	return Work{hi, lo}
+}
+
 // div returns floor(w / d), saturating at math.MaxUint64; d must be > 0.
 func (w Work) div(d uint64) uint64 {
 	if w.Hi >= d {
