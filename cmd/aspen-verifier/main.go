@@ -8,15 +8,15 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"sort"
-	"syscall"
 
+	"github.com/aspen-market/aspen/internal/cli"
 	"github.com/aspen-market/aspen/sandbox"
 )
+
+// app is aspen-verifier's command table.
+var app = cli.New("aspen-verifier")
 
 // command is one aspen-verifier subcommand.
 type command struct {
@@ -24,26 +24,11 @@ type command struct {
 	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
-var commands = map[string]command{}
-
 func register(name string, c command) {
-	if _, dup := commands[name]; dup {
-		panic("duplicate command " + name)
-	}
-	commands[name] = c
-}
-
-func usage(w io.Writer) {
-	fmt.Fprintln(w, "usage: aspen-verifier COMMAND [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintln(w, "\nRun 'aspen-verifier COMMAND -h' for a command's flags.")
+	app.Register(name, cli.Command{Summary: c.summary,
+		Run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+			return c.run(ctx, args, stdout, stderr)
+		}})
 }
 
 func main() {
@@ -52,22 +37,5 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) < 1 {
-		usage(stderr)
-		return 2
-	}
-	name := args[0]
-	if name == "-h" || name == "--help" || name == "help" {
-		usage(stdout)
-		return 0
-	}
-	c, ok := commands[name]
-	if !ok {
-		fmt.Fprintf(stderr, "aspen-verifier: unknown command %q\n\n", name)
-		usage(stderr)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return c.run(ctx, args[1:], stdout, stderr)
+	return app.Run(args, os.Stdin, stdout, stderr)
 }
