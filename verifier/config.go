@@ -106,6 +106,13 @@ type Config struct {
 	// ReleaseRetryMin and ReleaseRetryMax bound the backoff of releases
 	// a consumer did not acknowledge.
 	ReleaseRetryMin, ReleaseRetryMax time.Duration
+	// ReleaseGiveUp: a group whose remaining tasks are all settled, the
+	// newest of them for this long, and whose releases have failed until
+	// the retry backoff reached ReleaseRetryMax, is given up on: those
+	// results are left undelivered (the money is settled already), the
+	// group is closed and leaves memory. A later submit of the group by
+	// its consumer releases them again. 0 never gives up.
+	ReleaseGiveUp time.Duration
 	// MaxOpenTasks bounds tasks held open at once; submits beyond it are
 	// refused with AckBusy.
 	MaxOpenTasks int
@@ -168,6 +175,7 @@ func DefaultConfig() Config {
 		RestartGrace:     30 * time.Second,
 		ReleaseRetryMin:  500 * time.Millisecond,
 		ReleaseRetryMax:  time.Minute,
+		ReleaseGiveUp:    7 * 24 * time.Hour,
 		MaxOpenTasks:     1_000_000,
 		MaxMemory:        4 << 30,
 		DefaultJobMemory: 256 << 20,
@@ -240,6 +248,8 @@ func (c *Config) Validate() error {
 		return bad("restart grace %v", c.RestartGrace)
 	case c.ReleaseRetryMin <= 0 || c.ReleaseRetryMax < c.ReleaseRetryMin:
 		return bad("release retry %v..%v", c.ReleaseRetryMin, c.ReleaseRetryMax)
+	case c.ReleaseGiveUp < 0 || (c.ReleaseGiveUp > 0 && c.ReleaseGiveUp < c.ReleaseRetryMax):
+		return bad("release give-up %v (want 0 for never, or at least the release retry maximum %v)", c.ReleaseGiveUp, c.ReleaseRetryMax)
 	case c.MaxOpenTasks < 1:
 		return bad("max open tasks %d", c.MaxOpenTasks)
 	case c.MaxMemory == 0 || c.DefaultJobMemory == 0 || c.DefaultJobMemory > c.MaxMemory:

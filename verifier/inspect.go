@@ -122,6 +122,9 @@ type TaskInfo struct {
 	Strikes     int             `json:"strikes"`
 	Posted      bool            `json:"posted"`
 	Released    bool            `json:"released"`
+	// Undelivered: settled, but its consumer never acknowledged the
+	// release and the group was given up on.
+	Undelivered bool `json:"undelivered,omitempty"`
 }
 
 // GroupInfo is a job group with its tasks' outcomes.
@@ -138,7 +141,12 @@ type GroupInfo struct {
 	Open          bool            `json:"open"`
 	Counts        map[string]int  `json:"counts"`
 	Charged       protocol.Micros `json:"charged"`
-	Tasks         []TaskInfo      `json:"tasks,omitempty"`
+	// Undelivered is how many results of a closed group its consumer
+	// never acknowledged (given up on at GaveUp, unix ms; a submit of the
+	// group by the consumer releases them again).
+	Undelivered int        `json:"undelivered,omitempty"`
+	GaveUp      int64      `json:"gave_up,omitempty"`
+	Tasks       []TaskInfo `json:"tasks,omitempty"`
 }
 
 // Groups lists every open group (without tasks) and, when all is set, the
@@ -159,12 +167,20 @@ func (v *Verifier) Groups(all bool) ([]GroupInfo, error) {
 	}
 	v.mu.Unlock()
 	if all {
-		err := v.st.Scan(nsGroup, nil, func(_, val []byte) error {
+		und, err := v.undelivered()
+		if err != nil {
+			return nil, err
+		}
+		err = v.st.Scan(nsGroup, nil, func(_, val []byte) error {
 			var rec groupRecord
 			if err := json.Unmarshal(val, &rec); err != nil || seen[rec.ID] {
 				return nil
 			}
-			out = append(out, groupInfo(rec))
+			gi := groupInfo(rec)
+			if u, ok := und[rec.ID]; ok {
+				gi.Undelivered, gi.GaveUp = u.Tasks, u.GaveUp
+			}
+			out = append(out, gi)
 			return nil
 		})
 		if err != nil {
@@ -240,7 +256,22 @@ func (v *Verifier) Group(id protocol.ID) (GroupInfo, error) {
 		gi.Tasks = append(gi.Tasks, taskInfo(&rec))
 	}
 	slices.SortFunc(gi.Tasks, func(a, b TaskInfo) int { return int(a.Index) - int(b.Index) })
-	for _, t := range gi.Tasks {
+	var gaveUp *undeliveredRecord
+	if !gi.Open {
+		if b, err := v.st.Get(nsUndelivered, id[:]); err == nil {
+			var u undeliveredRecord
+			if json.Unmarshal(b, &u) == nil {
+				gaveUp = &u
+				gi.GaveUp = u.GaveUp
+			}
+		}
+	}
+	for i := range gi.Tasks {
+		t := &gi.Tasks[i]
+		if gaveUp != nil && t.Posted && !t.Released && t.State != "queued" && t.State != "running" {
+			t.Undelivered = true
+			gi.Undelivered++
+		}
 		gi.Counts[t.State]++
 		gi.Charged += t.Charged
 	}

@@ -32,6 +32,7 @@ var (
 	mSpotChecks  = desc("own_runs_total", "Jobs the verifier ran itself (spot-checks and tie-breaks).")
 	mReleases    = desc("releases_total", "Release messages delivered to consumers, and retries.", "result")
 	mBenchmarks  = desc("benchmarks_total", "Worker benchmarks, by result.", "result")
+	mUndelivered = desc("undelivered_tasks_total", "Results whose consumer never acknowledged them within the release give-up time (given_up), and those released again when it came back (redelivered).", "event")
 	mWorkers     = desc("workers", "Registered workers, by state (registered, live, in_book).", "state")
 	mOpen        = desc("open_tasks", "Tasks not yet decided, by state (open, queued).", "state")
 	mOutstanding = desc("outstanding_replicas", "Replicas assigned and not yet reported.")
@@ -42,7 +43,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mAssignments, mReplicas, mReceipts, mTasks, mStrikes, mSpotChecks, mReleases, mBenchmarks, mWorkers, mOpen, mOutstanding, mGroups, mLedger, mLedgerTotal, mStore} {
+	for _, d := range []*prometheus.Desc{mAssignments, mReplicas, mReceipts, mTasks, mStrikes, mSpotChecks, mReleases, mBenchmarks, mUndelivered, mWorkers, mOpen, mOutstanding, mGroups, mLedger, mLedgerTotal, mStore} {
 		ch <- d
 	}
 }
@@ -68,6 +69,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(mReleases, s.ReleaseRetries, "retried")
 	counter(mBenchmarks, s.BenchmarksPassed, "passed")
 	counter(mBenchmarks, s.BenchmarksFailed, "failed")
+	counter(mUndelivered, s.TasksUndelivered, "given_up")
+	counter(mUndelivered, s.TasksRedelivered, "redelivered")
 	gauge(mWorkers, float64(s.Workers), "registered")
 	gauge(mWorkers, float64(s.LiveWorkers), "live")
 	gauge(mWorkers, float64(s.InBook), "in_book")

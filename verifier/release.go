@@ -34,7 +34,8 @@ func (v *Verifier) releaseLoop(ctx context.Context) {
 // to its consumer, batched per group (one send in flight per group; what
 // settles meanwhile goes in the next batch). Unacknowledged releases are
 // retried with backoff; acknowledged tasks leave memory, and a group with
-// no task left is closed.
+// no task left is closed. A group whose consumer has not acknowledged for
+// ReleaseGiveUp is given up on (undelivered.go).
 func (v *Verifier) releaseRound(ctx context.Context) {
 	now := v.nowMs()
 	v.mu.Lock()
@@ -48,6 +49,10 @@ func (v *Verifier) releaseRound(ctx context.Context) {
 			g.rec.Closed = true
 			closed = append(closed, v.groupWrite(g))
 			delete(v.groups, g.id)
+			continue
+		}
+		if ws := v.giveUpLocked(g, now); ws != nil {
+			closed = append(closed, ws...)
 			continue
 		}
 		var ready []*taskState

@@ -12,6 +12,7 @@ type counters struct {
 	verified, failed, canceled                 atomic.Uint64
 	strikes, ownRuns, releases, releaseRetries atomic.Uint64
 	benchPassed, benchFailed                   atomic.Uint64
+	releasesGivenUp, undelivered, redelivered  atomic.Uint64
 }
 
 // Stats are counters since Start and current gauges, for metrics.
@@ -29,6 +30,12 @@ type Stats struct {
 	ReleaseRetries     uint64 `json:"release_retries"`
 	BenchmarksPassed   uint64 `json:"benchmarks_passed"`
 	BenchmarksFailed   uint64 `json:"benchmarks_failed"`
+	// ReleasesGivenUp counts groups given up on after ReleaseGiveUp
+	// without an acknowledgement; TasksUndelivered their results, and
+	// TasksRedelivered results released again when the consumer came back.
+	ReleasesGivenUp  uint64 `json:"releases_given_up"`
+	TasksUndelivered uint64 `json:"tasks_undelivered"`
+	TasksRedelivered uint64 `json:"tasks_redelivered"`
 
 	Workers     int `json:"workers"`
 	LiveWorkers int `json:"live_workers"`
@@ -49,6 +56,7 @@ func (v *Verifier) Stats() Stats {
 		Receipts: c.receipts.Load(), TasksVerified: c.verified.Load(), TasksFailed: c.failed.Load(), TasksCanceled: c.canceled.Load(),
 		Strikes: c.strikes.Load(), VerifierRuns: c.ownRuns.Load(), Releases: c.releases.Load(), ReleaseRetries: c.releaseRetries.Load(),
 		BenchmarksPassed: c.benchPassed.Load(), BenchmarksFailed: c.benchFailed.Load(),
+		ReleasesGivenUp: c.releasesGivenUp.Load(), TasksUndelivered: c.undelivered.Load(), TasksRedelivered: c.redelivered.Load(),
 		Store: v.st.Stats(),
 	}
 	now := v.nowMs()

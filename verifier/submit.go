@@ -24,6 +24,9 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 	if env.Signer != from || sub.Consumer != from {
 		return nil, p2p.Refuse(protocol.AckUnauthorized, "submit signed by %s for consumer %s", env.Signer, sub.Consumer)
 	}
+	// The consumer is reachable: releases of this group it never
+	// acknowledged go out again now, whatever becomes of the submit.
+	v.resumeReleases(sub.Group, from)
 	refuse := func(code protocol.AckCode, format string, a ...any) (protocol.Message, error) {
 		msg := fmt.Sprintf(format, a...)
 		v.log.Info("submit refused", "consumer", from.String(), "group", sub.Group.String(), "code", code, "reason", msg)

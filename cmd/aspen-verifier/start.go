@@ -52,6 +52,7 @@ type fileConfig struct {
 	QueueTime        string   `json:"queue_time"`
 	QueueTimeout     string   `json:"queue_timeout"`
 	RestartGrace     string   `json:"restart_grace"`
+	ReleaseGiveUp    string   `json:"release_give_up"`
 }
 
 func defaultFileConfig() fileConfig {
@@ -65,7 +66,7 @@ func defaultFileConfig() fileConfig {
 		VerifierTiebreak: m.VerifierTiebreak, VerifierSlots: d.VerifierSlots,
 		BenchmarkKernel: d.BenchmarkKernel, BenchmarkWork: d.BenchmarkWork, BenchmarkTasks: d.BenchmarkTasks,
 		RatingTTL: d.RatingTTL.String(), QueueDepth: d.QueueDepth, QueueDepthMin: d.QueueDepthMin, QueueTime: d.QueueTime.String(), QueueTimeout: d.QueueTimeout.String(),
-		RestartGrace: d.RestartGrace.String(),
+		RestartGrace: d.RestartGrace.String(), ReleaseGiveUp: d.ReleaseGiveUp.String(),
 	}
 }
 
@@ -123,6 +124,7 @@ func (fc fileConfig) apply(cfg *verifier.Config) error {
 	dur("queue_timeout", fc.QueueTimeout, &cfg.QueueTimeout)
 	dur("queue_time", fc.QueueTime, &cfg.QueueTime)
 	dur("restart_grace", fc.RestartGrace, &cfg.RestartGrace)
+	dur("release_give_up", fc.ReleaseGiveUp, &cfg.ReleaseGiveUp)
 	if fc.MaxReplicas > 0 {
 		m.MaxReplicas = fc.MaxReplicas
 	}

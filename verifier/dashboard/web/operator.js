@@ -199,6 +199,7 @@
 
   function groupState(g) {
     const c = g.counts || {};
+    if (!g.open && g.undelivered) return "undelivered";
     if (g.canceled) return "canceled";
     if (g.open && (c.queued || c.running)) return "running";
     if (c.failed) return "finished-with-failures";
@@ -257,7 +258,8 @@
         item("Replicas", String(g.replicas)),
         item("Timeout", A.duration(g.timeout_ms)),
         item("Created", A.time(g.created)),
-        item("Module", el("code", { title: g.module }, short(g.module, 12))));
+        item("Module", el("code", { title: g.module }, short(g.module, 12))),
+        ...(g.undelivered ? [item("Undelivered", `${g.undelivered} results never acknowledged; given up ${A.time(g.gave_up)} (a submit of the group by its consumer releases them again)`)] : []));
       renderTasks(g);
       if (!g.open) stopAll();
     }));
