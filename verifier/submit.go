@@ -26,7 +26,7 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 	}
 	// The consumer is reachable: releases of this group it never
 	// acknowledged go out again now, whatever becomes of the submit.
-	v.resumeReleases(sub.Group, from)
+	v.resumeReleases(sub.Group, from, sub.Addrs)
 	refuse := func(code protocol.AckCode, format string, a ...any) (protocol.Message, error) {
 		msg := fmt.Sprintf(format, a...)
 		v.log.Info("submit refused", "consumer", from.String(), "group", sub.Group.String(), "code", code, "reason", msg)

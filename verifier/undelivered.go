@@ -89,11 +89,15 @@ func settledAt(t *taskState) int64 {
 // waiting to retry a release is retried at once; a closed group it was
 // given up on gets its unacknowledged results back into memory and
 // released again (whatever the submit's fate: a canceled group, or a
-// consumer without funds, still gets its results).
-func (v *Verifier) resumeReleases(group protocol.ID, consumer peer.ID) {
+// consumer without funds, still gets its results). addrs are the
+// consumer's addresses from the submit (where it is now).
+func (v *Verifier) resumeReleases(group protocol.ID, consumer peer.ID, addrs []string) {
 	v.mu.Lock()
 	if g := v.groups[group]; g != nil {
 		if g.consumer == consumer && g.retryAt > 0 {
+			if len(addrs) > 0 {
+				g.rec.Addrs = addrs
+			}
 			g.retryAt = 0
 			v.mu.Unlock()
 			kick(v.kickRelease)
@@ -149,6 +153,9 @@ func (v *Verifier) resumeReleases(group protocol.ID, consumer peer.ID) {
 		return // reopened meanwhile
 	}
 	g.rec.Closed = false
+	if len(addrs) > 0 {
+		g.rec.Addrs = addrs
+	}
 	for _, t := range tasks {
 		g.tasks[t.rec.Index] = t
 		v.openTasks++
