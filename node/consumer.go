@@ -83,7 +83,7 @@ func newConsumer(n *Node) *consumer {
 
 func (c *consumer) start() error {
 	n := c.n
-	resubmit, refetch, err := c.load()
+	resubmit, refetch, pending, err := c.load()
 	if err != nil {
 		return err
 	}
@@ -103,13 +103,17 @@ func (c *consumer) start() error {
 			}
 		})
 	}
+	for _, id := range pending {
+		n.go_(func() { c.askForResults(id) })
+	}
 	return nil
 }
 
 // load reads the groups and their task counts and numbers finished tasks
 // that have no finish number yet. It returns the groups whose submission
-// is to be resumed and the result fetches to re-queue.
-func (c *consumer) load() (resubmit []protocol.ID, refetch []fetchReq, err error) {
+// is to be resumed, the result fetches to re-queue and the groups
+// submitted in full with tasks still pending.
+func (c *consumer) load() (resubmit []protocol.ID, refetch []fetchReq, pending []protocol.ID, err error) {
 	n := c.n
 	err = n.store.Scan(nsGroup, nil, func(key, val []byte) error {
 		var g GroupRecord
@@ -128,7 +132,7 @@ func (c *consumer) load() (resubmit []protocol.ID, refetch []fetchReq, err error
 		return nil
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for id, gs := range c.groups {
 		var last uint32
@@ -150,16 +154,19 @@ func (c *consumer) load() (resubmit []protocol.ID, refetch []fetchReq, err error
 			return nil
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		// Tasks finished before finish numbers existed are numbered now, in
 		// input order, after the numbered ones.
 		if last, err = c.numberFinished(id, last, unnumbered); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		gs.fin = newFinishSeq(last)
+		if gs.counts[TaskPending] > 0 && gs.rec.Submitted >= gs.rec.Tasks && gs.rec.Error == "" {
+			pending = append(pending, id)
+		}
 	}
-	return resubmit, refetch, nil
+	return resubmit, refetch, pending, nil
 }
 
 // SubmitGroup stores the module and inputs, checks the module compiles,
@@ -323,27 +330,13 @@ func (c *consumer) submitRemaining(ctx context.Context, id protocol.ID) error {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].Index < all[j].Index })
 	for start := g.Submitted; start < len(all); {
-		sub := &protocol.Submit{Consumer: n.id, Group: id, Module: mod, ModuleSize: g.ModuleSize, MaxPrice: g.MaxPrice,
-			MinSpeed: g.MinSpeed, Replicas: uint8(g.Replicas), TimeoutMillis: g.TimeoutMS, MaxMemory: g.MaxMemory,
-			Addrs: n.localAddrs(), Time: n.now().UnixMilli()}
+		sub := c.newSubmit(id, g, mod)
 		bytes := 0
 		end := start
 		for end < len(all) && len(sub.Tasks) < protocol.MaxTasksPerMessage && bytes < 2<<20 {
-			t := all[end]
-			ic, err := cid.Decode(t.Input)
+			ti, err := c.taskInput(all[end])
 			if err != nil {
 				return err
-			}
-			ti := protocol.TaskInput{Index: t.Index, Input: ic, Size: t.Size}
-			if t.Size <= protocol.MaxInline && t.Size > 0 {
-				ti.Inline = t.Data
-				if len(ti.Inline) == 0 {
-					b, err := n.store.GetBlob(ic)
-					if err != nil {
-						return fmt.Errorf("input %d: %w", t.Index, err)
-					}
-					ti.Inline = b
-				}
 			}
 			bytes += 64 + len(ti.Inline)
 			sub.Tasks = append(sub.Tasks, ti)
@@ -376,6 +369,104 @@ func (c *consumer) submitRemaining(ctx context.Context, id protocol.ID) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// newSubmit is a Submit of group id without tasks.
+func (c *consumer) newSubmit(id protocol.ID, g GroupRecord, mod cid.Cid) *protocol.Submit {
+	n := c.n
+	return &protocol.Submit{Consumer: n.id, Group: id, Module: mod, ModuleSize: g.ModuleSize, MaxPrice: g.MaxPrice,
+		MinSpeed: g.MinSpeed, Replicas: uint8(g.Replicas), TimeoutMillis: g.TimeoutMS, MaxMemory: g.MaxMemory,
+		Addrs: n.localAddrs(), Time: n.now().UnixMilli()}
+}
+
+// taskInput is a task as submitted: small inputs inline.
+func (c *consumer) taskInput(t TaskRecord) (protocol.TaskInput, error) {
+	ic, err := cid.Decode(t.Input)
+	if err != nil {
+		return protocol.TaskInput{}, err
+	}
+	ti := protocol.TaskInput{Index: t.Index, Input: ic, Size: t.Size}
+	if t.Size <= protocol.MaxInline && t.Size > 0 {
+		ti.Inline = t.Data
+		if len(ti.Inline) == 0 {
+			b, err := c.n.store.GetBlob(ic)
+			if err != nil {
+				return ti, fmt.Errorf("input %d: %w", t.Index, err)
+			}
+			ti.Inline = b
+		}
+	}
+	return ti, nil
+}
+
+// askForResults sends the verifier the first pending task of a group
+// submitted in full again (submits are idempotent on the task): a
+// verifier that gave up on delivering the group's results, its consumer
+// having been unreachable for days, releases them again, and one that is
+// retrying a release retries at once. The node does it when it starts, for
+// every such group with tasks pending, until the verifier answers
+// (whatever it answers: a canceled group is refused, yet released again).
+func (c *consumer) askForResults(id protocol.ID) {
+	n := c.n
+	backoff := 500 * time.Millisecond
+	for {
+		err := c.resubmitPending(n.ctx, id)
+		if err == nil || n.ctx.Err() != nil {
+			return
+		}
+		n.log.Debug("asking the verifier for a group's results failed; retrying", "group", id.String(), "err", err)
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// resubmitPending submits the group's first pending task again. Any answer
+// of the verifier, a refusal included, ends it; only a failure to get one
+// (or a busy verifier) is an error.
+func (c *consumer) resubmitPending(ctx context.Context, id protocol.ID) error {
+	n := c.n
+	c.mu.Lock()
+	g := c.groups[id].rec
+	c.mu.Unlock()
+	mod, err := cid.Decode(g.Module)
+	if err != nil {
+		return nil
+	}
+	var pending *TaskRecord
+	err = n.store.Scan(nsTask, id[:], func(_, val []byte) error {
+		var t TaskRecord
+		if err := json.Unmarshal(val, &t); err != nil {
+			return err
+		}
+		if t.State == TaskPending {
+			pending = &t
+			return store.ErrStop
+		}
+		return nil
+	})
+	if err != nil || pending == nil {
+		return err
+	}
+	ti, err := c.taskInput(*pending)
+	if err != nil {
+		n.log.Warn("cannot ask for a group's results", "group", id.String(), "err", err)
+		return nil
+	}
+	sub := c.newSubmit(id, g, mod)
+	sub.Tasks = []protocol.TaskInput{ti}
+	var ack protocol.Ack
+	if err := n.requestVerifier(ctx, protocol.ProtoSubmit, sub, &ack); err != nil && !refusal(err) {
+		return err
+	}
+	if !ack.OK && (ack.Code == protocol.AckBusy || ack.Code == protocol.AckInternal) {
+		return fmt.Errorf("verifier: %s", ack.Error)
+	}
+	n.log.Info("asked the verifier for a group's pending results", "group", id.String(), "ok", ack.OK, "answer", ack.Error)
 	return nil
 }
 

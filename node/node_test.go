@@ -39,7 +39,8 @@ type network struct {
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func startNetwork(t *testing.T) *network {
+// startNetwork starts the network; opts adjust the verifier's config.
+func startNetwork(t *testing.T, opts ...func(*verifier.Config)) *network {
 	t.Helper()
 	ctx := context.Background()
 	nw := &network{dir: t.TempDir()}
@@ -58,6 +59,9 @@ func startNetwork(t *testing.T) *network {
 	vcfg.ScheduleInterval = 10 * time.Millisecond
 	vcfg.Market.SpeedTolerancePPM = 900_000 // timings under -race say little about speed
 	vcfg.Market.SpotCheckPPM = 0
+	for _, o := range opts {
+		o(&vcfg)
+	}
 	v, err := verifier.New(vcfg)
 	if err != nil {
 		t.Fatal(err)

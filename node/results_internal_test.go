@@ -117,8 +117,8 @@ func TestLoadNumbersFinishedTasks(t *testing.T) {
 	n := &Node{store: st, ctx: ctx}
 	c := newConsumer(n)
 	n.c = c
-	if _, refetch, err := c.load(); err != nil || len(refetch) != 1 {
-		t.Fatalf("load: %v, refetch %v", err, refetch)
+	if _, refetch, pending, err := c.load(); err != nil || len(refetch) != 1 || len(pending) != 1 || pending[0] != id {
+		t.Fatalf("load: %v, refetch %v, pending %v", err, refetch, pending)
 	}
 	page, err := n.ResultsSince(ctx, id, 0, 10, 0)
 	if err != nil {
@@ -134,7 +134,7 @@ func TestLoadNumbersFinishedTasks(t *testing.T) {
 	// Numbering is persisted: loading again changes nothing.
 	c2 := newConsumer(n)
 	n.c = c2
-	if _, _, err := c2.load(); err != nil {
+	if _, _, _, err := c2.load(); err != nil {
 		t.Fatal(err)
 	}
 	if page, err = n.ResultsSince(ctx, id, 1, 10, 0); err != nil || len(page.Results) != 2 || page.Results[0].Index != 0 {
