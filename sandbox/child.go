@@ -83,6 +83,17 @@ func serve(r io.Reader, w io.Writer) error {
 				return err
 			}
 			m, ok := eng.lookup(req.moduleID)
+			if !ok && eng.hasRecord(req.moduleID) {
+				if _, err := w.Write(encodeEmpty(msgCompiling)); err != nil {
+					return err
+				}
+				if m, ok = eng.obtain(ctx, req.moduleID, nil, req.lim.memory); ok && m.fail == nil {
+					if _, err := w.Write(encodeCompiled(compiledMsg{status: StatusOK})); err != nil {
+						eng.release(m)
+						return err
+					}
+				}
+			}
 			if !ok {
 				if _, err := w.Write(encodeEmpty(msgNeedModule)); err != nil {
 					return err
@@ -132,6 +143,9 @@ func serve(r io.Reader, w io.Writer) error {
 			}
 			eng.release(m)
 			reply = encodeCompiled(c)
+		case msgWarm:
+			<-eng.warmed
+			reply = encodeEmpty(msgReady)
 		default:
 			return fmt.Errorf("%w: unexpected message type %d", errWire, t)
 		}

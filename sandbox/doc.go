@@ -23,7 +23,11 @@
 //
 // Compiled modules are cached in memory per executor (keyed by the caller's
 // module ID, normally the module's CID) and on disk in Config.CacheDir, so a
-// module is compiled once per machine, not once per job.
+// module is compiled once per machine, not once per job. A module whose ID
+// is its CID is also recorded there once it passes every check: a new
+// executor loads the most recently used ones in the background as it
+// starts, and others from their records without the parent's bytes
+// (record.go).
 //
 // The package owns the executor wire protocol between parent and child
 // (wire.go); nothing outside the package sees it. docs/sandbox.md describes

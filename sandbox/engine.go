@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -27,10 +29,15 @@ type engine struct {
 	base  wazero.ModuleConfig
 	mem   memPool
 
+	records string        // directory of module records (record.go); "" for none
+	warmed  chan struct{} // closed when warm has finished
+
 	mu      sync.Mutex
 	max     int
 	lru     *list.List               // of *module, most recently used first
 	modules map[string]*list.Element // by module ID
+	loading map[string]chan struct{} // modules being compiled, closed when done
+	closing bool
 }
 
 // module is a compiled module, or the reason it was refused.
@@ -59,7 +66,8 @@ type limits struct {
 
 // newEngine creates a runtime whose compiled code is cached in cacheDir
 // (shared safely between processes) and whose in-memory cache keeps at most
-// cached modules.
+// cached modules. It starts loading the most recently used modules recorded
+// in cacheDir in the background (see record.go).
 func newEngine(ctx context.Context, cacheDir string, cached int) (*engine, error) {
 	rc := wazero.NewRuntimeConfig().WithDebugInfoEnabled(false).WithCoreFeatures(api.CoreFeaturesV2)
 	var cache wazero.CompilationCache
@@ -84,15 +92,31 @@ func newEngine(ctx context.Context, cacheDir string, cached int) (*engine, error
 			WithArgs("job").
 			WithStartFunctions(). // run calls _start itself, to time it
 			WithOsyield(func() {}),
+		warmed:  make(chan struct{}),
 		max:     cached,
 		lru:     list.New(),
 		modules: map[string]*list.Element{},
+		loading: map[string]chan struct{}{},
 	}
+	if cacheDir != "" {
+		e.records = filepath.Join(cacheDir, recordsDir)
+	}
+	go e.warm(min(cached, warmModules))
 	return e, nil
+}
+
+func (e *engine) isClosing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.closing
 }
 
 func (e *engine) close() {
 	ctx := context.Background()
+	e.mu.Lock()
+	e.closing = true
+	e.mu.Unlock()
+	<-e.warmed
 	e.mu.Lock()
 	for el := e.lru.Front(); el != nil; el = el.Next() {
 		m := el.Value.(*module)
@@ -141,42 +165,99 @@ func (e *engine) release(m *module) {
 // initial memory is checked against. A refused module is returned too, with
 // fail set (refusals are cached like modules).
 func (e *engine) compile(ctx context.Context, id string, bin []byte, memCap uint64) *module {
-	if m, ok := e.lookup(id); ok {
-		return m
-	}
-	m := &module{id: id}
-	m.cm, m.fail = e.check(ctx, bin, memCap)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if el, ok := e.modules[id]; ok { // compiled concurrently: keep the first
-		if m.cm != nil {
-			_ = m.cm.Close(ctx)
-		}
-		e.lru.MoveToFront(el)
-		m = el.Value.(*module)
-	} else {
-		e.modules[id] = e.lru.PushFront(m)
-		for e.lru.Len() > e.max {
-			old := e.lru.Remove(e.lru.Back()).(*module)
-			delete(e.modules, old.id)
-			old.gone = true
-			if old.refs == 0 && old.cm != nil {
-				_ = old.cm.Close(ctx)
-			}
-		}
-	}
-	m.refs++
+	m, _ := e.obtain(ctx, id, bin, memCap)
 	return m
 }
 
-// check compiles bin and refuses what the sandbox cannot run: invalid
-// wasm, anything imported but WASI preview 1 functions, no _start, initial
-// memory above memCap, and anything else that fails to link.
-func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wazero.CompiledModule, *failure) {
+// hasRecord reports whether the module with this ID may be loaded from its
+// record (record.go), without its bytes.
+func (e *engine) hasRecord(id string) bool {
+	if e.records == "" || !recorded(id) {
+		return false
+	}
+	_, err := os.Stat(recordPath(e.records, id))
+	return err == nil
+}
+
+// obtain returns the module with this ID, held for the caller: from memory,
+// else from its record on disk, else compiled and checked from bin. Without
+// bin and a usable record, ok is false. One module is compiled once at a
+// time: a second caller waits for the first.
+func (e *engine) obtain(ctx context.Context, id string, bin []byte, memCap uint64) (m *module, ok bool) {
+	for {
+		e.mu.Lock()
+		if el, ok := e.modules[id]; ok {
+			e.lru.MoveToFront(el)
+			m := el.Value.(*module)
+			m.refs++
+			e.mu.Unlock()
+			return m, true
+		}
+		wait, busy := e.loading[id]
+		if !busy {
+			break
+		}
+		e.mu.Unlock()
+		<-wait
+	}
+	done := make(chan struct{})
+	e.loading[id] = done
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.loading, id)
+		close(done)
+		if ok {
+			e.add(m)
+		}
+		e.mu.Unlock()
+	}()
+	if m, ok := e.fromRecord(ctx, id, memCap); ok {
+		return m, true
+	}
+	if bin == nil {
+		return nil, false
+	}
+	m = &module{id: id}
+	var wasm []byte
+	wasm, m.cm, m.fail = e.check(ctx, bin, memCap)
+	if m.fail == nil {
+		e.writeRecord(record{id: id, memCap: memCap, wasm: wasm})
+	}
+	return m, true
+}
+
+// add puts a new module in the cache, held once for the caller, and evicts
+// the least recently used beyond the limit; e.mu is held.
+func (e *engine) add(m *module) {
+	e.modules[m.id] = e.lru.PushFront(m)
+	m.refs++
+	for e.lru.Len() > e.max {
+		old := e.lru.Remove(e.lru.Back()).(*module)
+		delete(e.modules, old.id)
+		old.gone = true
+		if old.refs == 0 && old.cm != nil {
+			_ = old.cm.Close(context.Background())
+		}
+	}
+}
+
+// check guards bin, compiles it and refuses what the sandbox cannot run
+// (see checkGuarded); wasm is what the guard made of bin.
+func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wasm []byte, cm wazero.CompiledModule, f *failure) {
 	wasm, info, err := guard(bin)
 	if err != nil {
-		return nil, &failure{StatusInvalidModule, clip(strings.TrimPrefix(err.Error(), errMalformed.Error()+": "))}
+		return nil, nil, &failure{StatusInvalidModule, clip(strings.TrimPrefix(err.Error(), errMalformed.Error()+": "))}
 	}
+	cm, f = e.checkGuarded(ctx, wasm, info, memCap, true)
+	return wasm, cm, f
+}
+
+// checkGuarded compiles a guarded module and refuses what the sandbox
+// cannot run: invalid wasm, anything imported but WASI preview 1
+// functions, no _start, and, with trial, initial memory above memCap and
+// anything else that fails to link.
+func (e *engine) checkGuarded(ctx context.Context, wasm []byte, info moduleInfo, memCap uint64, trial bool) (wazero.CompiledModule, *failure) {
 	cm, err := e.rt.CompileModule(ctx, wasm)
 	if err != nil {
 		return nil, &failure{StatusInvalidModule, oneLine(err.Error())}
@@ -193,7 +274,7 @@ func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wazero.C
 	// Instantiate it once without running _start: catches oversized
 	// initial memory and anything else that fails to link. Not if it has
 	// a start section: that code may only run under a time limit, in run.
-	if info.hasStart {
+	if !trial || info.hasStart {
 		return cm, nil
 	}
 	alloc := &allocator{pool: &e.mem, limit: memCap}
@@ -204,8 +285,7 @@ func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wazero.C
 	switch {
 	case alloc.exceeded:
 		_ = cm.Close(ctx)
-		return nil, &failure{StatusMemoryLimit, fmt.Sprintf("initial memory %s exceeds the memory limit %s",
-			formatSize(alloc.requested), formatSize(memCap))}
+		return nil, &failure{StatusMemoryLimit, initialMemoryMessage(alloc.requested, memCap)}
 	case err != nil:
 		_ = cm.Close(ctx)
 		msg := oneLine(err.Error())
@@ -306,6 +386,11 @@ func (e *engine) run(m *module, input []byte, lim limits) (Result, error) {
 	switch {
 	case alloc.exceeded && alloc.hostErr != nil:
 		return Result{}, fmt.Errorf("%w: growing a job's memory to %s: %w", errHostMemory, formatSize(alloc.requested), alloc.hostErr)
+	case alloc.exceeded && alloc.initial && mod == nil:
+		// As when compiling under this cap: the message must not depend on
+		// whether the module was compiled here under a larger one.
+		res.Status = StatusMemoryLimit
+		res.Message = initialMemoryMessage(alloc.requested, lim.memory)
 	case alloc.exceeded:
 		res.Status = StatusMemoryLimit
 		res.Message = fmt.Sprintf("memory limit %s exceeded (grow to %s)", formatSize(lim.memory), formatSize(alloc.requested))
@@ -327,6 +412,10 @@ func (e *engine) run(m *module, input []byte, lim limits) (Result, error) {
 		res.Message = trapMessage(err)
 	}
 	return res, nil
+}
+
+func initialMemoryMessage(size, limit uint64) string {
+	return fmt.Sprintf("initial memory %s exceeds the memory limit %s", formatSize(size), formatSize(limit))
 }
 
 // call runs fn, recovering panics.

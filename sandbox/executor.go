@@ -212,6 +212,26 @@ func (e *executor) run(ctx context.Context, id string, src *moduleSrc, input []b
 		testHookRunSent()
 	}
 	t, p, err := e.readReply(timeout, maxReply)
+	if err == nil && t == msgCompiling { // from the child's record of the module
+		t, p, err = e.readReply(e.s.cfg.CompileTimeout, maxReply)
+		if err != nil {
+			c, err := e.compileFailure(ctx, id, err)
+			if err != nil {
+				return Result{}, err
+			}
+			return Result{Status: c.status, Message: c.message}, nil
+		}
+		if t == msgCompiled {
+			c, derr := decodeCompiled(p)
+			if derr != nil {
+				return Result{}, e.broken(ctx, "read compiled", derr)
+			}
+			if c.status != StatusOK {
+				return Result{Status: c.status, Message: c.message}, nil
+			}
+			t, p, err = e.readReply(timeout, maxReply)
+		}
+	}
 	if err == nil && t == msgNeedModule {
 		bin, verr := src.bytes()
 		if verr == nil {
@@ -292,6 +312,24 @@ func (e *executor) readReply(timeout time.Duration, max uint64) (msgType, []byte
 		}
 	}
 	return readFrame(e.br, max)
+}
+
+// waitWarm waits until the child has loaded the modules it loads ahead
+// when it starts (see record.go).
+func (e *executor) waitWarm(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, e.kill)
+	defer stop()
+	if err := e.send(encodeEmpty(msgWarm), nil); err != nil {
+		return e.broken(ctx, "send warm", err)
+	}
+	t, _, err := e.readReply(0, 1<<10)
+	if err == nil && t != msgReady {
+		err = fmt.Errorf("%w: expected ready, got type %d", errWire, t)
+	}
+	if err != nil {
+		return e.broken(ctx, "read ready", err)
+	}
+	return nil
 }
 
 // compile asks the child to compile and check a module.

@@ -20,6 +20,8 @@ type allocator struct {
 	exceeded  bool
 	requested uint64 // the size asked for when exceeded
 	hostErr   error  // the host refused memory below the cap
+	grown     bool   // the memory was allocated (its initial size at least)
+	initial   bool   // exceeded by the initial size
 }
 
 // Allocate implements experimental.MemoryAllocator.
@@ -30,6 +32,7 @@ func (a *allocator) Allocate(_, _ uint64) experimental.LinearMemory {
 // refuse records a refused growth and stops the guest.
 func (a *allocator) refuse(size uint64, hostErr error) {
 	a.exceeded = true
+	a.initial = !a.grown
 	a.requested = size
 	a.hostErr = hostErr
 	panic(errMemoryCap)

@@ -15,6 +15,7 @@ func (m *sliceMemory) Reallocate(size uint64) []byte {
 	if size > uint64(len(m.buf)) {
 		m.buf = append(m.buf, make([]byte, size-uint64(len(m.buf)))...)
 	}
+	m.a.grown = true
 	return m.buf[:size]
 }
 

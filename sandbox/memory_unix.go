@@ -75,6 +75,7 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 		}
 		m.committed = size
 	}
+	m.a.grown = true
 	return m.buf[:size]
 }
 

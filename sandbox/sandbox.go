@@ -279,6 +279,42 @@ func (s *Sandbox) Compile(ctx context.Context, moduleID string, module []byte) e
 	return Result{Status: c.status, Message: c.message}.Err()
 }
 
+// WaitWarm waits until every executor has loaded the modules it loads
+// ahead when it starts: the most recently used modules recorded in the
+// cache directory (up to 4), so that jobs find them compiled in memory.
+// Executors warm up by themselves; a caller waits only to know that they
+// have (tests, benchmarks). It holds every executor while it waits.
+func (s *Sandbox) WaitWarm(ctx context.Context) error {
+	if err := s.state(); err != nil {
+		return err
+	}
+	if s.inproc != nil {
+		select {
+		case <-s.inproc.eng.warmed:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var held []*executor
+	defer func() {
+		for _, e := range held {
+			s.release(e)
+		}
+	}()
+	for range s.execs {
+		e, err := s.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		held = append(held, e)
+		if err := e.waitWarm(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // acquire takes an idle executor, (re)starting its child if needed.
 func (s *Sandbox) acquire(ctx context.Context) (*executor, error) {
 	var e *executor
@@ -305,7 +341,23 @@ func (s *Sandbox) acquire(ctx context.Context) (*executor, error) {
 	return e, nil
 }
 
-func (s *Sandbox) release(e *executor) { s.idle <- e }
+// release hands an executor back. One whose child died (killed at a time
+// limit, or crashed) is replaced at once, in the background, rather than
+// when the next job takes it, so that its successor has loaded the recently
+// used modules (record.go) before that job comes, if there is time.
+func (s *Sandbox) release(e *executor) {
+	if e.alive() || s.isClosed() {
+		s.idle <- e
+		return
+	}
+	go func() {
+		e.stop()
+		if err := e.spawn(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Warn("sandbox executor restart failed; retried when next used", "executor", e.id, "err", err)
+		}
+		s.idle <- e
+	}()
+}
 
 // checkModuleID verifies module against id when id is a blob CID.
 func checkModuleID(id string, module []byte) error {
@@ -395,6 +447,9 @@ func (p *inProcess) run(ctx context.Context, id string, src *moduleSrc, input []
 		return Result{}, ErrClosed
 	}
 	m, ok := p.eng.lookup(id)
+	if !ok {
+		m, ok = p.eng.obtain(ctx, id, nil, lim.memory) // from its record
+	}
 	if !ok {
 		bin, err := src.bytes()
 		if err == nil {

@@ -657,7 +657,7 @@ func TestLoadModuleOnlyWhenNotCached(t *testing.T) {
 	id := protocol.BlobCID(hello).String()
 	for _, iso := range isolations {
 		t.Run(iso.String(), func(t *testing.T) {
-			s := newSandbox(t, iso, nil)
+			s := newSandbox(t, iso, func(c *Config) { c.CacheDir = t.TempDir() }) // no cache holds it yet
 			loads := 0
 			load := func() ([]byte, error) { loads++; return hello, nil }
 			for range 3 {

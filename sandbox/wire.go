@@ -23,12 +23,18 @@ import (
 //	             ◀───────────────── needModule
 //	module|abort ─────────────────▶
 //	             ◀───────────────── compiled(ok, then result | refusal)
+//	run          ─────────────────▶          (module recorded, record.go)
+//	             ◀───────────────── compiling
+//	             ◀───────────────── compiled(ok), then result
+//	                                | needModule (the record was unusable: as above)
 //	compile      ─────────────────▶
 //	             ◀───────────────── compiled
+//	warm         ─────────────────▶
+//	             ◀───────────────── ready    (once the child's start-up warm-up is over)
 //
 // The child exits when its stdin closes.
 
-const wireVersion = 1
+const wireVersion = 2
 
 type msgType uint8
 
@@ -42,6 +48,8 @@ const (
 	msgNeedModule
 	msgCompiled
 	msgResult
+	msgCompiling
+	msgWarm
 )
 
 // errWire reports a malformed frame.

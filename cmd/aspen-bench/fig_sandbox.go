@@ -75,6 +75,14 @@ func nativeRun(f func() string) (out string, wall, cpu time.Duration) {
 	return out, time.Since(t0), threadCPU() - c0
 }
 
+// total is the sum of d.
+func total(d durations) (t time.Duration) {
+	for _, x := range d {
+		t += x
+	}
+	return t
+}
+
 // figSandbox: the same kernels native and as wasm through the sandbox
 // (≤ 2×), and the sandbox path vs bare wazero on the same compiled module
 // (≤ 1.05×). Every comparison alternates its two sides so that load from
@@ -101,7 +109,9 @@ func figSandbox(ctx context.Context, e *env) ([]Row, error) {
 			return rows, err
 		}
 		var nWall, nCPU, wWall, wCPU durations
-		for range reps {
+		// At least reps of each side, more (up to 15) while they take less
+		// than a second in all: short kernels are noisy on a shared machine.
+		for i := 0; i < reps || !e.quick && i < 15 && total(wWall) < time.Second; i++ {
 			out, wall, cpu := nativeRun(k.native)
 			nWall, nCPU = append(nWall, wall), append(nCPU, cpu)
 			t0 := time.Now()
@@ -114,7 +124,19 @@ func figSandbox(ctx context.Context, e *env) ([]Row, error) {
 		}
 		row := Row{Figure: "1 " + k.name + ": wasm run time (job thread CPU)", Value: ms(wCPU.min()), Unit: "ms"}.
 			withBaseline(ms(nCPU.min()), "ms", "native").
-			note("wall clock: wasm %.0f ms end to end vs native %.0f ms = %.2f×", ms(wWall.min()), ms(nWall.min()), float64(wWall.min())/float64(nWall.min()))
+			note("best of %d; medians wasm %.1f ms, native %.1f ms; wall clock: wasm %.0f ms end to end vs native %.0f ms = %.2f×",
+				len(wCPU), ms(wCPU.pct(0.5)), ms(nCPU.pct(0.5)), ms(wWall.min()), ms(nWall.min()), float64(wWall.min())/float64(nWall.min()))
+		if k.name == "primes" { // what the guest's start-up adds to every run
+			var startup durations
+			for range 5 {
+				r, err := s.Run(ctx, sandbox.Job{ModuleID: job.ModuleID, Module: mod, Input: []byte("1 1")})
+				if err != nil || r.Status != sandbox.StatusOK {
+					return rows, fmt.Errorf("primes 1 1: %v %s", err, r.Status)
+				}
+				startup = append(startup, r.Duration)
+			}
+			row = row.note("of which the guest's start-up (instantiation and Go runtime, input \"1 1\") %.2f ms", ms(startup.min()))
+		}
 		if k.integer {
 			row = row.target("ratio", "<=", 2)
 		} else {
@@ -264,7 +286,7 @@ func figStartup(ctx context.Context, e *env) ([]Row, error) {
 	if e.quick {
 		reps = 1
 	}
-	var cold, mem, disk durations
+	var cold, mem, disk, warmed, warmup durations
 	for r := range reps {
 		dir := filepath.Join(e.dir, fmt.Sprintf("compile-cache-%d", r))
 		s1, err := newSandbox(ctx, e, sandbox.Subprocess, func(c *sandbox.Config) { c.CacheDir = dir })
@@ -293,11 +315,33 @@ func figStartup(ctx context.Context, e *env) ([]Row, error) {
 		if err != nil {
 			return rows, err
 		}
+		// A new executor loads the recently used modules ahead (from its
+		// disk cache) as it starts: what a job that comes once it has done
+		// so waits for.
+		s3, err := newSandbox(ctx, e, sandbox.Subprocess, func(c *sandbox.Config) { c.CacheDir = dir })
+		if err != nil {
+			return rows, err
+		}
+		t5 := time.Now()
+		err = s3.WaitWarm(ctx)
+		t6 := time.Now()
+		if err == nil {
+			err = s3.Compile(ctx, id, mod)
+		}
+		t7 := time.Now()
+		s3.Close()
+		if err != nil {
+			return rows, err
+		}
 		cold, mem, disk = append(cold, t1.Sub(t0)), append(mem, t2.Sub(t1)), append(disk, t4.Sub(t3))
+		warmup, warmed = append(warmup, t6.Sub(t5)), append(warmed, t7.Sub(t6))
 	}
 	rows = append(rows,
-		Row{Figure: "2 cached compile of a Go-built module (primes, 2 MB), disk cache: new executor or restart", Value: ms(disk.min()), Unit: "ms"}.
+		Row{Figure: "2 cached compile of a Go-built module (primes, 2 MB), disk cache: a job as a new executor (or a restart) starts", Value: ms(disk.min()), Unit: "ms"}.
 			withBaseline(ms(cold.min()), "ms", "cold compile").target("ratio", "<=", 0.05),
+		Row{Figure: "2 cached compile, new executor or restart, once it has loaded the recent modules ahead", Value: ms(warmed.min()), Unit: "ms"}.
+			withBaseline(ms(cold.min()), "ms", "cold compile").target("ratio", "<=", 0.05).
+			note("loading ahead took %.0f ms after the executor started (best of %d)", ms(warmup.min()), len(warmup)),
 		Row{Figure: "2 cached compile, same executor (memory cache)", Value: ms(mem.min()), Unit: "ms"}.
 			withBaseline(ms(cold.min()), "ms", "cold compile").target("ratio", "<=", 0.05),
 	)

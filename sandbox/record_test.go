@@ -1,0 +1,139 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/aspen-market/aspen/protocol"
+)
+
+// helloModule writes msg to stdout with one fd_write.
+func helloModule(msg string) []byte {
+	return wmodule{
+		types:   []wfunc{tFdWrite, tVoid},
+		imports: []wimport{funcImport("wasi_snapshot_preview1", "fd_write", 0)},
+		funcs:   []uint32{1},
+		mem:     limits1(1),
+		exports: []wexport{{"_start", 0, 1}, {"memory", 2, 0}},
+		codes:   [][]byte{code(i32const(1), i32const(0), i32const(1), i32const(8), callOp(0), opDrop)},
+		data: []wdata{
+			{0, []byte{16, 0, 0, 0, byte(len(msg)), 0, 0, 0}},
+			{16, []byte(msg)},
+		},
+	}.bytes()
+}
+
+func recordFiles(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, recordsDir))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// TestModuleRecords: a module that passed its checks is recorded in the
+// cache directory; a new sandbox on that directory loads the most recently
+// used ones ahead and the others from their records when a job needs them,
+// without the module's bytes; a damaged record is replaced.
+func TestModuleRecords(t *testing.T) {
+	ctx := context.Background()
+	msgs := []string{"one\n", "two\n", "three\n", "four\n", "five\n"} // more than warmModules
+	var mods [][]byte
+	var ids []string
+	for _, m := range msgs {
+		mods = append(mods, helloModule(m))
+		ids = append(ids, protocol.BlobCID(mods[len(mods)-1]).String())
+	}
+	for _, iso := range isolations {
+		t.Run(iso.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := func(c *Config) { c.CacheDir = dir }
+			s1 := newSandbox(t, iso, cfg)
+			for i, id := range ids {
+				r := run(t, s1, Job{ModuleID: id, Module: mods[i]})
+				wantStatus(t, r, StatusOK)
+			}
+			run(t, s1, Job{ModuleID: "opaque", Module: helloModule("six\n")}) // not a CID: no record
+			s1.Close()
+			if n := recordFiles(t, dir); n != len(ids) {
+				t.Fatalf("%d records, want %d", n, len(ids))
+			}
+
+			s2 := newSandbox(t, iso, cfg)
+			if err := s2.WaitWarm(ctx); err != nil {
+				t.Fatal(err)
+			}
+			noBytes := func() ([]byte, error) {
+				t.Error("the module's bytes were asked for")
+				return nil, errors.New("no bytes")
+			}
+			for i, id := range ids {
+				r := run(t, s2, Job{ModuleID: id, LoadModule: noBytes})
+				wantStatus(t, r, StatusOK)
+				if string(r.Stdout) != msgs[i] {
+					t.Fatalf("stdout %q, want %q", r.Stdout, msgs[i])
+				}
+			}
+			s2.Close()
+
+			path := recordPath(filepath.Join(dir, recordsDir), ids[0])
+			if err := os.WriteFile(path, []byte(recordMagic+"garbage"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s3 := newSandbox(t, iso, cfg)
+			loads := 0
+			r := run(t, s3, Job{ModuleID: ids[0], LoadModule: func() ([]byte, error) { loads++; return mods[0], nil }})
+			wantStatus(t, r, StatusOK)
+			if loads != 1 || string(r.Stdout) != msgs[0] {
+				t.Fatalf("damaged record: %d loads, stdout %q", loads, r.Stdout)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec, ok := decodeRecord(b, true); !ok || rec.id != ids[0] {
+				t.Fatal("the damaged record was not replaced")
+			}
+		})
+	}
+}
+
+// TestInitialMemoryMessage: a job whose cap is below the module's initial
+// memory gets the same result whether its executor compiled the module
+// before under a larger cap (or loaded it ahead) or compiles it now.
+func TestInitialMemoryMessage(t *testing.T) {
+	ctx := context.Background()
+	mod := wmodule{
+		types:   []wfunc{tVoid},
+		funcs:   []uint32{0},
+		mem:     limits1(2),
+		exports: []wexport{{"_start", 0, 0}},
+		codes:   [][]byte{code()},
+	}.bytes()
+	id := protocol.BlobCID(mod).String()
+	const want = "initial memory 128KiB exceeds the memory limit 64KiB"
+	for _, iso := range isolations {
+		t.Run(iso.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			fresh := newSandbox(t, iso, func(c *Config) { c.CacheDir = dir })
+			r := run(t, fresh, Job{ModuleID: id, Module: mod, MaxMemory: 64 << 10})
+			wantStatus(t, r, StatusMemoryLimit)
+			if r.Message != want {
+				t.Fatalf("compiled under the job's cap: %q", r.Message)
+			}
+			warm := newSandbox(t, iso, func(c *Config) { c.CacheDir = t.TempDir() })
+			if err := warm.Compile(ctx, id, mod); err != nil {
+				t.Fatal(err)
+			}
+			r = run(t, warm, Job{ModuleID: id, Module: mod, MaxMemory: 64 << 10})
+			wantStatus(t, r, StatusMemoryLimit)
+			if r.Message != want {
+				t.Fatalf("compiled before under a larger cap: %q", r.Message)
+			}
+		})
+	}
+}
