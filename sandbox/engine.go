@@ -207,7 +207,13 @@ func (e *engine) obtain(ctx context.Context, id string, bin []byte, memCap uint6
 		e.mu.Lock()
 		delete(e.loading, id)
 		close(done)
-		if ok {
+		switch {
+		case !ok:
+		case m.fail != nil && m.fail.status == StatusMemoryLimit:
+			// Refused under this job's cap only: a job with a larger cap
+			// must not find it refused.
+			m.refs++
+		default:
 			e.add(m)
 		}
 		e.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -208,6 +209,7 @@ func (e *engine) warm(max int) {
 	slices.SortFunc(cs, func(a, b candidate) int { return b.used.Compare(a.used) })
 	cs = cs[:min(len(cs), max)]
 	slices.Reverse(cs) // the most recent last, so it ends first in the LRU
+	loaded := false
 	for _, c := range cs {
 		if e.isClosing() {
 			return
@@ -222,7 +224,13 @@ func (e *engine) warm(max int) {
 		}
 		if m, ok := e.obtain(context.Background(), r.id, nil, r.memCap); ok {
 			e.release(m)
+			loaded = true
 		}
+	}
+	if loaded {
+		// Loading leaves tens of MB of garbage (the records and wazero's
+		// copies of the compiled code): collect it now, not in a job's way.
+		runtime.GC()
 	}
 }
 

@@ -104,7 +104,8 @@ func TestModuleRecords(t *testing.T) {
 
 // TestInitialMemoryMessage: a job whose cap is below the module's initial
 // memory gets the same result whether its executor compiled the module
-// before under a larger cap (or loaded it ahead) or compiles it now.
+// before under a larger cap (or loaded it ahead) or compiles it now, and
+// that refusal does not stick to the module.
 func TestInitialMemoryMessage(t *testing.T) {
 	ctx := context.Background()
 	mod := wmodule{
@@ -125,6 +126,8 @@ func TestInitialMemoryMessage(t *testing.T) {
 			if r.Message != want {
 				t.Fatalf("compiled under the job's cap: %q", r.Message)
 			}
+			// That refusal was for that job's cap only.
+			wantStatus(t, run(t, fresh, Job{ModuleID: id, Module: mod}), StatusOK)
 			warm := newSandbox(t, iso, func(c *Config) { c.CacheDir = t.TempDir() })
 			if err := warm.Compile(ctx, id, mod); err != nil {
 				t.Fatal(err)
