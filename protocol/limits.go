@@ -48,8 +48,8 @@ const (
 
 // Gossip topics.
 const (
-	TopicOffers = "/aspen/offers/1"
-	TopicBids   = "/aspen/bids/1"
+	TopicOffers = "/aspen/offers/2"
+	TopicBids   = "/aspen/bids/2"
 )
 
 // Stream protocol IDs. Every stream carries length-prefixed frames (see

@@ -58,10 +58,10 @@ type Config struct {
 	// when it comes straight from its author, penalised.
 	GossipRate  float64
 	GossipBurst int
-	// SeqWindow: a gossip message whose Seq is below the signer's last
-	// by at most this much, relayed by another peer, is only ignored
-	// (it may have been reordered in flight); anything older, or any
-	// older Seq sent by its author directly, is rejected.
+	// SeqWindow: a gossip message whose Seq is older than the signer's
+	// last but among its last SeqWindow messages is only ignored (it may
+	// have been reordered in flight); anything older is rejected. It
+	// counts messages, not Seq units (Seqs are clock readings).
 	SeqWindow uint64
 	// MaxTrackedSigners bounds the per-signer replay/rate state.
 	MaxTrackedSigners int
