@@ -117,36 +117,46 @@ func CountPrimes(lo, hi uint64) uint64 {
 	return count
 }
 
-// smallMasks[p][s] has the bits j (0 ≤ j < 64) with j ≡ s (mod p), for odd
-// p < 64.
-var smallMasks = func() (t [64][64]uint64) {
-	for p := 3; p < 64; p += 2 {
-		for s := range p {
-			for j := s; j < 64; j += p {
-				t[p][s] |= 1 << j
-			}
-		}
-	}
-	return t
-}()
-
 // markSmall marks bits first, first+p, first+2p, ... of w a word at a time:
-// for p < 64 every word gets at least one mark, so one OR per word with a
-// precomputed mask beats one per mark.
+// for p < 64 every word gets at least one mark, so one OR per word beats one
+// per mark. The marks in a word are the bits j ≡ s (mod p), s the word's
+// residue: the prime's pattern (bits 0, p, 2p, ...) shifted left by s. Four
+// words are marked per iteration, each with its own residue, so the four
+// residue updates do not wait on each other.
 func markSmall(w []uint64, first, p uint64) {
-	masks := &smallMasks[p]
+	var pattern uint64
+	for j := uint64(0); j < 64; j += p {
+		pattern |= 1 << j
+	}
 	k := first / 64
 	s := first % 64 % p // marked bits of word k are ≡ s (mod p)
 	// In word k, only the bits from first on.
-	w[k] |= masks[s%64] &^ (1<<(first%64) - 1)
-	step := p - 64%p // word k+1's residue is s - 64 (mod p)
-	rest := w[k+1:]
-	for i := range rest {
-		s += step
-		if s >= p {
+	w[k] |= pattern << s &^ (1<<(first%64) - 1)
+	// Word k+1's residue is s+step (mod p).
+	next := func(s, step uint64) uint64 {
+		if s += step; s >= p {
 			s -= p
 		}
-		rest[i] |= masks[s%64]
+		return s
+	}
+	step := p - 64%p
+	s0 := next(s, step)
+	s1 := next(s0, step)
+	s2 := next(s1, step)
+	s3 := next(s2, step)
+	step4 := 4 * step % p
+	rest := w[k+1:]
+	for len(rest) >= 4 {
+		rest[0] |= pattern << (s0 % 64)
+		rest[1] |= pattern << (s1 % 64)
+		rest[2] |= pattern << (s2 % 64)
+		rest[3] |= pattern << (s3 % 64)
+		s0, s1, s2, s3 = next(s0, step4), next(s1, step4), next(s2, step4), next(s3, step4)
+		rest = rest[4:]
+	}
+	for i := range rest {
+		rest[i] |= pattern << (s0 % 64)
+		s0 = next(s0, step)
 	}
 }
 
