@@ -38,6 +38,8 @@ type engine struct {
 	modules map[string]*list.Element // by module ID
 	loading map[string]chan struct{} // modules being compiled, closed when done
 	closing bool
+	jobs    int        // guests running
+	idle    *sync.Cond // on mu: jobs dropped to 0, or closing
 }
 
 // module is a compiled module, or the reason it was refused.
@@ -98,6 +100,7 @@ func newEngine(ctx context.Context, cacheDir string, cached int) (*engine, error
 		modules: map[string]*list.Element{},
 		loading: map[string]chan struct{}{},
 	}
+	e.idle = sync.NewCond(&e.mu)
 	if cacheDir != "" {
 		e.records = filepath.Join(cacheDir, recordsDir)
 	}
@@ -105,16 +108,37 @@ func newEngine(ctx context.Context, cacheDir string, cached int) (*engine, error
 	return e, nil
 }
 
-func (e *engine) isClosing() bool {
+// waitIdle waits until no guest runs (loading ahead yields to jobs) and
+// reports whether the engine is open.
+func (e *engine) waitIdle() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.closing
+	for e.jobs > 0 && !e.closing {
+		e.idle.Wait()
+	}
+	return !e.closing
+}
+
+// jobStarted and jobDone count running guests for waitIdle.
+func (e *engine) jobStarted() {
+	e.mu.Lock()
+	e.jobs++
+	e.mu.Unlock()
+}
+
+func (e *engine) jobDone() {
+	e.mu.Lock()
+	if e.jobs--; e.jobs == 0 {
+		e.idle.Broadcast()
+	}
+	e.mu.Unlock()
 }
 
 func (e *engine) close() {
 	ctx := context.Background()
 	e.mu.Lock()
 	e.closing = true
+	e.idle.Broadcast()
 	e.mu.Unlock()
 	<-e.warmed
 	e.mu.Lock()
@@ -361,6 +385,8 @@ func (e *engine) run(m *module, input []byte, lim limits) (Result, error) {
 	if m.fail != nil {
 		return m.fail.result(), nil
 	}
+	e.jobStarted()
+	defer e.jobDone()
 	stdout := &capWriter{max: lim.stdout, strict: true}
 	stderr := &capWriter{max: lim.stderr}
 	clk := &fakeClock{}

@@ -28,8 +28,8 @@ import (
 // record instead of asking the parent for the bytes, and skips the trial
 // instantiation under a cap at least as large. A new executor (after a
 // restart, or replacing one that was killed) loads the most recently used
-// recorded modules in the background as soon as it starts, so a job that
-// arrives later finds its module in memory.
+// recorded modules in the background as soon as it starts, between jobs,
+// so a job that arrives later finds its module in memory.
 //
 // The cache directory is trusted as wazero's is (it holds native code that
 // executors run); a record is still guarded again when loaded and carries
@@ -183,7 +183,8 @@ func (e *engine) fromRecord(ctx context.Context, id string, memCap uint64) (*mod
 }
 
 // warm loads the most recently used recorded modules into memory, at most
-// max, and closes e.warmed; it stops early when the engine closes.
+// max, one at a time while no job runs (a job's thread shares the machine
+// with it), and closes e.warmed; it stops early when the engine closes.
 func (e *engine) warm(max int) {
 	defer close(e.warmed)
 	if e.records == "" || max <= 0 {
@@ -211,7 +212,7 @@ func (e *engine) warm(max int) {
 	slices.Reverse(cs) // the most recent last, so it ends first in the LRU
 	loaded := false
 	for _, c := range cs {
-		if e.isClosing() {
+		if !e.waitIdle() { // a module at a time, between jobs
 			return
 		}
 		head, err := readHead(c.path, 4<<10)
