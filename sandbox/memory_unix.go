@@ -34,6 +34,7 @@ type mmapMemory struct {
 	a         *allocator
 	buf       []byte // the whole reservation
 	committed uint64 // readable, writable and zero beyond the guest's size
+	used      uint64 // the largest size the current guest had: all it can have written
 }
 
 // get returns a zeroed memory for a new guest.
@@ -76,12 +77,18 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 		m.committed = size
 	}
 	m.a.grown = true
+	m.used = max(m.used, size)
 	return m.buf[:size]
 }
 
 // Free implements experimental.LinearMemory: zero the memory and keep it.
+// Only what this guest could reach is cleared: beyond m.used the memory is
+// still zero from an earlier guest's Free (a tiny job after a large one
+// must not pay for clearing the large one's memory again).
 func (m *mmapMemory) Free() {
 	m.a = nil
+	used := m.used
+	m.used = 0
 	keep := min(m.committed, keepCommitted)
 	if m.committed > keep {
 		extra := m.buf[keep:m.committed]
@@ -91,7 +98,7 @@ func (m *mmapMemory) Free() {
 		}
 		m.committed = keep
 	}
-	clear(m.buf[:keep])
+	clear(m.buf[:min(used, keep)])
 	m.pool.mu.Lock()
 	defer m.pool.mu.Unlock()
 	if len(m.pool.free) < poolSize {
