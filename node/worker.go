@@ -480,7 +480,7 @@ const receiptLinger = 20 * time.Millisecond
 // the verifier, retrying until acknowledged.
 func (w *worker) receiptLoop() {
 	ctx := w.n.ctx
-	sem := make(chan struct{}, 8)
+	sem := make(chan struct{}, 32)
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	type pendingReceipt struct {
