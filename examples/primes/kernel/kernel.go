@@ -94,14 +94,22 @@ func CountPrimes(lo, hi uint64) uint64 {
 				markSmall(w, i, p)
 				continue
 			}
-			// Four marks per iteration, into seg without bounds checks,
+			// Eight marks per iteration, into seg without bounds checks,
 			// then the rest one at a time. Go's wasm code takes every jump
 			// back to a loop's start through the function's block
 			// dispatcher, and every check costs a compare and a branch, so
 			// in the sandbox both cost more than the mark itself.
-			for ; i+3*p < n; i += 4 * p {
+			for ; i+7*p < n; i += 8 * p {
 				seg[i/64%segmentWords] |= 1 << (i % 64)
 				j := i + p
+				seg[j/64%segmentWords] |= 1 << (j % 64)
+				j += p
+				seg[j/64%segmentWords] |= 1 << (j % 64)
+				j += p
+				seg[j/64%segmentWords] |= 1 << (j % 64)
+				j += p
+				seg[j/64%segmentWords] |= 1 << (j % 64)
+				j += p
 				seg[j/64%segmentWords] |= 1 << (j % 64)
 				j += p
 				seg[j/64%segmentWords] |= 1 << (j % 64)
