@@ -213,23 +213,9 @@ func (e *executor) run(ctx context.Context, id string, src *moduleSrc, input []b
 	}
 	t, p, err := e.readReply(timeout, maxReply)
 	if err == nil && t == msgCompiling { // from the child's record of the module
-		t, p, err = e.readReply(e.s.cfg.CompileTimeout, maxReply)
-		if err != nil {
-			c, err := e.compileFailure(ctx, id, err)
-			if err != nil {
-				return Result{}, err
-			}
-			return Result{Status: c.status, Message: c.message}, nil
-		}
-		if t == msgCompiled {
-			c, derr := decodeCompiled(p)
-			if derr != nil {
-				return Result{}, e.broken(ctx, "read compiled", derr)
-			}
-			if c.status != StatusOK {
-				return Result{Status: c.status, Message: c.message}, nil
-			}
-			t, p, err = e.readReply(timeout, maxReply)
+		var end *jobEnd
+		if t, p, end, err = e.awaitCompiled(ctx, id, timeout, maxReply); end != nil {
+			return end.res, end.err
 		}
 	}
 	if err == nil && t == msgNeedModule {
@@ -246,23 +232,9 @@ func (e *executor) run(ctx context.Context, id string, src *moduleSrc, input []b
 		if err := e.send(encodeModuleHeader(len(bin)), bin); err != nil {
 			return Result{}, e.broken(ctx, "send module", err)
 		}
-		t, p, err = e.readReply(e.s.cfg.CompileTimeout, maxReply)
-		if err != nil {
-			c, err := e.compileFailure(ctx, id, err)
-			if err != nil {
-				return Result{}, err
-			}
-			return Result{Status: c.status, Message: c.message}, nil
-		}
-		if t == msgCompiled {
-			c, derr := decodeCompiled(p)
-			if derr != nil {
-				return Result{}, e.broken(ctx, "read compiled", derr)
-			}
-			if c.status != StatusOK {
-				return Result{Status: c.status, Message: c.message}, nil
-			}
-			t, p, err = e.readReply(timeout, maxReply)
+		var end *jobEnd
+		if t, p, end, err = e.awaitCompiled(ctx, id, timeout, maxReply); end != nil {
+			return end.res, end.err
 		}
 	}
 	switch {
@@ -300,6 +272,38 @@ var errTimedOut = errors.New("reply deadline passed")
 // the child is killed, which ends the blocked read. (The pipes are
 // blocking: a read returns as soon as the child writes, without a trip
 // through the network poller.)
+// jobEnd is a job's outcome decided before it ran.
+type jobEnd struct {
+	res Result
+	err error
+}
+
+// awaitCompiled reads the child's answer to a compile in progress (from
+// its record of the module or from the bytes just sent). If the job ends
+// there (the compile failed or refused the module, or the executor broke)
+// end is its outcome; otherwise t, p, err are the next reply, the run's.
+func (e *executor) awaitCompiled(ctx context.Context, id string, timeout time.Duration, maxReply uint64) (t msgType, p []byte, end *jobEnd, err error) {
+	t, p, err = e.readReply(e.s.cfg.CompileTimeout, maxReply)
+	if err != nil {
+		c, err := e.compileFailure(ctx, id, err)
+		if err != nil {
+			return 0, nil, &jobEnd{err: err}, nil
+		}
+		return 0, nil, &jobEnd{res: Result{Status: c.status, Message: c.message}}, nil
+	}
+	if t == msgCompiled {
+		c, derr := decodeCompiled(p)
+		if derr != nil {
+			return 0, nil, &jobEnd{err: e.broken(ctx, "read compiled", derr)}, nil
+		}
+		if c.status != StatusOK {
+			return 0, nil, &jobEnd{res: Result{Status: c.status, Message: c.message}}, nil
+		}
+		t, p, err = e.readReply(timeout, maxReply)
+	}
+	return t, p, nil, err
+}
+
 func (e *executor) readReply(timeout time.Duration, max uint64) (msgType, []byte, error) {
 	if timeout > 0 {
 		timer := time.AfterFunc(timeout, e.kill)
