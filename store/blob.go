@@ -109,19 +109,7 @@ func (s *Store) putBlob(c cid.Cid, data []byte) error {
 // putInline stores a small blob (already verified) as one key in one
 // group-committed transaction.
 func (s *Store) putInline(ctx context.Context, c cid.Cid, data []byte) error {
-	k := blobKey(c)
-	rec := encodeInlineMeta(data)
-	err := s.Durable(ctx, func(tx *Tx) error {
-		old, err := tx.getRaw(k)
-		if err == nil {
-			if m, derr := decodeBlobMeta(old); derr == nil && (m.chunked || protocol.VerifyBlob(c, m.inline) == nil) {
-				return nil // already stored; a corrupt record is overwritten
-			}
-		} else if !errors.Is(err, ErrNotFound) {
-			return err
-		}
-		return tx.setRaw(k, rec)
-	})
+	err := s.Durable(ctx, func(tx *Tx) error { return tx.putInline(c, data) })
 	if err != nil {
 		return fmt.Errorf("store: put blob %s: %w", c, err)
 	}

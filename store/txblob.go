@@ -28,12 +28,19 @@ func (tx *Tx) PutBlob(c cid.Cid, data []byte) error {
 	if err := protocol.VerifyBlob(c, data); err != nil {
 		return fmt.Errorf("store: put blob: %w", err)
 	}
+	return tx.putInline(c, data)
+}
+
+// putInline stores a small blob, already verified against c, as one
+// record; a blob already stored is left as it is, a corrupt record is
+// overwritten.
+func (tx *Tx) putInline(c cid.Cid, data []byte) error {
 	k := blobKey(c)
 	old, err := tx.getRaw(k)
 	switch {
 	case err == nil:
 		if m, derr := decodeBlobMeta(old); derr == nil && (m.chunked || protocol.VerifyBlob(c, m.inline) == nil) {
-			return nil // already stored; a corrupt record is overwritten
+			return nil
 		}
 	case !errors.Is(err, ErrNotFound):
 		return err
