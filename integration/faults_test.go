@@ -37,10 +37,11 @@ func metric(nd *nodeProc, name string) float64 {
 
 // holder waits until one of the honest workers has accepted (persisted) a
 // replica of the group that it has not finished yet (it is running or
-// queued on it), and returns that worker.
-func (n *network) holder(t *testing.T, gid string) *nodeProc {
+// queued on it), and returns that worker and the replica's task index.
+func (n *network) holder(t *testing.T, gid string) (*nodeProc, uint32) {
 	t.Helper()
 	var victim *nodeProc
+	var index uint32
 	waitFor(t, time.Minute, "a worker running a task of "+gid, func() (bool, error) {
 		vg, err := n.v.group(gid)
 		if err != nil {
@@ -66,7 +67,7 @@ func (n *network) holder(t *testing.T, gid string) *nodeProc {
 						}
 					}
 					if !done && metric(w, "aspen_node_held_replicas") > 0 {
-						victim = w
+						victim, index = w, ti.Index
 						return true, nil
 					}
 				}
@@ -74,7 +75,7 @@ func (n *network) holder(t *testing.T, gid string) *nodeProc {
 		}
 		return false, nil
 	})
-	return victim
+	return victim, index
 }
 
 // replicaStates counts a worker's replicas of a group by state and how
@@ -97,7 +98,7 @@ func replicaStates(v verdict, id string) (states map[string]int, paid int) {
 func scKillWorker(t *testing.T, n *network, r *row) {
 	j := hashchainJob(4, 150_000, priceAll)
 	gid := n.submit(t, j)
-	victim := n.holder(t, gid)
+	victim, _ := n.holder(t, gid)
 	victim.kill()
 	victim.start()
 	n.waitDone(t, gid, 3*time.Minute)
@@ -115,7 +116,7 @@ func scKillWorker(t *testing.T, n *network, r *row) {
 func scFreezeWorker(t *testing.T, n *network, r *row) {
 	j := hashchainJob(3, 150_000, priceAll)
 	gid := n.submit(t, j)
-	victim := n.holder(t, gid)
+	victim, index := n.holder(t, gid)
 	victim.freeze()
 	waitFor(t, time.Minute, victim.label+" failed for silence", func() (bool, error) {
 		vg, err := n.v.group(gid)
@@ -134,14 +135,25 @@ func scFreezeWorker(t *testing.T, n *network, r *row) {
 	n.waitDone(t, gid, 3*time.Minute)
 	victim.thaw()
 	// It comes back and reports what it ran: the late receipts are ignored.
-	before, _ := victim.client().Jobs(context.Background(), 0)
+	// The replica it held when frozen enters its job history once the
+	// verifier has acknowledged that receipt. (Waiting for that replica,
+	// rather than for the history to grow past a count read after the
+	// thaw, does not race with a receipt sent the moment it resumes.)
 	waitFor(t, time.Minute, victim.label+" back and reporting", func() (bool, error) {
 		wi, ok := n.v.worker(victim.id)
 		if !ok || !wi.Live {
 			return false, nil
 		}
 		jobs, err := victim.client().Jobs(context.Background(), 0)
-		return err == nil && len(jobs) > len(before), err
+		if err != nil {
+			return false, err
+		}
+		for _, jr := range jobs {
+			if jr.Group == gid && jr.Index == index {
+				return true, nil
+			}
+		}
+		return false, nil
 	})
 	v := n.judge(t, gid, j)
 	n.fill(r, v)
