@@ -424,3 +424,59 @@ func TestSyncerOneSyncPerWrite(t *testing.T) {
 		t.Fatalf("stats %+v, want 2 syncs", st)
 	}
 }
+
+// TestSyncCommittedJoinsGroupCommit: SyncCommitted after Update returns
+// once a sync has covered the update, and concurrent callers share syncs
+// with each other (it queues behind the committer like Durable, it does
+// not fsync on its own).
+func TestSyncCommittedJoinsGroupCommit(t *testing.T) {
+	s := openTest(t, "", nil)
+	if err := s.Update(func(tx *Tx) error { return tx.Put("d", []byte("k"), []byte("v")) }); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats()
+	if err := s.SyncCommitted(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	after := s.Stats()
+	if after.Syncs <= before.Syncs || after.DurableWrites != before.DurableWrites+1 {
+		t.Fatalf("stats before %+v after %+v: want one more sync and durable write", before, after)
+	}
+
+	const callers, each = 32, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for c := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				key := fmt.Appendf(nil, "c%02d/%03d", c, i)
+				if err := s.Update(func(tx *Tx) error { return tx.Put("d", key, key) }); err != nil {
+					errs <- err
+					return
+				}
+				if err := s.SyncCommitted(context.Background()); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	end := s.Stats()
+	if syncs := end.Syncs - after.Syncs; syncs >= callers*each {
+		t.Fatalf("%d syncs for %d SyncCommitted calls: not grouped", syncs, callers*each)
+	}
+
+	// A cancelled context gives up before queueing.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.SyncCommitted(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled SyncCommitted: %v", err)
+	}
+}

@@ -231,6 +231,17 @@ func (s *Store) Stats() Stats {
 	}
 }
 
+// SyncCommitted returns once every write committed before the call is
+// durable against power loss. Unlike Sync it does not fsync on its own: it
+// joins the group commit's next sync, so many callers share one fsync. It
+// lets a caller make a commit visible at once and acknowledge it to a peer
+// only once it is durable.
+func (s *Store) SyncCommitted(ctx context.Context) error {
+	return s.submit(ctx, noWrites, true)
+}
+
+func noWrites(*Tx) error { return nil }
+
 // Sync makes every write acknowledged so far durable against power loss.
 func (s *Store) Sync() error {
 	if err := s.enter(); err != nil {
