@@ -196,9 +196,14 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 	if spec.MaxMemory == 0 {
 		spec.MaxMemory = n.cfg.Sandbox.MaxMemory
 	}
-	modCID, err := n.store.PutBlob(spec.Module)
-	if err != nil {
-		return protocol.ID{}, fmt.Errorf("node: store module: %w", err)
+	// A small module is stored with the group's record below (one fsync
+	// for both); a larger one as a blob file of its own first.
+	modCID := protocol.BlobCID(spec.Module)
+	smallModule := len(spec.Module) <= n.store.InlineMax()
+	if !smallModule {
+		if err := n.store.PutBlobVerified(modCID, spec.Module); err != nil {
+			return protocol.ID{}, fmt.Errorf("node: store module: %w", err)
+		}
 	}
 	if err := n.sb.Compile(ctx, modCID.String(), spec.Module); err != nil {
 		return protocol.ID{}, fmt.Errorf("%w: %v", ErrInvalidModule, err)
@@ -209,12 +214,23 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 		Tasks: len(spec.Inputs), MaxPrice: spec.MaxPrice, MinSpeed: spec.MinSpeed, Replicas: spec.Replicas,
 		TimeoutMS: uint64(spec.Timeout.Milliseconds()), MaxMemory: spec.MaxMemory, Created: now}
 	tasks := make([]TaskRecord, len(spec.Inputs))
+	// An input of at most InlineMax bytes is stored as a blob in the same
+	// transaction as its task record (one fsync per chunk of tasks, not
+	// one per input); a larger one as a blob file of its own first.
+	inTx := func(i int) int {
+		if l := len(spec.Inputs[i]); l > protocol.MaxInline && l <= n.store.InlineMax() {
+			return l
+		}
+		return 0
+	}
+	inCIDs := make([]cid.Cid, len(spec.Inputs))
 	for i, in := range spec.Inputs {
-		var ic cid.Cid
-		if len(in) <= protocol.MaxInline {
-			ic = protocol.BlobCID(in)
-		} else if ic, err = n.store.PutBlob(in); err != nil {
-			return protocol.ID{}, fmt.Errorf("node: store input %d: %w", i, err)
+		ic := protocol.BlobCID(in)
+		inCIDs[i] = ic
+		if len(in) > protocol.MaxInline && inTx(i) == 0 {
+			if err := n.store.PutBlobVerified(ic, in); err != nil {
+				return protocol.ID{}, fmt.Errorf("node: store input %d: %w", i, err)
+			}
 		}
 		tasks[i] = TaskRecord{Index: uint32(i), Input: ic.String(), Size: uint64(len(in)), State: TaskPending, Updated: now}
 		// Small inputs travel inline in messages; they are kept in the task
@@ -224,15 +240,28 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 			tasks[i].Data = in
 		}
 	}
-	for start := 0; start < len(tasks); start += 1000 {
-		end := min(start+1000, len(tasks))
+	const chunkTasks, chunkBytes = 1000, 4 << 20
+	for start, end := 0, 0; start < len(tasks); start = end {
+		for size := 0; end < len(tasks) && end-start < chunkTasks && (end == start || size+inTx(end) <= chunkBytes); end++ {
+			size += inTx(end)
+		}
 		err := n.store.Durable(ctx, func(tx *store.Tx) error {
 			if start == 0 {
+				if smallModule {
+					if err := tx.PutBlob(modCID, spec.Module); err != nil {
+						return err
+					}
+				}
 				if err := tx.Put(nsGroup, id[:], mustJSON(g)); err != nil {
 					return err
 				}
 			}
-			for _, t := range tasks[start:end] {
+			for i, t := range tasks[start:end] {
+				if inTx(start+i) > 0 {
+					if err := tx.PutBlob(inCIDs[start+i], spec.Inputs[start+i]); err != nil {
+						return err
+					}
+				}
 				if err := tx.Put(nsTask, taskKey(id, t.Index), mustJSON(t)); err != nil {
 					return err
 				}
@@ -623,6 +652,12 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 		n.metrics.releases.WithLabelValues(r.Outcome.String()).Inc()
 	}
 	if len(updated) == 0 {
+		// A redelivery of tasks already recorded (by a release whose ack
+		// was lost or refused, or before a crash): acknowledged only once
+		// that record is durable.
+		if err := n.store.SyncCommitted(ctx); err != nil {
+			return refuse(rel.Group, protocol.AckInternal, "sync: %v", err), nil
+		}
 		return &protocol.Ack{Ref: rel.Group, OK: true}, nil
 	}
 	c.mu.Lock()
@@ -635,7 +670,15 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 			seq++
 		}
 	}
-	err := n.store.Durable(ctx, func(tx *store.Tx) error {
+	// Visible on commit, acknowledged once durable. The release's records
+	// (with their inline results) are committed in one transaction; from
+	// then on they survive a kill -9 and the tasks show as final. The ack
+	// waits for the group commit's next fsync, so after a power loss that
+	// took the commit the verifier still delivers them again. The finish
+	// numbers (the results cursor) become readable only with that fsync
+	// too: a cursor a client has read must never be handed to another
+	// task by a restart after a power loss.
+	err := n.store.Update(func(tx *store.Tx) error {
 		for _, b := range blobs {
 			if err := tx.PutBlob(b.cid, b.data); err != nil {
 				return err
@@ -643,14 +686,19 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 		}
 		return putTasks(tx, rel.Group, updated)
 	})
-	c.mu.Lock()
 	if err == nil {
+		c.mu.Lock()
 		for i, t := range updated {
 			gs.counts[prev[i]]--
 			gs.counts[t.State]++
 			gs.spent += t.Charged
 		}
+		c.mu.Unlock()
+		if serr := n.store.SyncCommitted(ctx); serr != nil {
+			err = fmt.Errorf("sync: %w", serr)
+		}
 	}
+	c.mu.Lock()
 	gs.fin.resolve(first, finals)
 	c.mu.Unlock()
 	if err != nil {

@@ -42,7 +42,7 @@ type held struct {
 	asg       *protocol.Assignment
 	rec       AssignmentRecord
 	remaining int
-	// persisted is closed once the assignment is durable (nil: it was
+	// persisted is closed once the assignment is committed (nil: it was
 	// when loaded). Its jobs start before that; their receipts wait.
 	persisted chan struct{}
 	dropped   bool // w.mu: could not be persisted; refused, not run or reported
@@ -202,7 +202,7 @@ func refuse(ref protocol.ID, code protocol.AckCode, format string, args ...any) 
 
 // handleAssign accepts an assignment: only from the pinned verifier, only
 // for us, only unexpired and at or above our minimum price. It is
-// persisted before it is acknowledged.
+// committed to the store before it is acknowledged.
 func (w *worker) handleAssign(ctx context.Context, from peer.ID, env *protocol.Envelope) (protocol.Message, error) {
 	msg, err := w.accept(ctx, env)
 	if ack, ok := msg.(*protocol.Ack); ok {
@@ -271,7 +271,14 @@ func (w *worker) accept(ctx context.Context, env *protocol.Envelope) (protocol.M
 			return nil, ErrClosed
 		}
 	}
-	err := n.store.Durable(ctx, func(tx *store.Tx) error {
+	// Committed, not synced: an accepted assignment survives a kill -9 of
+	// the worker (the commit is in the OS's page cache) but not a power
+	// loss of its machine. That costs nobody but this worker: after such a
+	// loss it no longer reports those replicas, so the verifier fails them
+	// at their deadline, unpaid, and runs them elsewhere — exactly as for a
+	// worker that went silent. An fsync here would sit on every task's
+	// path (the receipt waits for this commit).
+	err := n.store.Update(func(tx *store.Tx) error {
 		return tx.Put(nsAssignment, asg.ID[:], mustJSON(rec))
 	})
 	if err != nil {
