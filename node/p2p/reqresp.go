@@ -200,12 +200,19 @@ func (h *Host) Request(ctx context.Context, p peer.ID, protoID string, req, resp
 	if len(sealed) > protocol.MaxMessageSize {
 		return fmt.Errorf("p2p: request %s: %w: %d bytes", req.Type(), protocol.ErrTooLarge, len(sealed))
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.cfg.RequestTimeout)
-	defer cancel()
+	// The round trip ends with ctx or after RequestTimeout, whichever
+	// comes first. Callers usually bound ctx by RequestTimeout already;
+	// then no second timer is needed.
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > h.cfg.RequestTimeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.RequestTimeout)
+		defer cancel()
+	}
 	key := poolKey{p: p, proto: libp2pproto.ID(protoID)}
 	var (
-		frame []byte
-		s     network.Stream
+		frame    []byte
+		s        network.Stream
+		reusable bool
 	)
 	for {
 		var reused bool
@@ -217,7 +224,7 @@ func (h *Host) Request(ctx context.Context, p peer.ID, protoID string, req, resp
 			}
 		}
 		var got int
-		frame, got, err = h.roundTrip(ctx, s, sealed)
+		frame, got, reusable, err = h.roundTrip(ctx, s, sealed)
 		if err == nil {
 			break
 		}
@@ -231,7 +238,7 @@ func (h *Host) Request(ctx context.Context, p peer.ID, protoID string, req, resp
 		return fmt.Errorf("%w: %s to %s: %v", ErrStream, protoID, p, err)
 	}
 	healthy, err := h.decodeReply(p, protoID, frame, resp)
-	if healthy {
+	if healthy && reusable {
 		h.pool.put(key, s)
 	} else {
 		s.Reset()
@@ -272,22 +279,29 @@ func (h *Host) decodeReply(p peer.ID, protoID string, frame []byte, resp protoco
 }
 
 // roundTrip writes one request frame and reads one reply frame; got is how
-// many reply bytes arrived (0 lets a stale pooled stream be retried).
-func (h *Host) roundTrip(ctx context.Context, s network.Stream, sealed []byte) ([]byte, int, error) {
-	if d, ok := ctx.Deadline(); ok {
-		_ = s.SetDeadline(d)
-	}
+// many reply bytes arrived (0 lets a stale pooled stream be retried) and
+// reusable whether the stream may go back to the pool.
+//
+// The stream gets no deadline of its own: ctx always has one (see
+// Request), and when ctx ends the stream is reset, which ends a blocked
+// write or read just as a deadline would. Setting the stream's read and
+// write deadlines per request and clearing them for the pool cost four
+// timer operations per round trip.
+func (h *Host) roundTrip(ctx context.Context, s network.Stream, sealed []byte) (frame []byte, got int, reusable bool, err error) {
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
 	if err := writeFrame(s, sealed); err != nil {
-		return nil, 0, err
+		stop()
+		return nil, 0, false, err
 	}
 	if h.cfg.MaxIdleStreams == 0 {
 		_ = s.CloseWrite()
 	}
 	cr := countingReader{r: s}
-	frame, err := protocol.ReadFrame(&cr, protocol.MaxMessageSize)
-	return frame, cr.n, err
+	frame, err = protocol.ReadFrame(&cr, protocol.MaxMessageSize)
+	// stop fails once ctx has ended and the reset is under way: the reply
+	// (if it arrived) still counts, the stream does not.
+	reusable = stop()
+	return frame, cr.n, reusable, err
 }
 
 type countingReader struct {
@@ -360,7 +374,6 @@ func (sp *streamPool) put(k poolKey, s network.Stream) {
 		_ = s.Close()
 		return
 	}
-	_ = s.SetDeadline(time.Time{})
 	sp.mu.Lock()
 	if sp.closed || len(sp.idle[k]) >= sp.max {
 		sp.mu.Unlock()
@@ -394,8 +407,8 @@ func isReset(err error) bool {
 }
 
 // ctxDone is ctx's error, or context.DeadlineExceeded once its deadline
-// has passed: the stream deadline (set from it) can fire a moment before
-// the context's own timer does.
+// has passed: a stream can fail at the deadline (the remote end gave up
+// too) a moment before the context's own timer fires.
 func ctxDone(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -238,3 +238,52 @@ func TestRequestContextCancel(t *testing.T) {
 		t.Fatalf("want deadline exceeded, got %v", err)
 	}
 }
+
+// A request is bounded by Config.RequestTimeout when the caller's context
+// has no deadline, on a fresh stream and on a reused one, and the host
+// keeps working afterwards.
+func TestRequestTimeout(t *testing.T) {
+	a := newHost(t, func(c *Config) { c.RequestTimeout = 300 * time.Millisecond })
+	b := newHost(t, nil)
+	release := make(chan struct{})
+	var stall atomic.Bool
+	b.Handle(protocol.ProtoHeartbeat, func(ctx context.Context, from peer.ID, env *protocol.Envelope) (protocol.Message, error) {
+		if stall.Load() {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return &protocol.Ack{OK: true}, nil
+	})
+	connect(t, a, b)
+	defer close(release)
+	ctx := context.Background()
+	var ack protocol.Ack
+	seq := uint64(0)
+	call := func() error {
+		seq++
+		return a.Request(ctx, b.ID(), protocol.ProtoHeartbeat, &protocol.Heartbeat{Worker: a.ID(), Seq: seq}, &ack)
+	}
+	for _, pooled := range []bool{false, true} {
+		if pooled {
+			stall.Store(false)
+			if err := call(); err != nil { // leaves an idle stream in the pool
+				t.Fatal(err)
+			}
+		}
+		stall.Store(true)
+		start := time.Now()
+		err := call()
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrStream) {
+			t.Fatalf("pooled %v: want stream error wrapping deadline exceeded, got %v", pooled, err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("pooled %v: request took %v with a 300ms timeout", pooled, d)
+		}
+	}
+	stall.Store(false)
+	if err := call(); err != nil || !ack.OK {
+		t.Fatalf("after timeouts: %+v %v", ack, err)
+	}
+}
