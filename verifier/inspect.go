@@ -213,9 +213,8 @@ func (v *Verifier) Group(id protocol.ID) (GroupInfo, error) {
 		gi = groupInfo(g.rec)
 		gi.Open = true
 		for i, t := range g.tasks {
-			b, _ := json.Marshal(&t.rec) // deep copy
-			var c taskRecord
-			_ = json.Unmarshal(b, &c)
+			var c taskRecord // a deep copy
+			_ = decodeTaskRecord(encodeTaskRecord(&t.rec), &c)
 			live[i] = c
 		}
 	}
@@ -238,7 +237,7 @@ func (v *Verifier) Group(id protocol.ID) (GroupInfo, error) {
 	}
 	err = v.st.Scan(nsTask, id[:], func(_, val []byte) error {
 		var rec taskRecord
-		if err := json.Unmarshal(val, &rec); err != nil || rec.M == nil {
+		if err := decodeTaskRecord(val, &rec); err != nil || rec.M == nil {
 			return nil
 		}
 		rec.Released = rec.Released || released[rec.Index]

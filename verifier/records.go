@@ -14,12 +14,13 @@ import (
 )
 
 // Store namespaces of the verifier's records (the ledger keeps its own).
-// Records are JSON.
+// Records are JSON, except task and assignment records, which are written
+// in the compact binary form of recordcodec.go (and read in either form).
 const (
-	nsWorker = "v.worker" // workerRecord by peer ID (binary)
+	nsWorker = "v.worker" // workerRecord by peer ID (its bytes)
 	nsGroup  = "v.group"  // groupRecord by group ID
-	nsTask   = "v.task"   // taskRecord by group ID + u32 index
-	nsAssign = "v.assign" // assignmentRecord by assignment ID
+	nsTask   = "v.task"   // taskRecord by group ID + u32 index; binary record
+	nsAssign = "v.assign" // assignmentRecord by assignment ID; binary record
 	nsAck    = "v.asgack" // empty value: the worker acknowledged the open assignment of this ID
 	nsRel    = "v.rel"    // empty value by task key: the consumer acknowledged the task's release
 	nsBench  = "v.bench"  // benchRecord by assignment ID

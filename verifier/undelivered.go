@@ -135,7 +135,7 @@ func (v *Verifier) resumeReleases(group protocol.ID, consumer peer.ID, addrs []s
 	var tasks []*taskState
 	err = v.st.Scan(nsTask, group[:], func(_, val []byte) error {
 		var tr taskRecord
-		if err := json.Unmarshal(val, &tr); err != nil || tr.M == nil {
+		if err := decodeTaskRecord(val, &tr); err != nil || tr.M == nil {
 			return nil
 		}
 		if tr.Settlement != nil && tr.Posted && !tr.Released && !released[tr.Index] {

@@ -455,7 +455,7 @@ func (v *Verifier) load(ctx context.Context) error {
 		}
 		err = v.st.Scan(nsTask, g.id[:], func(key, val []byte) error {
 			var rec taskRecord
-			if err := json.Unmarshal(val, &rec); err != nil || rec.M == nil {
+			if err := decodeTaskRecord(val, &rec); err != nil || rec.M == nil {
 				return fmt.Errorf("%w: task %x: %v", ErrCorrupt, key, err)
 			}
 			if rec.Released || released[rec.Index] {
@@ -472,7 +472,7 @@ func (v *Verifier) load(ctx context.Context) error {
 	}
 	err = v.st.Scan(nsAssign, nil, func(key, val []byte) error {
 		var rec assignmentRecord
-		if err := json.Unmarshal(val, &rec); err != nil {
+		if err := decodeAssignmentRecord(val, &rec); err != nil {
 			return fmt.Errorf("%w: assignment %x: %v", ErrCorrupt, key, err)
 		}
 		if rec.Done {
@@ -654,7 +654,7 @@ func (v *Verifier) workerWrite(w *workerState) write {
 }
 
 func (v *Verifier) taskWrite(t *taskState) write {
-	return write{ns: nsTask, key: t.key(), val: mustJSON(&t.rec)}
+	return write{ns: nsTask, key: t.key(), val: encodeTaskRecord(&t.rec)}
 }
 
 // taskWrites is the task's record and the records of the assignments in
@@ -756,9 +756,9 @@ func (v *Verifier) asgWrite(a *assignmentRecord) write {
 	if a.Done {
 		stub := assignmentRecord{ID: a.ID, Worker: a.Worker, Group: a.Group, Bench: a.Bench,
 			Issued: a.Issued, Expires: a.Expires, Acked: a.Acked, Done: true}
-		return write{ns: nsAssign, key: string(id[:]), val: mustJSON(&stub)}
+		return write{ns: nsAssign, key: string(id[:]), val: encodeAssignmentRecord(&stub)}
 	}
-	return write{ns: nsAssign, key: string(id[:]), val: mustJSON(a)}
+	return write{ns: nsAssign, key: string(id[:]), val: encodeAssignmentRecord(a)}
 }
 
 func (v *Verifier) benchWrite(id protocol.ID, b *benchRecord) write {

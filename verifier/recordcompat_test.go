@@ -1,0 +1,244 @@
+package verifier
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/sandbox"
+	"github.com/aspen-market/aspen/store"
+)
+
+// TestOpensStoreOfJSONRecords: a store whose task and assignment records
+// are in the JSON form written before the binary one loads the same state
+// as its binary twin, and the verifier resumes from it: every task is
+// settled once and released, and what it writes from then on is binary.
+func TestOpensStoreOfJSONRecords(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	cfg.RestartGrace = 15 * time.Second
+	v1 := startVerifier(t, cfg, false)
+	port, err := v1.Addrs()[0].ValueForProtocol(6) // tcp
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/" + port}
+	sb := workersSandbox
+	slow := workerBehaviour{Delay: 150 * time.Millisecond}
+	a := startWorker(t, sb, v1, "alice", workerPrice, slow)
+	b := startWorker(t, sb, v1, "bob", workerPrice, slow)
+	d := startWorker(t, sb, v1, "dave", workerPrice, slow)
+	waitRated(t, v1, a, b, d)
+	c := startConsumer(t, v1)
+	const credited = 10 * protocol.MicrosPerUnit
+	credit(t, v1, c, credited)
+	const n = 12
+	gid := submitOK(t, c, defaultGroup(n))
+	waitFor(t, 90*time.Second, "some tasks released", func() bool { return len(c.releases(gid)) >= 2 })
+	if err := v1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.releases(gid)) == n {
+		t.Fatal("the whole group finished before the restart; make the jobs slower")
+	}
+
+	// The same data directory with the old records.
+	jsonDir := t.TempDir()
+	copyDir(t, dir, jsonDir)
+	tasks, asgs := rewriteAsJSON(t, filepath.Join(jsonDir, StoreDir))
+	t.Logf("rewrote %d task and %d assignment records as JSON", tasks, asgs)
+
+	now := time.Now()
+	want := loadState(t, testConfig(t, dir), now)
+	got := loadState(t, testConfig(t, jsonDir), now)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("state loaded from JSON records\n%+v\ndiffers from the state loaded from binary ones\n%+v", got, want)
+	}
+	if len(want.tasks) == 0 || len(want.asgs) == 0 || want.running == 0 {
+		t.Fatalf("nothing in flight to load (%d tasks, %d assignments, %d running); make the jobs slower",
+			len(want.tasks), len(want.asgs), want.running)
+	}
+	t.Logf("both loaded %d open tasks (%d queued), %d open assignments, %d running replicas",
+		len(want.tasks), want.queued, len(want.asgs), want.running)
+
+	cfg.DataDir = jsonDir
+	v2 := startVerifier(t, cfg, false)
+	if v2.ID() != v1.ID() {
+		t.Fatal("identity changed across the copy")
+	}
+	rel := waitReleased(t, c, gid, n)
+	for i, r := range rel {
+		if r.Outcome != protocol.OutcomeVerified || r.Charged != 2000 {
+			t.Fatalf("task %d: %+v", i, r)
+		}
+	}
+	js, err := v2.Journal(ledgerFilterKind())
+	if err != nil {
+		t.Fatal(err)
+	}
+	settled := map[string]int{}
+	for _, e := range js {
+		if e.Kind == kindSettle {
+			settled[e.ID]++
+		}
+	}
+	if len(settled) != n {
+		t.Fatalf("%d settlements for %d tasks", len(settled), n)
+	}
+	if spent := checkLedger(t, v2, c, credited, a, b, d); spent != n*2000 {
+		t.Fatalf("spent %v", spent)
+	}
+	binary := 0
+	err = v2.st.Scan(nsTask, gid[:], func(key, val []byte) error {
+		var rec taskRecord
+		if err := decodeTaskRecord(val, &rec); err != nil {
+			t.Errorf("task %x: %v", key, err)
+		}
+		if val[0] == recordV1 {
+			binary++
+		}
+		return nil
+	})
+	if err != nil || binary == 0 {
+		t.Fatalf("%d binary task records after the restart (%v)", binary, err)
+	}
+}
+
+// loadedState is what load builds from a store, the records in their
+// binary form.
+type loadedState struct {
+	workers, benches, openTasks, queued, running int
+	tasks                                        map[string]string
+	asgs                                         map[protocol.ID]string
+}
+
+// loadState opens the data directory of cfg and loads it (without
+// starting the verifier) at the time now.
+func loadState(t *testing.T, cfg Config, now time.Time) loadedState {
+	t.Helper()
+	cfg.Now = func() time.Time { return now }
+	cfg.Runner = noRunner{}
+	cfg.APIAddr = ""
+	v, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if err := v.load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	s := loadedState{workers: len(v.workers), benches: len(v.benches), openTasks: v.openTasks, queued: len(v.queued),
+		tasks: map[string]string{}, asgs: map[protocol.ID]string{}}
+	for _, g := range v.groups {
+		for _, ts := range g.tasks {
+			s.tasks[ts.key()] = string(encodeTaskRecord(&ts.rec))
+		}
+	}
+	for id, a := range v.asgs {
+		s.asgs[id] = string(encodeAssignmentRecord(a))
+	}
+	for _, r := range v.running {
+		s.running += r
+	}
+	return s
+}
+
+// rewriteAsJSON rewrites every task and assignment record of the store in
+// dir in the JSON form the verifier wrote before.
+func rewriteAsJSON(t *testing.T, dir string) (tasks, asgs int) {
+	t.Helper()
+	cfg := store.DefaultConfig()
+	cfg.Dir = dir
+	cfg.ValueLogGCInterval = 0
+	st, err := store.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	type kv struct{ ns, key, val []byte }
+	var recs []kv
+	err = st.Scan(nsTask, nil, func(key, val []byte) error {
+		var r taskRecord
+		if err := decodeTaskRecord(val, &r); err != nil || val[0] != recordV1 {
+			return errors.Join(err, errors.New("not a binary task record"))
+		}
+		recs = append(recs, kv{[]byte(nsTask), append([]byte(nil), key...), mustJSON(&r)})
+		tasks++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Scan(nsAssign, nil, func(key, val []byte) error {
+		var r assignmentRecord
+		if err := decodeAssignmentRecord(val, &r); err != nil || val[0] != recordV1 {
+			return errors.Join(err, errors.New("not a binary assignment record"))
+		}
+		recs = append(recs, kv{[]byte(nsAssign), append([]byte(nil), key...), mustJSON(&r)})
+		asgs++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(func(tx *store.Tx) error {
+		for _, r := range recs {
+			if err := tx.Put(string(r.ns), r.key, r.val); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tasks, asgs
+}
+
+// copyDir copies the files under src (a closed verifier's data
+// directory) to dst.
+func copyDir(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		to := filepath.Join(dst, rel)
+		if e.IsDir() {
+			return os.MkdirAll(to, 0o700)
+		}
+		if !e.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, b, info.Mode().Perm())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// noRunner is a verifier runner that runs nothing (the state is only
+// loaded).
+type noRunner struct{}
+
+func (noRunner) Run(context.Context, sandbox.Job) (sandbox.Result, error) {
+	return sandbox.Result{}, errors.New("no runner")
+}
+func (noRunner) Close() error { return nil }
