@@ -62,6 +62,13 @@ type groupState struct {
 	// fin numbers the group's finished tasks (the results cursor); under
 	// consumer.mu.
 	fin finishSeq
+	// finMark: finish numbers up to finMark are reserved durably
+	// (nsFinMark). A release shows its tasks once committed, before its
+	// fsync; its finish numbers may become readable then only if they are
+	// ≤ finMark, because after a power loss the group's numbering resumes
+	// above finMark, so a number a client has read is never handed to
+	// another task. Under relMu.
+	finMark uint32
 	// relMu serialises releases (and a refusal) of the group: each reads
 	// task records and writes them back, so a duplicate release handled
 	// concurrently must not finish a task twice.
@@ -161,6 +168,14 @@ func (c *consumer) load() (resubmit []protocol.ID, refetch []fetchReq, pending [
 		if last, err = c.numberFinished(id, last, unnumbered); err != nil {
 			return nil, nil, nil, err
 		}
+		// Numbering resumes above what was reserved: numbers up to the
+		// mark may have been read before a power loss took their records.
+		if b, err := n.store.Get(nsFinMark, id[:]); err == nil && len(b) == 4 {
+			gs.finMark = binary.BigEndian.Uint32(b)
+		} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, nil, nil, fmt.Errorf("node: finish mark of group %s: %w", id, err)
+		}
+		last = max(last, gs.finMark)
 		gs.fin = newFinishSeq(last)
 		if gs.counts[TaskPending] > 0 && gs.rec.Submitted >= gs.rec.Tasks && gs.rec.Error == "" {
 			pending = append(pending, id)
@@ -255,6 +270,9 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 				if err := tx.Put(nsGroup, id[:], mustJSON(g)); err != nil {
 					return err
 				}
+				if err := tx.Put(nsFinMark, id[:], binary.BigEndian.AppendUint32(nil, initialFinMark(len(tasks)))); err != nil {
+					return err
+				}
 			}
 			for i, t := range tasks[start:end] {
 				if inTx(start+i) > 0 {
@@ -274,6 +292,7 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 	}
 	gs := newGroupState(g)
 	gs.counts[TaskPending] = len(tasks)
+	gs.finMark = initialFinMark(len(tasks))
 	c.mu.Lock()
 	c.groups[id] = gs
 	c.mu.Unlock()
@@ -663,6 +682,12 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 	c.mu.Lock()
 	first := gs.fin.reserve(finals)
 	c.mu.Unlock()
+	// Numbers above the durable mark are readable only once this release
+	// is durable; the mark is raised in the same transaction.
+	var newMark uint32
+	if finals > 0 && first+uint32(finals)-1 > gs.finMark {
+		newMark = first + uint32(finals) - 1 + finMarkStep
+	}
 	seq := first
 	for i := range updated {
 		if finalState(updated[i].State) {
@@ -674,13 +699,19 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 	// (with their inline results) are committed in one transaction; from
 	// then on they survive a kill -9 and the tasks show as final. The ack
 	// waits for the group commit's next fsync, so after a power loss that
-	// took the commit the verifier still delivers them again. The finish
-	// numbers (the results cursor) become readable only with that fsync
-	// too: a cursor a client has read must never be handed to another
-	// task by a restart after a power loss.
+	// took the commit the verifier still delivers them again. Their finish
+	// numbers (the results cursor) are readable at once too when they are
+	// within the group's durable mark, else only with the fsync that
+	// raises it: a number a client has read must never be handed to
+	// another task by a restart after a power loss.
 	err := n.store.Update(func(tx *store.Tx) error {
 		for _, b := range blobs {
 			if err := tx.PutBlob(b.cid, b.data); err != nil {
+				return err
+			}
+		}
+		if newMark != 0 {
+			if err := tx.Put(nsFinMark, rel.Group[:], binary.BigEndian.AppendUint32(nil, newMark)); err != nil {
 				return err
 			}
 		}
@@ -693,14 +724,26 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 			gs.counts[t.State]++
 			gs.spent += t.Charged
 		}
+		resolved := newMark == 0
+		if resolved {
+			gs.fin.resolve(first, finals)
+		}
 		c.mu.Unlock()
 		if serr := n.store.SyncCommitted(ctx); serr != nil {
 			err = fmt.Errorf("sync: %w", serr)
+		} else if newMark != 0 {
+			gs.finMark = newMark
 		}
+		if !resolved {
+			c.mu.Lock()
+			gs.fin.resolve(first, finals)
+			c.mu.Unlock()
+		}
+	} else {
+		c.mu.Lock()
+		gs.fin.resolve(first, finals) // abandoned
+		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	gs.fin.resolve(first, finals)
-	c.mu.Unlock()
 	if err != nil {
 		return refuse(rel.Group, protocol.AckInternal, "persist: %v", err), nil
 	}
@@ -718,6 +761,15 @@ func (c *consumer) handleRelease(ctx context.Context, from peer.ID, env *protoco
 	}
 	return &protocol.Ack{Ref: rel.Group, OK: true, Count: uint32(len(updated))}, nil
 }
+
+// finMarkStep is how many finish numbers a release reserves ahead when it
+// raises a group's durable mark; a new group reserves one per task.
+const finMarkStep = 4096
+
+// initialFinMark is the durable mark a group of n tasks starts with: every
+// task becomes final once, so its releases need no raise unless a failed
+// commit wasted numbers or the node restarted.
+func initialFinMark(n int) uint32 { return uint32(min(n, 1<<31)) }
 
 // inlineBlob is a small result that arrived inside a release.
 type inlineBlob struct {
@@ -788,10 +840,13 @@ func (c *consumer) fetchLoop() {
 	}
 }
 
+// status is the group's status; the caller holds consumer.mu.
 func (gs *groupState) status() GroupStatus {
 	s := GroupStatus{GroupRecord: gs.rec, Pending: gs.counts[TaskPending], Fetching: gs.counts[TaskFetching],
 		Verified: gs.counts[TaskVerified], Failed: gs.counts[TaskFailed], Canceled: gs.counts[TaskCanceled], Spent: gs.spent}
-	s.Done = s.Pending == 0 && s.Fetching == 0
+	// Done once every task is final and every result is readable by the
+	// results cursor (finish numbers can trail a commit by an fsync).
+	s.Done = s.Pending == 0 && s.Fetching == 0 && !gs.fin.inflight()
 	switch {
 	case !s.Done && gs.rec.Canceled:
 		s.State = "canceling"

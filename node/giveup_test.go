@@ -72,7 +72,13 @@ func TestNodeGetsResultsTheVerifierGaveUpOn(t *testing.T) {
 	if err != nil || len(page.Results) != 2 || !page.Done || page.Group.Verified != 2 {
 		t.Fatalf("results: %+v %v", page, err)
 	}
+	// The group reserved finish numbers 1–2 durably at creation; after a
+	// restart numbering resumes above them (numbers a client may have read
+	// before a power loss are never reused).
 	for _, r := range page.Results {
+		if r.Seq <= 2 {
+			t.Errorf("task %d numbered %d after the restart: numbering did not resume above the durable mark 2", r.Index, r.Seq)
+		}
 		if r.State != node.TaskVerified || r.Status != "ok" || r.Charged == 0 {
 			t.Fatalf("result %+v", r)
 		}

@@ -17,6 +17,7 @@ const (
 	nsJob        = "job"        // worker: JobRecord by time-ordered key
 	nsMeta       = "meta"       // both: rating, counters
 	nsDone       = "done"       // consumer: task index (u32) by group ID + u32 finish sequence
+	nsFinMark    = "finmark"    // consumer: finish numbers reserved durably (u32) by group ID
 )
 
 // Task states on the consumer side. A task is "verified" only when the

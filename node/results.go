@@ -28,6 +28,12 @@ import (
 // numbers up to the group's visible mark: every number up to it has
 // committed (or was abandoned by a failed commit and left unused). A
 // cursor is always a number that was read, so it never names a gap.
+//
+// A release is readable once committed, before it is synced. So that a
+// power loss cannot take a number a client has read and give it to another
+// task, numbers are reserved durably per group (nsFinMark, consumer.go):
+// one beyond the reservation becomes readable only with the fsync that
+// raises it, and after a restart numbering resumes above it.
 
 // Limits of a results request.
 const (
@@ -251,7 +257,7 @@ func (n *Node) ResultsSince(ctx context.Context, id protocol.ID, since uint32, l
 			return ResultsPage{}, ErrUnknownGroup
 		}
 		visible, notify, st := gs.fin.visible, gs.fin.notify, gs.status()
-		complete := st.Done && !gs.fin.inflight()
+		complete := st.Done
 		c.mu.Unlock()
 		if since > visible {
 			return ResultsPage{}, fmt.Errorf("%w: cursor %d is beyond this group's latest result (%d)", ErrBadRequest, since, visible)
