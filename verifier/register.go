@@ -289,18 +289,14 @@ func (v *Verifier) maybeBenchmark(id peer.ID) {
 		v.mu.Unlock()
 		return
 	}
-	busy := len(v.benches)
-	for _, w := range v.workers {
-		if w.benchBusy {
-			busy++
-		}
-	}
+	busy := len(v.benches) + v.preparing
 	if busy >= v.cfg.MaxBenchmarks {
 		v.mu.Unlock()
 		v.log.Debug("benchmark deferred: too many in flight", "worker", id.String(), "in_flight", busy)
 		return
 	}
 	ws.benchBusy = true
+	v.preparing++
 	v.mu.Unlock()
 	v.wg.Add(1)
 	go func() {
@@ -308,6 +304,7 @@ func (v *Verifier) maybeBenchmark(id peer.ID) {
 		err := v.benchmark(v.ctx, ws)
 		v.mu.Lock()
 		ws.benchBusy = false
+		v.preparing--
 		if err != nil && v.ctx.Err() == nil {
 			ws.rec.BenchFailures++
 			ws.rec.BenchNotUntil = v.nowMs() + v.cfg.BenchmarkRetry.Milliseconds()

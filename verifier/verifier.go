@@ -92,6 +92,7 @@ type Verifier struct {
 	groups    map[protocol.ID]*groupState
 	asgs      map[protocol.ID]*assignmentRecord // open (not done) assignments
 	benches   map[protocol.ID]*benchRecord
+	preparing int                     // workers whose benchmark is being prepared (benchBusy)
 	running   map[protocol.ID]int     // running replicas per open assignment
 	queued    map[*taskState]struct{} // tasks that need worker replicas
 	selfQ     []*taskState            // tasks the verifier must run itself
