@@ -7,6 +7,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/aspen-market/aspen/internal/wasmasm"
 )
 
 // dataSegments returns the number of segments in bin's data section.
@@ -45,11 +47,11 @@ func initialMemory(t *testing.T, bin []byte) []byte {
 }
 
 func TestGuardCoalescesDataSegments(t *testing.T) {
-	seg := func(off uint32, s string) wdata { return wdata{off, []byte(s)} }
-	m := wmodule{
-		mem:     limits1(1),
-		exports: []wexport{{"memory", 2, 0}},
-		data: []wdata{
+	seg := func(off uint32, s string) wasmasm.Data { return wasmasm.Data{Offset: off, Bytes: []byte(s)} }
+	m := wasmasm.Module{
+		Memory:  wasmasm.Limits(1),
+		Exports: []wasmasm.Export{wasmasm.MemoryExport("memory", 0)},
+		Data: []wasmasm.Data{
 			seg(0, "ab"), seg(2, "cd"), seg(10, "ef"), // adjacent, then a gap of 6: one segment
 			seg(10+2+maxDataGap, "gh"), // a gap of exactly maxDataGap: joined
 			seg(200, "ij"),             // a larger gap: a new segment
@@ -58,7 +60,7 @@ func TestGuardCoalescesDataSegments(t *testing.T) {
 			seg(65534, "mn"), // at the end of the memory
 		},
 	}
-	bin := m.bytes()
+	bin := m.Bytes()
 	out, _, err := guard(bin)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +84,7 @@ func TestGuardCoalescesDataSegments(t *testing.T) {
 	var withCount []byte
 	for _, s := range splitSections(t, bin) {
 		if s[0] == 11 {
-			withCount = append(withCount, 12, 1, byte(len(m.data)))
+			withCount = append(withCount, 12, 1, byte(len(m.Data)))
 		}
 		withCount = append(withCount, s...)
 	}
@@ -90,13 +92,13 @@ func TestGuardCoalescesDataSegments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := dataSegments(t, out); got != len(m.data) {
-		t.Errorf("with a data count section: %d data segments after the guard, want %d", got, len(m.data))
+	if got := dataSegments(t, out); got != len(m.Data) {
+		t.Errorf("with a data count section: %d data segments after the guard, want %d", got, len(m.Data))
 	}
 
 	// Out of bounds stays out of bounds.
-	m.data = []wdata{seg(65530, "abc"), seg(65534, "def")}
-	if out, _, err = guard(m.bytes()); err != nil || dataSegments(t, out) != 1 {
+	m.Data = []wasmasm.Data{seg(65530, "abc"), seg(65534, "def")}
+	if out, _, err = guard(m.Bytes()); err != nil || dataSegments(t, out) != 1 {
 		t.Fatalf("guard: %v", err)
 	}
 	eng, err := newEngine(context.Background(), "", 8)
@@ -104,9 +106,9 @@ func TestGuardCoalescesDataSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer eng.close()
-	m.types, m.funcs, m.codes = []wfunc{tVoid}, []uint32{0}, [][]byte{code()}
-	m.exports = append(m.exports, wexport{"_start", 0, 0})
-	mod := eng.compile(context.Background(), "oob", m.bytes(), 1<<20)
+	m.Types, m.Funcs, m.Codes = []wasmasm.FuncType{tVoid}, []uint32{0}, [][]byte{wasmasm.NewCode().Body()}
+	m.Exports = append(m.Exports, wasmasm.FuncExport("_start", 0))
+	mod := eng.compile(context.Background(), "oob", m.Bytes(), 1<<20)
 	defer eng.release(mod)
 	if mod.fail == nil || mod.fail.status != StatusInvalidModule {
 		t.Fatalf("out-of-bounds data: %+v", mod.fail)

@@ -1,9 +1,7 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/aspen-market/aspen/examples"
+	"github.com/aspen-market/aspen/internal/wasmasm"
 )
 
 func TestMain(m *testing.M) {
@@ -102,195 +101,41 @@ var sharedCacheDir string
 
 var isolations = []Isolation{Subprocess, InProcess}
 
-// ---- a tiny WebAssembly assembler for hand-made test modules ----
-
-const (
-	i32 = 0x7f
-	i64 = 0x7e
-)
-
-type wfunc struct {
-	params, results []byte
-}
-
-type wimport struct {
-	module, name string
-	kind         byte   // 0 func, 2 memory, 3 global
-	desc         []byte // encoded description
-}
-
-type wexport struct {
-	name string
-	kind byte // 0 func, 2 memory
-	idx  uint32
-}
-
-type wdata struct {
-	offset uint32
-	bytes  []byte
-}
-
-type wmodule struct {
-	types   []wfunc
-	imports []wimport
-	funcs   []uint32 // type index of each defined function
-	mem     []byte   // encoded limits of the memory, nil for none
-	exports []wexport
-	start   []byte   // encoded start function index, nil for none
-	codes   [][]byte // body of each defined function (locals vector + code + end)
-	data    []wdata
-}
-
-func uleb(v uint64) []byte { return binary.AppendUvarint(nil, v) }
-
-func sleb(v int64) []byte {
-	var b []byte
-	for {
-		c := byte(v & 0x7f)
-		v >>= 7
-		if (v == 0 && c&0x40 == 0) || (v == -1 && c&0x40 != 0) {
-			return append(b, c)
-		}
-		b = append(b, c|0x80)
-	}
-}
-
-func vec(items ...[]byte) []byte {
-	b := uleb(uint64(len(items)))
-	for _, it := range items {
-		b = append(b, it...)
-	}
-	return b
-}
-
-func name(s string) []byte { return append(uleb(uint64(len(s))), s...) }
-
-func limits1(min uint32) []byte { return append([]byte{0}, uleb(uint64(min))...) }
-
-func (m wmodule) bytes() []byte {
-	out := []byte("\x00asm\x01\x00\x00\x00")
-	section := func(id byte, body []byte) {
-		out = append(out, id)
-		out = append(out, uleb(uint64(len(body)))...)
-		out = append(out, body...)
-	}
-	var items [][]byte
-	for _, f := range m.types {
-		items = append(items, bytes.Join([][]byte{{0x60}, vec(split(f.params)...), vec(split(f.results)...)}, nil))
-	}
-	if len(items) > 0 {
-		section(1, vec(items...))
-	}
-	items = nil
-	for _, im := range m.imports {
-		items = append(items, bytes.Join([][]byte{name(im.module), name(im.name), {im.kind}, im.desc}, nil))
-	}
-	if len(items) > 0 {
-		section(2, vec(items...))
-	}
-	items = nil
-	for _, f := range m.funcs {
-		items = append(items, uleb(uint64(f)))
-	}
-	if len(items) > 0 {
-		section(3, vec(items...))
-	}
-	if m.mem != nil {
-		section(5, vec(m.mem))
-	}
-	items = nil
-	for _, e := range m.exports {
-		items = append(items, bytes.Join([][]byte{name(e.name), {e.kind}, uleb(uint64(e.idx))}, nil))
-	}
-	if len(items) > 0 {
-		section(7, vec(items...))
-	}
-	if m.start != nil {
-		section(8, m.start)
-	}
-	items = nil
-	for _, c := range m.codes {
-		items = append(items, append(uleb(uint64(len(c))), c...))
-	}
-	if len(items) > 0 {
-		section(10, vec(items...))
-	}
-	items = nil
-	for _, d := range m.data {
-		seg := []byte{0, 0x41}
-		seg = append(seg, sleb(int64(d.offset))...)
-		seg = append(seg, 0x0b)
-		seg = append(seg, name(string(d.bytes))...)
-		items = append(items, seg)
-	}
-	if len(items) > 0 {
-		section(11, vec(items...))
-	}
-	return out
-}
-
-func split(b []byte) [][]byte {
-	out := make([][]byte, len(b))
-	for i := range b {
-		out[i] = b[i : i+1]
-	}
-	return out
-}
-
-func code(ops ...[]byte) []byte {
-	b := []byte{0} // no locals
-	for _, op := range ops {
-		b = append(b, op...)
-	}
-	return append(b, 0x0b)
-}
-
-func i32const(v int32) []byte { return append([]byte{0x41}, sleb(int64(v))...) }
-func callOp(f uint32) []byte  { return append([]byte{0x10}, uleb(uint64(f))...) }
+// ---- hand-made test modules, assembled with internal/wasmasm ----
 
 var (
-	opDrop        = []byte{0x1a}
-	opUnreachable = []byte{0x00}
-	opDivS        = []byte{0x6d}
-)
-
-var (
-	tFdWrite  = wfunc{[]byte{i32, i32, i32, i32}, []byte{i32}}
-	tVoid     = wfunc{}
-	tProcExit = wfunc{[]byte{i32}, nil}
+	tFdWrite  = wasmasm.FuncType{Params: []byte{wasmasm.I32, wasmasm.I32, wasmasm.I32, wasmasm.I32}, Results: []byte{wasmasm.I32}}
+	tVoid     = wasmasm.FuncType{}
+	tProcExit = wasmasm.FuncType{Params: []byte{wasmasm.I32}}
 )
 
 // startModule is a module whose _start runs body, with one page of memory
 // and the given imports (functions numbered from 0 in order).
-func startModule(imports []wimport, types []wfunc, body []byte) []byte {
+func startModule(imports []wasmasm.Import, types []wasmasm.FuncType, body []byte) []byte {
 	types = append(types, tVoid)
-	return wmodule{
-		types:   types,
-		imports: imports,
-		funcs:   []uint32{uint32(len(types) - 1)},
-		mem:     limits1(1),
-		exports: []wexport{{"_start", 0, uint32(len(imports))}, {"memory", 2, 0}},
-		codes:   [][]byte{body},
-	}.bytes()
-}
-
-func funcImport(module, field string, typeIdx uint32) wimport {
-	return wimport{module, field, 0, uleb(uint64(typeIdx))}
+	return wasmasm.Module{
+		Types:   types,
+		Imports: imports,
+		Funcs:   []uint32{uint32(len(types) - 1)},
+		Memory:  wasmasm.Limits(1),
+		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", uint32(len(imports))), wasmasm.MemoryExport("memory", 0)},
+		Codes:   [][]byte{body},
+	}.Bytes()
 }
 
 // tinyHello writes "hi\n" to stdout with one fd_write.
 func tinyHello() []byte {
-	m := wmodule{
-		types:   []wfunc{tFdWrite, tVoid},
-		imports: []wimport{funcImport("wasi_snapshot_preview1", "fd_write", 0)},
-		funcs:   []uint32{1},
-		mem:     limits1(1),
-		exports: []wexport{{"_start", 0, 1}, {"memory", 2, 0}},
-		codes:   [][]byte{code(i32const(1), i32const(0), i32const(1), i32const(8), callOp(0), opDrop)},
-		data: []wdata{
-			{0, []byte{16, 0, 0, 0, 3, 0, 0, 0}}, // iovec {buf: 16, len: 3}
-			{16, []byte("hi\n")},
+	m := wasmasm.Module{
+		Types:   []wasmasm.FuncType{tFdWrite, tVoid},
+		Imports: []wasmasm.Import{wasmasm.FuncImport("wasi_snapshot_preview1", "fd_write", 0)},
+		Funcs:   []uint32{1},
+		Memory:  wasmasm.Limits(1),
+		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 1), wasmasm.MemoryExport("memory", 0)},
+		Codes:   [][]byte{wasmasm.NewCode().I32Const(1).I32Const(0).I32Const(1).I32Const(8).Call(0).Op(wasmasm.OpDrop).Body()},
+		Data: []wasmasm.Data{
+			{Offset: 0, Bytes: []byte{16, 0, 0, 0, 3, 0, 0, 0}}, // iovec {buf: 16, len: 3}
+			{Offset: 16, Bytes: []byte("hi\n")},
 		},
 	}
-	return m.bytes()
+	return m.Bytes()
 }

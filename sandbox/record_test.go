@@ -7,23 +7,24 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/aspen-market/aspen/internal/wasmasm"
 	"github.com/aspen-market/aspen/protocol"
 )
 
 // helloModule writes msg to stdout with one fd_write.
 func helloModule(msg string) []byte {
-	return wmodule{
-		types:   []wfunc{tFdWrite, tVoid},
-		imports: []wimport{funcImport("wasi_snapshot_preview1", "fd_write", 0)},
-		funcs:   []uint32{1},
-		mem:     limits1(1),
-		exports: []wexport{{"_start", 0, 1}, {"memory", 2, 0}},
-		codes:   [][]byte{code(i32const(1), i32const(0), i32const(1), i32const(8), callOp(0), opDrop)},
-		data: []wdata{
-			{0, []byte{16, 0, 0, 0, byte(len(msg)), 0, 0, 0}},
-			{16, []byte(msg)},
+	return wasmasm.Module{
+		Types:   []wasmasm.FuncType{tFdWrite, tVoid},
+		Imports: []wasmasm.Import{wasmasm.FuncImport("wasi_snapshot_preview1", "fd_write", 0)},
+		Funcs:   []uint32{1},
+		Memory:  wasmasm.Limits(1),
+		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 1), wasmasm.MemoryExport("memory", 0)},
+		Codes:   [][]byte{wasmasm.NewCode().I32Const(1).I32Const(0).I32Const(1).I32Const(8).Call(0).Op(wasmasm.OpDrop).Body()},
+		Data: []wasmasm.Data{
+			{Offset: 0, Bytes: []byte{16, 0, 0, 0, byte(len(msg)), 0, 0, 0}},
+			{Offset: 16, Bytes: []byte(msg)},
 		},
-	}.bytes()
+	}.Bytes()
 }
 
 func recordFiles(t *testing.T, dir string) int {
@@ -108,13 +109,13 @@ func TestModuleRecords(t *testing.T) {
 // that refusal does not stick to the module.
 func TestInitialMemoryMessage(t *testing.T) {
 	ctx := context.Background()
-	mod := wmodule{
-		types:   []wfunc{tVoid},
-		funcs:   []uint32{0},
-		mem:     limits1(2),
-		exports: []wexport{{"_start", 0, 0}},
-		codes:   [][]byte{code()},
-	}.bytes()
+	mod := wasmasm.Module{
+		Types:   []wasmasm.FuncType{tVoid},
+		Funcs:   []uint32{0},
+		Memory:  wasmasm.Limits(2),
+		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 0)},
+		Codes:   [][]byte{wasmasm.NewCode().Body()},
+	}.Bytes()
 	id := protocol.BlobCID(mod).String()
 	const want = "initial memory 128KiB exceeds the memory limit 64KiB"
 	for _, iso := range isolations {

@@ -1,19 +1,18 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aspen-market/aspen/internal/wasmasm"
 	"github.com/aspen-market/aspen/protocol"
 )
 
@@ -133,9 +132,9 @@ func TestExitStatus(t *testing.T) {
 }
 
 func TestProcExit(t *testing.T) {
-	mod := func(code int32) []byte {
-		return startModule([]wimport{funcImport("wasi_snapshot_preview1", "proc_exit", 0)},
-			[]wfunc{tProcExit}, code1(i32const(code), callOp(0)))
+	mod := func(status int32) []byte {
+		return startModule([]wasmasm.Import{wasmasm.FuncImport("wasi_snapshot_preview1", "proc_exit", 0)},
+			[]wasmasm.FuncType{tProcExit}, wasmasm.NewCode().I32Const(status).Call(0).Body())
 	}
 	s := newSandbox(t, Subprocess, nil)
 	wantStatus(t, run(t, s, Job{Module: mod(0)}), StatusOK)
@@ -146,22 +145,20 @@ func TestProcExit(t *testing.T) {
 	}
 }
 
-func code1(ops ...[]byte) []byte { return code(ops...) }
-
 func TestTraps(t *testing.T) {
-	recursive := wmodule{
-		types:   []wfunc{tVoid},
-		funcs:   []uint32{0},
-		exports: []wexport{{"_start", 0, 0}},
-		codes:   [][]byte{code(callOp(0))},
-	}.bytes()
+	recursive := wasmasm.Module{
+		Types:   []wasmasm.FuncType{tVoid},
+		Funcs:   []uint32{0},
+		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 0)},
+		Codes:   [][]byte{wasmasm.NewCode().Call(0).Body()},
+	}.Bytes()
 	cases := []struct {
 		name   string
 		module []byte
 		want   string
 	}{
-		{"unreachable", startModule(nil, nil, code(opUnreachable)), "unreachable"},
-		{"divide", startModule(nil, nil, code(i32const(1), i32const(0), opDivS, opDrop)), "integer divide by zero"},
+		{"unreachable", startModule(nil, nil, wasmasm.NewCode(wasmasm.OpUnreachable).Body()), "unreachable"},
+		{"divide", startModule(nil, nil, wasmasm.NewCode().I32Const(1).I32Const(0).Op(wasmasm.OpI32DivS, wasmasm.OpDrop).Body()), "integer divide by zero"},
 		{"recursion", recursive, "stack overflow"},
 	}
 	for _, iso := range isolations {
@@ -199,21 +196,17 @@ func TestTimeout(t *testing.T) {
 // TestTableGrowthBounded: table.grow cannot take host memory past the
 // table cap; it fails (-1) as the spec allows.
 func TestTableGrowthBounded(t *testing.T) {
-	m := wmodule{
-		types:   []wfunc{tVoid},
-		funcs:   []uint32{0},
-		exports: []wexport{{"_start", 0, 0}},
-		codes: [][]byte{code(
-			[]byte{0xd0, 0x70}, i32const(100_000_000), []byte{0xfc, 15, 0}, // table.grow 0 (ref.null, 1e8)
-			i32const(-1), []byte{0x47}, // i32.ne
-			[]byte{0x04, 0x40}, opUnreachable, []byte{0x0b}, // if: trap when it grew
-		)},
-	}
-	tableSection := []byte{1, 0x70, 0, 1} // one funcref table, min 1, no max
-	bin := m.bytes()
-	// Insert the table section (id 4) after the function section (id 3).
-	i := bytes.Index(bin, []byte{3, 2, 1, 0})
-	bin = slices.Concat(bin[:i+4], []byte{4, byte(len(tableSection))}, tableSection, bin[i+4:])
+	bin := wasmasm.Module{
+		Types:   []wasmasm.FuncType{tVoid},
+		Funcs:   []uint32{0},
+		Tables:  [][]byte{wasmasm.Table(wasmasm.FuncRef, wasmasm.Limits(1))}, // one funcref table, min 1, no max
+		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 0)},
+		Codes: [][]byte{wasmasm.NewCode().
+			Op(wasmasm.OpRefNull, wasmasm.FuncRef).I32Const(100_000_000).Op(wasmasm.OpPrefixFC, 15, 0). // table.grow 0 (ref.null, 1e8)
+			I32Const(-1).Op(wasmasm.OpI32Ne).
+			If().Op(wasmasm.OpUnreachable).End(). // trap when it grew
+			Body()},
+	}.Bytes()
 	for _, iso := range isolations {
 		s := newSandbox(t, iso, nil)
 		wantStatus(t, run(t, s, Job{Module: bin}), StatusOK)
@@ -244,14 +237,15 @@ func TestCompileTimeout(t *testing.T) {
 // TestStartSection: a start section runs only under the time limit, never
 // while compiling.
 func TestStartSection(t *testing.T) {
-	loop := code([]byte{0x03, 0x40, 0x0c, 0x00, 0x0b}) // loop br 0 end
-	m := wmodule{
-		types:   []wfunc{tVoid},
-		funcs:   []uint32{0, 0},
-		exports: []wexport{{"_start", 0, 1}},
-		start:   uleb(0),
-		codes:   [][]byte{loop, code()},
-	}.bytes()
+	loop := wasmasm.NewCode().Loop().Br(0).End().Body()
+	start := uint32(0)
+	m := wasmasm.Module{
+		Types:   []wasmasm.FuncType{tVoid},
+		Funcs:   []uint32{0, 0},
+		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 1)},
+		Start:   &start,
+		Codes:   [][]byte{loop, wasmasm.NewCode().Body()},
+	}.Bytes()
 	s := newSandbox(t, Subprocess, nil)
 	if err := s.Compile(context.Background(), "", m); err != nil {
 		t.Fatal(err)
@@ -272,13 +266,13 @@ func TestInProcessTimeout(t *testing.T) {
 }
 
 func TestMemoryLimit(t *testing.T) {
-	grow := startModule(nil, nil, code(
-		[]byte{0x03, 0x40},               // loop
-		i32const(16), []byte{0x40, 0x00}, // memory.grow 16 pages
-		i32const(-1), []byte{0x47}, // i32.ne
-		[]byte{0x0d, 0x00}, // br_if 0
-		[]byte{0x0b},       // end loop
-	))
+	grow := startModule(nil, nil, wasmasm.NewCode().
+		Loop().
+		I32Const(16).MemoryGrow(). // 16 pages
+		I32Const(-1).Op(wasmasm.OpI32Ne).
+		BrIf(0).
+		End().
+		Body())
 	for _, iso := range isolations {
 		t.Run(iso.String(), func(t *testing.T) {
 			s := newSandbox(t, iso, func(c *Config) { c.MaxMemory = 512 << 20 })
@@ -300,13 +294,13 @@ func TestMemoryLimit(t *testing.T) {
 }
 
 func TestInitialMemoryTooBig(t *testing.T) {
-	big := wmodule{
-		types:   []wfunc{tVoid},
-		funcs:   []uint32{0},
-		mem:     limits1(5000), // 312.5 MiB
-		exports: []wexport{{"_start", 0, 0}},
-		codes:   [][]byte{code()},
-	}.bytes()
+	big := wasmasm.Module{
+		Types:   []wasmasm.FuncType{tVoid},
+		Funcs:   []uint32{0},
+		Memory:  wasmasm.Limits(5000), // 312.5 MiB
+		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 0)},
+		Codes:   [][]byte{wasmasm.NewCode().Body()},
+	}.Bytes()
 	for _, iso := range isolations {
 		s := newSandbox(t, iso, nil)
 		err := s.Compile(context.Background(), "", big)
@@ -344,6 +338,14 @@ func TestOutputLimits(t *testing.T) {
 
 func TestRefusedModules(t *testing.T) {
 	hello := tinyHello()
+	empty := wasmasm.NewCode().Body()
+	// importing imports im (not a function) and exports an empty _start.
+	importing := func(im wasmasm.Import) []byte {
+		return wasmasm.Module{
+			Types: []wasmasm.FuncType{tVoid}, Imports: []wasmasm.Import{im},
+			Funcs: []uint32{0}, Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 0)}, Codes: [][]byte{empty},
+		}.Bytes()
+	}
 	cases := []struct {
 		name   string
 		module []byte
@@ -353,24 +355,18 @@ func TestRefusedModules(t *testing.T) {
 		{"garbage", []byte("definitely not wasm"), StatusInvalidModule, ""},
 		{"truncated", hello[:len(hello)/2], StatusInvalidModule, ""},
 		{"magic only", []byte("\x00asm"), StatusInvalidModule, ""},
-		{"env import", startModule([]wimport{funcImport("env", "foo", 0)}, []wfunc{tVoid}, code()), StatusMissingImport, "env.foo"},
-		{"unknown wasi function", startModule([]wimport{funcImport("wasi_snapshot_preview1", "no_such_call", 0)}, []wfunc{tVoid}, code()), StatusMissingImport, "wasi_snapshot_preview1.no_such_call"},
-		{"wrong signature", startModule([]wimport{funcImport("wasi_snapshot_preview1", "fd_write", 0)}, []wfunc{tVoid}, code()), StatusMissingImport, "wasi_snapshot_preview1.fd_write (wrong signature)"},
-		{"imported memory", wmodule{
-			types: []wfunc{tVoid}, imports: []wimport{{"env", "memory", 2, limits1(1)}},
-			funcs: []uint32{0}, exports: []wexport{{"_start", 0, 0}}, codes: [][]byte{code()},
-		}.bytes(), StatusMissingImport, "env.memory (a memory)"},
-		{"imported global", wmodule{
-			types: []wfunc{tVoid}, imports: []wimport{{"env", "g", 3, []byte{i32, 0}}},
-			funcs: []uint32{0}, exports: []wexport{{"_start", 0, 0}}, codes: [][]byte{code()},
-		}.bytes(), StatusMissingImport, "env.g (a global)"},
-		{"imported table", wmodule{
-			types: []wfunc{tVoid}, imports: []wimport{{"env", "table", 1, append([]byte{0x70}, limits1(1)...)}},
-			funcs: []uint32{0}, exports: []wexport{{"_start", 0, 0}}, codes: [][]byte{code()},
-		}.bytes(), StatusMissingImport, "env.table (a table)"},
-		{"no _start", wmodule{
-			types: []wfunc{tVoid}, funcs: []uint32{0}, exports: []wexport{{"main", 0, 0}}, codes: [][]byte{code()},
-		}.bytes(), StatusInvalidModule, "no _start function: not a WASI command module"},
+		{"env import", startModule([]wasmasm.Import{wasmasm.FuncImport("env", "foo", 0)}, []wasmasm.FuncType{tVoid}, empty), StatusMissingImport, "env.foo"},
+		{"unknown wasi function", startModule([]wasmasm.Import{wasmasm.FuncImport("wasi_snapshot_preview1", "no_such_call", 0)}, []wasmasm.FuncType{tVoid}, empty), StatusMissingImport, "wasi_snapshot_preview1.no_such_call"},
+		{"wrong signature", startModule([]wasmasm.Import{wasmasm.FuncImport("wasi_snapshot_preview1", "fd_write", 0)}, []wasmasm.FuncType{tVoid}, empty), StatusMissingImport, "wasi_snapshot_preview1.fd_write (wrong signature)"},
+		{"imported memory", importing(wasmasm.Import{Module: "env", Name: "memory", Kind: wasmasm.KindMemory, Desc: wasmasm.Limits(1)}),
+			StatusMissingImport, "env.memory (a memory)"},
+		{"imported global", importing(wasmasm.Import{Module: "env", Name: "g", Kind: wasmasm.KindGlobal, Desc: []byte{wasmasm.I32, 0}}),
+			StatusMissingImport, "env.g (a global)"},
+		{"imported table", importing(wasmasm.Import{Module: "env", Name: "table", Kind: wasmasm.KindTable, Desc: wasmasm.Table(wasmasm.FuncRef, wasmasm.Limits(1))}),
+			StatusMissingImport, "env.table (a table)"},
+		{"no _start", wasmasm.Module{
+			Types: []wasmasm.FuncType{tVoid}, Funcs: []uint32{0}, Exports: []wasmasm.Export{wasmasm.FuncExport("main", 0)}, Codes: [][]byte{empty},
+		}.Bytes(), StatusInvalidModule, "no _start function: not a WASI command module"},
 	}
 	sentinel := map[Status]error{StatusInvalidModule: ErrInvalidModule, StatusMissingImport: ErrMissingImport}
 	for _, iso := range isolations {
@@ -624,8 +620,8 @@ func TestModuleCacheEviction(t *testing.T) {
 	s := newSandbox(t, InProcess, func(c *Config) { c.CachedModules = 2 })
 	mods := [][]byte{
 		tinyHello(),
-		startModule(nil, nil, code()),
-		startModule(nil, nil, code(i32const(1), opDrop)),
+		startModule(nil, nil, wasmasm.NewCode().Body()),
+		startModule(nil, nil, wasmasm.NewCode().I32Const(1).Op(wasmasm.OpDrop).Body()),
 	}
 	for round := range 2 {
 		for i, m := range mods {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"pgregory.net/rapid"
+
+	"github.com/aspen-market/aspen/internal/wasmasm"
 )
 
 type fataler interface {
@@ -154,7 +156,7 @@ func FuzzServe(f *testing.F) {
 // message, and nothing panics.
 func FuzzCompile(f *testing.F) {
 	f.Add(tinyHello())
-	f.Add(startModule([]wimport{funcImport("env", "f", 0)}, []wfunc{tVoid}, code()))
+	f.Add(startModule([]wasmasm.Import{wasmasm.FuncImport("env", "f", 0)}, []wasmasm.FuncType{tVoid}, wasmasm.NewCode().Body()))
 	f.Add([]byte("\x00asm\x01\x00\x00\x00"))
 	eng, err := newEngine(context.Background(), "", 8)
 	if err != nil {
@@ -180,7 +182,10 @@ func FuzzCompile(f *testing.F) {
 
 func FuzzGuard(f *testing.F) {
 	f.Add(tinyHello())
-	f.Add(wmodule{types: []wfunc{tVoid}, imports: []wimport{{"env", "g", 3, []byte{i32, 0}}}}.bytes())
+	f.Add(wasmasm.Module{
+		Types:   []wasmasm.FuncType{tVoid},
+		Imports: []wasmasm.Import{{Module: "env", Name: "g", Kind: wasmasm.KindGlobal, Desc: []byte{wasmasm.I32, 0}}},
+	}.Bytes())
 	f.Fuzz(func(t *testing.T, bin []byte) {
 		out, info, err := guard(bin)
 		if err != nil {
