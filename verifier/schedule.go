@@ -286,20 +286,23 @@ func (v *Verifier) sealAssignmentLocked(b *building, now int64) (*assignmentReco
 // unreachable worker fails its replicas at once (re-replicated elsewhere,
 // nobody charged).
 func (v *Verifier) sendAssignment(ctx context.Context, rec *assignmentRecord) {
-	var asg protocol.Assignment
-	if _, err := protocol.OpenAs(rec.Sealed, &asg); err != nil {
-		v.log.Error("stored assignment does not open", "assignment", rec.ID, "err", err)
+	// The record's sealed bytes are sent as they are: the verifier sealed
+	// them itself (opening them again here would verify its own signature,
+	// and sending the decoded assignment would sign it again, ~75 µs on
+	// every task's path). The worker verifies them.
+	worker, err := peer.Decode(rec.Worker)
+	if err != nil {
+		v.log.Error("stored assignment names no worker", "assignment", rec.ID, "err", err)
 		v.failAssignments([]*assignmentRecord{rec}, "assignment corrupt")
 		return
 	}
-	v.addWorkerAddrs(asg.Worker)
+	v.addWorkerAddrs(worker)
 	var ack protocol.Ack
-	var err error
 	var re *p2p.RemoteError
 	for {
 		rctx, cancel := context.WithTimeout(ctx, v.cfg.RequestTimeout)
 		ack = protocol.Ack{}
-		err = v.host.Request(rctx, asg.Worker, protocol.ProtoAssign, &asg, &ack)
+		err = v.host.RequestSealed(rctx, worker, protocol.ProtoAssign, rec.Sealed, &ack)
 		cancel()
 		if ctx.Err() != nil {
 			return // shutting down: resent after restart
@@ -308,7 +311,7 @@ func (v *Verifier) sendAssignment(ctx context.Context, rec *assignmentRecord) {
 		// same assignment again until it nears expiry, rather than failing
 		// the replica (which would exclude the worker from these tasks).
 		busy := (errors.As(err, &re) && re.Code == protocol.AckBusy) || (err == nil && !ack.OK && ack.Code == protocol.AckBusy)
-		if !busy || v.nowMs()+2*busyRetry.Milliseconds() >= asg.Expires {
+		if !busy || v.nowMs()+2*busyRetry.Milliseconds() >= rec.Expires {
 			break
 		}
 		select {
@@ -332,9 +335,9 @@ func (v *Verifier) sendAssignment(ctx context.Context, rec *assignmentRecord) {
 	default:
 		v.log.Warn("worker unreachable", "assignment", rec.ID, "worker", rec.Worker, "err", err)
 		v.mu.Lock()
-		if ws := v.workers[asg.Worker]; ws != nil {
+		if ws := v.workers[worker]; ws != nil {
 			ws.unreachable = true
-			v.book.Remove(asg.Worker.String())
+			v.book.Remove(rec.Worker)
 		}
 		v.mu.Unlock()
 		v.failAssignments([]*assignmentRecord{rec}, fmt.Sprintf("worker unreachable: %v", err))

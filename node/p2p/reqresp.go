@@ -197,9 +197,21 @@ func (h *Host) Request(ctx context.Context, p peer.ID, protoID string, req, resp
 	if err != nil {
 		return fmt.Errorf("p2p: seal %s: %w", req.Type(), err)
 	}
-	if len(sealed) > protocol.MaxMessageSize {
-		return fmt.Errorf("p2p: request %s: %w: %d bytes", req.Type(), protocol.ErrTooLarge, len(sealed))
+	return h.RequestSealed(ctx, p, protoID, sealed, resp)
+}
+
+// RequestSealed is Request for a message this host has already sealed
+// (protocol.Seal with the host's key), such as one it stored: the bytes
+// are sent as they are, without signing them again. The receiver verifies
+// them like any request.
+func (h *Host) RequestSealed(ctx context.Context, p peer.ID, protoID string, sealed []byte, resp protocol.Message) error {
+	if h.isClosing() {
+		return ErrClosed
 	}
+	if len(sealed) > protocol.MaxMessageSize {
+		return fmt.Errorf("p2p: request on %s: %w: %d bytes", protoID, protocol.ErrTooLarge, len(sealed))
+	}
+	var err error
 	// The round trip ends with ctx or after RequestTimeout, whichever
 	// comes first. Callers usually bound ctx by RequestTimeout already;
 	// then no second timer is needed.
