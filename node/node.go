@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -268,9 +269,19 @@ func (n *Node) requestVerifier(ctx context.Context, proto string, req, resp prot
 func (n *Node) onOffer(from peer.ID, o *protocol.Offer, _ []byte) {
 	var r *protocol.Rating
 	if len(o.Rating) > 0 {
-		var rt protocol.Rating
-		if signer, err := protocol.OpenAs(o.Rating, &rt); err == nil && signer == n.cfg.Verifier.ID && rt.Worker == o.Worker {
-			r = &rt
+		// A worker republishes its offer with the same sealed rating until
+		// the verifier renews it: the signature is checked once per rating,
+		// not once per offer.
+		n.offersMu.Lock()
+		prev, ok := n.offers[o.Worker]
+		n.offersMu.Unlock()
+		if ok && prev.Rating != nil && bytes.Equal(prev.Offer.Rating, o.Rating) {
+			r = prev.Rating
+		} else {
+			var rt protocol.Rating
+			if signer, err := protocol.OpenAs(o.Rating, &rt); err == nil && signer == n.cfg.Verifier.ID && rt.Worker == o.Worker {
+				r = &rt
+			}
 		}
 	}
 	n.offersMu.Lock()
