@@ -154,6 +154,8 @@ type ResultsPage struct {
 type Peer struct {
 	ID    string   `json:"id"`
 	Addrs []string `json:"addrs"`
+	// Topics are the gossip topics the node knows the peer subscribes to.
+	Topics []string `json:"topics,omitempty"`
 }
 
 // Offer is a worker's offer seen on gossip (GET /v1/offers).

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -662,8 +663,8 @@ func scBadFrames(t *testing.T, n *network, r *row) {
 
 // scFrontRun: a funded peer watches the bid topic and, the moment the
 // consumer announces a group, submits a group with the same ID to the
-// verifier under its own name (the consumer publishes its Bid before it
-// sends its Submit).
+// verifier under its own name (the consumer publishes its Bid once the
+// verifier holds its group, so the squatter should lose the race).
 func scFrontRun(t *testing.T, n *network, r *row) {
 	key := newKey(t)
 	a := testHost(t, key, p2p.StoreBlobs(tempStore(t)), n.v.addrInfo())
@@ -675,9 +676,23 @@ func scFrontRun(t *testing.T, n *network, r *row) {
 	if err := a.Connect(ctx, n.c.addrInfo()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the squatter in the consumer's bid mesh", func() (bool, error) {
+	// Both ways: the consumer sends its bid only to peers it knows are
+	// subscribed (it learns that from the squatter's hello, which a loaded
+	// machine can process after the squatter has processed the consumer's).
+	waitFor(t, 30*time.Second, "the squatter and the consumer on each other's bid topic", func() (bool, error) {
+		seen := false
 		for _, p := range a.TopicPeers(protocol.TopicBids) {
-			if p == n.c.id {
+			seen = seen || p == n.c.id
+		}
+		if !seen {
+			return false, nil
+		}
+		ps, err := n.c.client().Peers(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, p := range ps {
+			if p.ID == a.ID().String() && slices.Contains(p.Topics, protocol.TopicBids) {
 				return true, nil
 			}
 		}

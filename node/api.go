@@ -17,6 +17,7 @@ import (
 	"github.com/aspen-market/aspen/node/dashboard"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/store"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // The local HTTP API, versioned under /v1. Every request needs the bearer
@@ -355,13 +356,22 @@ func (n *Node) apiCancel(w http.ResponseWriter, r *http.Request) {
 type PeerInfo struct {
 	ID    string   `json:"id"`
 	Addrs []string `json:"addrs"`
+	// Topics are the gossip topics this node knows the peer subscribes
+	// to (it sends the peer what it publishes there).
+	Topics []string `json:"topics,omitempty"`
 }
 
 func (n *Node) apiPeers(w http.ResponseWriter, r *http.Request) {
 	out := []PeerInfo{}
 	lh := n.host.Libp2p()
+	topics := map[peer.ID][]string{}
+	for _, t := range []string{protocol.TopicOffers, protocol.TopicBids} {
+		for _, p := range n.host.TopicPeers(t) {
+			topics[p] = append(topics[p], t)
+		}
+	}
 	for _, p := range n.host.Peers() {
-		pi := PeerInfo{ID: p.String()}
+		pi := PeerInfo{ID: p.String(), Topics: topics[p]}
 		for _, a := range lh.Peerstore().Addrs(p) {
 			pi.Addrs = append(pi.Addrs, a.String())
 		}

@@ -3,12 +3,14 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -270,6 +272,28 @@ func TestGroupVerifiedAPIAndRestart(t *testing.T) {
 	if ran < float64(2*len(inputs)) {
 		t.Errorf("workers ran %v replicas, want at least %d", ran, 2*len(inputs))
 	}
+
+	// The peers endpoint lists the verifier with the gossip topics the
+	// consumer knows it subscribes to.
+	waitFor(t, "the verifier on both gossip topics in /v1/peers", time.Minute, func() bool {
+		req, _ := http.NewRequest("GET", api+"/v1/peers", nil)
+		req.Header.Set("Authorization", "Bearer "+nw.consumer.Token())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ps []node.PeerInfo
+		if err := json.NewDecoder(resp.Body).Decode(&ps); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range ps {
+			if p.ID == nw.v.ID().String() {
+				return slices.Contains(p.Topics, protocol.TopicOffers) && slices.Contains(p.Topics, protocol.TopicBids)
+			}
+		}
+		return false
+	})
 
 	// Worker job history is persisted and visible.
 	jobs, err := nw.workers[0].Jobs(0)
