@@ -149,6 +149,10 @@ func decodeTaskRecord(b []byte, r *taskRecord) error {
 	if err := d.end(); err != nil {
 		return fmt.Errorf("task record: %w", err)
 	}
+	// Replicas is indexed by the position of the run in M.Runs.
+	if r.M != nil && len(r.Replicas) != len(r.M.Runs) {
+		return fmt.Errorf("task record: %d replica entries for %d runs", len(r.Replicas), len(r.M.Runs))
+	}
 	return nil
 }
 

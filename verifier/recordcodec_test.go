@@ -122,6 +122,21 @@ func fill(t testing.TB, v reflect.Value, rng *rand.Rand, full bool) {
 	}
 }
 
+// alignReplicas gives r one replica entry per run, as every task record
+// has (the decoder refuses any other).
+func alignReplicas(r *taskRecord) {
+	if r.M == nil {
+		return
+	}
+	for len(r.Replicas) < len(r.M.Runs) {
+		r.Replicas = append(r.Replicas, replicaInfo{Assignment: "padded"})
+	}
+	r.Replicas = r.Replicas[:len(r.M.Runs)]
+	if len(r.Replicas) == 0 {
+		r.Replicas = nil // an empty slice reads back as nil
+	}
+}
+
 // TestRecordCodecRoundTrip: every field of the task and assignment records
 // (and of the market structs inside) survives encode then decode.
 func TestRecordCodecRoundTrip(t *testing.T) {
@@ -130,6 +145,7 @@ func TestRecordCodecRoundTrip(t *testing.T) {
 		full := i%2 == 0
 		var tr taskRecord
 		fill(t, reflect.ValueOf(&tr).Elem(), rng, full)
+		alignReplicas(&tr)
 		var gotT taskRecord
 		if err := decodeTaskRecord(encodeTaskRecord(&tr), &gotT); err != nil {
 			t.Fatalf("task record %d: %v", i, err)
@@ -242,6 +258,13 @@ func TestRecordCodecErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "task record: ") {
 			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.want)
 		}
+	}
+	// Replica entries not aligned with the market task's runs.
+	mis := tr
+	mis.Replicas = append([]replicaInfo(nil), tr.Replicas...)
+	mis.Replicas = append(mis.Replicas, replicaInfo{Assignment: "extra"})
+	if err := decodeTaskRecord(encodeTaskRecord(&mis), new(taskRecord)); err == nil || !strings.Contains(err.Error(), "replica entries for") {
+		t.Errorf("misaligned replicas: %v", err)
 	}
 	// An assignment whose replica number overflows uint16.
 	bad := []byte{recordV1, 0, 0, 0, 0, 1, 0, 0x80, 0x80, 0x04, 0, 0, 0, 0, 0}

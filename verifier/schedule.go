@@ -139,8 +139,15 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 			continue
 		}
 		for _, mt := range matches {
+			// The worker's ID is checked before the market records the run:
+			// Replicas must stay aligned with M.Runs.
 			wid := peerID(mt.Worker)
-			if _, err := m.Assign(mt, now); err != nil || wid == "" {
+			if wid == "" {
+				v.book.Release(mt.Worker)
+				v.log.Error("book offered a worker with an invalid ID", "worker", mt.Worker, "group", t.rec.Group, "task", t.rec.Index)
+				continue
+			}
+			if _, err := m.Assign(mt, now); err != nil {
 				v.book.Release(mt.Worker)
 				v.log.Error("assignment refused by the market", "worker", mt.Worker, "group", t.rec.Group, "task", t.rec.Index, "err", err)
 				continue
@@ -386,7 +393,7 @@ func (v *Verifier) failAssignments(recs []*assignmentRecord, reason string) {
 		if g != nil {
 			for _, ref := range rec.Tasks {
 				t := g.tasks[ref.Index]
-				if t == nil || int(ref.Replica) >= len(t.rec.M.Runs) || t.rec.Replicas[ref.Replica].Assignment != rec.ID {
+				if t == nil || int(ref.Replica) >= len(t.rec.M.Runs) || int(ref.Replica) >= len(t.rec.Replicas) || t.rec.Replicas[ref.Replica].Assignment != rec.ID {
 					continue
 				}
 				if t.rec.M.Runs[ref.Replica].State != market.ReplicaAssigned || t.rec.M.Settled {
