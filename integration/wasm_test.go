@@ -8,15 +8,7 @@ import "github.com/aspen-market/aspen/internal/wasmasm"
 // larger than the inline limit.
 
 // startOnly is a module whose _start runs body, with pages of memory.
-func startOnly(pages uint32, body []byte) []byte {
-	return wasmasm.Module{
-		Types:   []wasmasm.FuncType{{}},
-		Funcs:   []uint32{0},
-		Memory:  wasmasm.Limits(pages),
-		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 0), wasmasm.MemoryExport("memory", 0)},
-		Codes:   [][]byte{body},
-	}.Bytes()
-}
+func startOnly(pages uint32, body []byte) []byte { return wasmasm.Command(nil, nil, pages, body) }
 
 // loopForever never returns: loop br 0 end.
 func loopForever() []byte {
@@ -38,14 +30,9 @@ func allocForever() []byte {
 
 // missingImport imports env.steal_cycles, which no sandbox provides.
 func missingImport() []byte {
-	return wasmasm.Module{
-		Types:   []wasmasm.FuncType{{}},
-		Imports: []wasmasm.Import{wasmasm.FuncImport("env", "steal_cycles", 0)},
-		Funcs:   []uint32{0},
-		Memory:  wasmasm.Limits(1),
-		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 1), wasmasm.MemoryExport("memory", 0)},
-		Codes:   [][]byte{wasmasm.NewCode().Call(0).Body()},
-	}.Bytes()
+	// Type 0 is () -> (), the type Command gives _start.
+	return wasmasm.Command(nil, []wasmasm.Import{wasmasm.FuncImport("env", "steal_cycles", 0)}, 1,
+		wasmasm.NewCode().Call(0).Body())
 }
 
 // echo copies up to 64 KiB of stdin to stdout with one fd_read and one
@@ -59,15 +46,8 @@ func echo() []byte {
 	c.I32Const(4).I32Const(16).I32Load(0).I32Store(0)                                   // iov.len = n
 	c.I32Const(1).I32Const(0).I32Const(1).I32Const(24).Call(fdWrite).Op(wasmasm.OpDrop) // fd_write(1, iov, 1, &m)
 	tIO := wasmasm.FuncType{Params: []byte{wasmasm.I32, wasmasm.I32, wasmasm.I32, wasmasm.I32}, Results: []byte{wasmasm.I32}}
-	return wasmasm.Module{
-		Types: []wasmasm.FuncType{tIO, {}},
-		Imports: []wasmasm.Import{
-			wasmasm.FuncImport("wasi_snapshot_preview1", "fd_read", 0),
-			wasmasm.FuncImport("wasi_snapshot_preview1", "fd_write", 0),
-		},
-		Funcs:   []uint32{1},
-		Memory:  wasmasm.Limits(2),
-		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 2), wasmasm.MemoryExport("memory", 0)},
-		Codes:   [][]byte{c.Body()},
-	}.Bytes()
+	return wasmasm.Command([]wasmasm.FuncType{tIO}, []wasmasm.Import{
+		wasmasm.FuncImport("wasi_snapshot_preview1", "fd_read", 0),
+		wasmasm.FuncImport("wasi_snapshot_preview1", "fd_write", 0),
+	}, 2, c.Body())
 }

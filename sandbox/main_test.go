@@ -112,30 +112,8 @@ var (
 // startModule is a module whose _start runs body, with one page of memory
 // and the given imports (functions numbered from 0 in order).
 func startModule(imports []wasmasm.Import, types []wasmasm.FuncType, body []byte) []byte {
-	types = append(types, tVoid)
-	return wasmasm.Module{
-		Types:   types,
-		Imports: imports,
-		Funcs:   []uint32{uint32(len(types) - 1)},
-		Memory:  wasmasm.Limits(1),
-		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", uint32(len(imports))), wasmasm.MemoryExport("memory", 0)},
-		Codes:   [][]byte{body},
-	}.Bytes()
+	return wasmasm.Command(types, imports, 1, body)
 }
 
 // tinyHello writes "hi\n" to stdout with one fd_write.
-func tinyHello() []byte {
-	m := wasmasm.Module{
-		Types:   []wasmasm.FuncType{tFdWrite, tVoid},
-		Imports: []wasmasm.Import{wasmasm.FuncImport("wasi_snapshot_preview1", "fd_write", 0)},
-		Funcs:   []uint32{1},
-		Memory:  wasmasm.Limits(1),
-		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 1), wasmasm.MemoryExport("memory", 0)},
-		Codes:   [][]byte{wasmasm.NewCode().I32Const(1).I32Const(0).I32Const(1).I32Const(8).Call(0).Op(wasmasm.OpDrop).Body()},
-		Data: []wasmasm.Data{
-			{Offset: 0, Bytes: []byte{16, 0, 0, 0, 3, 0, 0, 0}}, // iovec {buf: 16, len: 3}
-			{Offset: 16, Bytes: []byte("hi\n")},
-		},
-	}
-	return m.Bytes()
-}
+func tinyHello() []byte { return helloModule("hi\n") }

@@ -13,18 +13,10 @@ import (
 
 // helloModule writes msg to stdout with one fd_write.
 func helloModule(msg string) []byte {
-	return wasmasm.Module{
-		Types:   []wasmasm.FuncType{tFdWrite, tVoid},
-		Imports: []wasmasm.Import{wasmasm.FuncImport("wasi_snapshot_preview1", "fd_write", 0)},
-		Funcs:   []uint32{1},
-		Memory:  wasmasm.Limits(1),
-		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 1), wasmasm.MemoryExport("memory", 0)},
-		Codes:   [][]byte{wasmasm.NewCode().I32Const(1).I32Const(0).I32Const(1).I32Const(8).Call(0).Op(wasmasm.OpDrop).Body()},
-		Data: []wasmasm.Data{
-			{Offset: 0, Bytes: []byte{16, 0, 0, 0, byte(len(msg)), 0, 0, 0}},
-			{Offset: 16, Bytes: []byte(msg)},
-		},
-	}.Bytes()
+	return wasmasm.Command([]wasmasm.FuncType{tFdWrite}, []wasmasm.Import{wasmasm.FuncImport("wasi_snapshot_preview1", "fd_write", 0)}, 1,
+		wasmasm.NewCode().I32Const(1).I32Const(0).I32Const(1).I32Const(8).Call(0).Op(wasmasm.OpDrop).Body(),
+		wasmasm.Data{Offset: 0, Bytes: []byte{16, 0, 0, 0, byte(len(msg)), 0, 0, 0}}, // iovec {buf: 16, len}
+		wasmasm.Data{Offset: 16, Bytes: []byte(msg)})
 }
 
 func recordFiles(t *testing.T, dir string) int {

@@ -56,20 +56,11 @@ func spinEchoWasm() []byte {
 	c.I32Const(4).LocalGet(total).I32Store(0)
 	c.I32Const(1).I32Const(0).I32Const(1).I32Const(8).Call(fdWrite).Op(w.OpDrop)
 
-	return w.Module{
-		Types: []w.FuncType{
-			{Params: []byte{w.I32, w.I32, w.I32, w.I32}, Results: []byte{w.I32}}, // fd_read, fd_write
-			{}, // _start
-		},
-		Imports: []w.Import{
-			w.FuncImport("wasi_snapshot_preview1", "fd_read", 0),
-			w.FuncImport("wasi_snapshot_preview1", "fd_write", 0),
-		},
-		Funcs:   []uint32{1},
-		Memory:  w.Limits(1),
-		Exports: []w.Export{w.FuncExport("_start", 2), w.MemoryExport("memory", 0)},
-		Codes:   [][]byte{c.Body(w.Local{Count: 5, Type: w.I32})},
-	}.Bytes()
+	fdIO := w.FuncType{Params: []byte{w.I32, w.I32, w.I32, w.I32}, Results: []byte{w.I32}} // fd_read, fd_write
+	return w.Command([]w.FuncType{fdIO}, []w.Import{
+		w.FuncImport("wasi_snapshot_preview1", "fd_read", 0),
+		w.FuncImport("wasi_snapshot_preview1", "fd_write", 0),
+	}, 1, c.Body(w.Local{Count: 5, Type: w.I32}))
 }
 
 // spinInput is the input that spins n iterations and echoes tag.

@@ -93,6 +93,23 @@ type Module struct {
 	Data    []Data
 }
 
+// Command is a WASI command module: the function imports (of the given
+// types, numbered from 0), one function of type () -> () running body,
+// exported as _start, and a memory of pages pages, exported as "memory"
+// and initialised with data.
+func Command(types []FuncType, imports []Import, pages uint32, body []byte, data ...Data) []byte {
+	all := append(append([]FuncType(nil), types...), FuncType{})
+	return Module{
+		Types:   all,
+		Imports: imports,
+		Funcs:   []uint32{uint32(len(all) - 1)},
+		Memory:  Limits(pages),
+		Exports: []Export{FuncExport("_start", uint32(len(imports))), MemoryExport("memory", 0)},
+		Codes:   [][]byte{body},
+		Data:    data,
+	}.Bytes()
+}
+
 // Bytes encodes m: the header, then its sections in order.
 func (m Module) Bytes() []byte {
 	out := []byte(Header)

@@ -47,6 +47,33 @@ func TestModuleBytes(t *testing.T) {
 	}
 }
 
+// TestCommand: Command is the Module it stands for, and it leaves the
+// caller's types alone.
+func TestCommand(t *testing.T) {
+	fdWrite := FuncType{Params: []byte{I32, I32, I32, I32}, Results: []byte{I32}}
+	types := []FuncType{fdWrite}
+	imports := []Import{FuncImport("wasi_snapshot_preview1", "fd_write", 0)}
+	body := NewCode().I32Const(1).I32Const(0).I32Const(1).I32Const(8).Call(0).Op(OpDrop).Body()
+	data := Data{Offset: 16, Bytes: []byte("hi\n")}
+	want := Module{
+		Types:   []FuncType{fdWrite, {}},
+		Imports: imports,
+		Funcs:   []uint32{1},
+		Memory:  Limits(2),
+		Exports: []Export{FuncExport("_start", 1), MemoryExport("memory", 0)},
+		Codes:   [][]byte{body},
+		Data:    []Data{data},
+	}.Bytes()
+	if got := Command(types[:1:1], imports, 2, body, data); !bytes.Equal(got, want) {
+		t.Fatalf("Command\n% x\nwant\n% x", got, want)
+	}
+	backing := []FuncType{fdWrite, {Params: []byte{I64}}} // spare capacity holding a sentinel
+	Command(backing[:1], imports, 1, body)
+	if !bytes.Equal(backing[1].Params, []byte{I64}) {
+		t.Fatalf("Command wrote into the caller's types: %+v", backing)
+	}
+}
+
 func TestCodeBuilder(t *testing.T) {
 	var c Code
 	c.Block().Loop().
