@@ -13,20 +13,18 @@ import (
 	"testing"
 )
 
-func TestDurableConcurrentWritersAreGrouped(t *testing.T) {
-	s := openTest(t, "", nil)
-	const writers, each = 32, 40
+// concurrently runs fn(w, i) for i in [0, each) on each of n goroutines w
+// and fails the test with the first error (a goroutine stops at its own).
+func concurrently(t *testing.T, n, each int, fn func(w, i int) error) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, writers)
-	for w := range writers {
+	errs := make(chan error, n)
+	for w := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				key := fmt.Appendf(nil, "w%02d/%03d", w, i)
-				if err := s.Durable(context.Background(), func(tx *Tx) error {
-					return tx.Put("d", key, key)
-				}); err != nil {
+				if err := fn(w, i); err != nil {
 					errs <- err
 					return
 				}
@@ -38,6 +36,15 @@ func TestDurableConcurrentWritersAreGrouped(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+}
+
+func TestDurableConcurrentWritersAreGrouped(t *testing.T) {
+	s := openTest(t, "", nil)
+	const writers, each = 32, 40
+	concurrently(t, writers, each, func(w, i int) error {
+		key := fmt.Appendf(nil, "w%02d/%03d", w, i)
+		return s.Durable(context.Background(), func(tx *Tx) error { return tx.Put("d", key, key) })
+	})
 	n := 0
 	if err := s.Scan("d", nil, func(k, v []byte) error {
 		if string(k) != string(v) {
@@ -444,30 +451,13 @@ func TestSyncCommittedJoinsGroupCommit(t *testing.T) {
 	}
 
 	const callers, each = 32, 20
-	var wg sync.WaitGroup
-	errs := make(chan error, callers)
-	for c := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				key := fmt.Appendf(nil, "c%02d/%03d", c, i)
-				if err := s.Update(func(tx *Tx) error { return tx.Put("d", key, key) }); err != nil {
-					errs <- err
-					return
-				}
-				if err := s.SyncCommitted(context.Background()); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	concurrently(t, callers, each, func(c, i int) error {
+		key := fmt.Appendf(nil, "c%02d/%03d", c, i)
+		if err := s.Update(func(tx *Tx) error { return tx.Put("d", key, key) }); err != nil {
+			return err
+		}
+		return s.SyncCommitted(context.Background())
+	})
 	end := s.Stats()
 	if syncs := end.Syncs - after.Syncs; syncs >= callers*each {
 		t.Fatalf("%d syncs for %d SyncCommitted calls: not grouped", syncs, callers*each)
