@@ -146,29 +146,7 @@ func TestKill9MidGroupLosesNothing(t *testing.T) {
 	if v.ID() != id {
 		t.Fatal("identity changed across the crash")
 	}
-	rel := waitReleased(t, c, gid, n)
-	for i, r := range rel {
-		if r.Outcome != protocol.OutcomeVerified || r.Charged != 2000 {
-			t.Fatalf("task %d: %+v", i, r)
-		}
-	}
-	js, err := v.Journal(ledgerFilterKind())
-	if err != nil {
-		t.Fatal(err)
-	}
-	settled := map[string]int{}
-	for _, e := range js {
-		if e.Kind == kindSettle {
-			settled[e.ID]++
-		}
-	}
-	if len(settled) != n {
-		t.Fatalf("%d settlements for %d tasks", len(settled), n)
-	}
-	spent := checkLedger(t, v, c, 10*protocol.MicrosPerUnit, a, b, d)
-	if spent != n*2000 {
-		t.Fatalf("spent %v", spent)
-	}
+	checkResumed(t, v, c, gid, n, 10*protocol.MicrosPerUnit, a, b, d)
 	t.Logf("%d of %d tasks released before kill -9, %d duplicate releases", before, n, c.dups)
 }
 

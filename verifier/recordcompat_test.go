@@ -72,28 +72,7 @@ func TestOpensStoreOfJSONRecords(t *testing.T) {
 	if v2.ID() != v1.ID() {
 		t.Fatal("identity changed across the copy")
 	}
-	rel := waitReleased(t, c, gid, n)
-	for i, r := range rel {
-		if r.Outcome != protocol.OutcomeVerified || r.Charged != 2000 {
-			t.Fatalf("task %d: %+v", i, r)
-		}
-	}
-	js, err := v2.Journal(ledgerFilterKind())
-	if err != nil {
-		t.Fatal(err)
-	}
-	settled := map[string]int{}
-	for _, e := range js {
-		if e.Kind == kindSettle {
-			settled[e.ID]++
-		}
-	}
-	if len(settled) != n {
-		t.Fatalf("%d settlements for %d tasks", len(settled), n)
-	}
-	if spent := checkLedger(t, v2, c, credited, a, b, d); spent != n*2000 {
-		t.Fatalf("spent %v", spent)
-	}
+	checkResumed(t, v2, c, gid, n, credited, a, b, d)
 	binary := 0
 	err = v2.st.Scan(nsTask, gid[:], func(key, val []byte) error {
 		var rec taskRecord

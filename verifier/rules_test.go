@@ -218,30 +218,8 @@ func TestRestartMidGroupLosesNothing(t *testing.T) {
 	if v2.ID() != v1.ID() {
 		t.Fatal("identity changed across restart")
 	}
-	rel := waitReleased(t, c, gid, n)
-	for i, r := range rel {
-		if r.Outcome != protocol.OutcomeVerified || r.Charged != 2000 {
-			t.Fatalf("task %d: %+v", i, r)
-		}
-	}
 	// Every task settled exactly once.
-	js, err := v2.Journal(ledgerFilterKind())
-	if err != nil {
-		t.Fatal(err)
-	}
-	settled := map[string]int{}
-	for _, e := range js {
-		if e.Kind == kindSettle {
-			settled[e.ID]++
-		}
-	}
-	if len(settled) != n {
-		t.Fatalf("%d settlements for %d tasks", len(settled), n)
-	}
-	spent := checkLedger(t, v2, c, credited, a, b, d)
-	if spent != n*2000 {
-		t.Fatalf("spent %v, want %v", spent, protocol.Micros(n*2000))
-	}
+	checkResumed(t, v2, c, gid, n, credited, a, b, d)
 	gi, err := v2.Group(gid)
 	if err != nil {
 		t.Fatal(err)

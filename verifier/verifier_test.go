@@ -149,6 +149,36 @@ func defaultGroup(n int) groupSpec {
 	return groupSpec{kernel: "primes", inputs: primesInputs(n), maxPrice: consumerPrice, minSpeed: 500, replicas: 2, timeout: 10 * time.Second}
 }
 
+// checkResumed checks a group of n tasks of price 2000 that a restarted
+// (or crashed) verifier v finished: every task released verified and
+// charged 2000, each settled exactly once, the ledger balanced with the
+// consumer credited credited and n*2000 spent.
+func checkResumed(t testing.TB, v *Verifier, c *testConsumer, gid protocol.ID, n int, credited protocol.Micros, workers ...*testWorker) {
+	t.Helper()
+	rel := waitReleased(t, c, gid, n)
+	for i, r := range rel {
+		if r.Outcome != protocol.OutcomeVerified || r.Charged != 2000 {
+			t.Fatalf("task %d: %+v", i, r)
+		}
+	}
+	js, err := v.Journal(ledgerFilterKind())
+	if err != nil {
+		t.Fatal(err)
+	}
+	settled := map[string]int{}
+	for _, e := range js {
+		if e.Kind == kindSettle {
+			settled[e.ID]++
+		}
+	}
+	if len(settled) != n {
+		t.Fatalf("%d settlements for %d tasks", len(settled), n)
+	}
+	if spent := checkLedger(t, v, c, credited, workers...); spent != protocol.Micros(n*2000) {
+		t.Fatalf("spent %v, want %v", spent, protocol.Micros(n*2000))
+	}
+}
+
 func waitReleased(t testing.TB, c *testConsumer, gid protocol.ID, n int) map[uint32]protocol.Released {
 	t.Helper()
 	waitFor(t, 90*time.Second, "group released", func() bool { return len(c.releases(gid)) == n })
