@@ -56,14 +56,7 @@ func TestNodeGetsResultsTheVerifierGaveUpOn(t *testing.T) {
 		t.Fatalf("verifier's view: %+v %v", gi, err)
 	}
 
-	n2, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n2.Close()
-	if err := n2.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n2 := startNode(t, cfg)
 	waitFor(t, "the results after the node's restart", time.Minute, func() bool {
 		g, err := n2.Group(id)
 		return err == nil && g.Done

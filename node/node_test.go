@@ -100,7 +100,14 @@ func (nw *network) nodeConfig(name string, role node.Role) node.Config {
 
 func (nw *network) newNode(t *testing.T, name string, role node.Role) *node.Node {
 	t.Helper()
-	n, err := node.New(nw.nodeConfig(name, role))
+	return startNode(t, nw.nodeConfig(name, role))
+}
+
+// startNode starts a node with cfg (a restart when its data directory was
+// used before), closed when the test ends.
+func startNode(t *testing.T, cfg node.Config) *node.Node {
+	t.Helper()
+	n, err := node.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,14 +317,7 @@ func TestGroupVerifiedAPIAndRestart(t *testing.T) {
 	if err := nw.consumer.Close(); err != nil {
 		t.Fatal(err)
 	}
-	n2, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n2.Close()
-	if err := n2.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n2 := startNode(t, cfg)
 	check(n2)
 	groups, err := n2.Groups()
 	if err != nil || len(groups) != 1 {

@@ -175,14 +175,7 @@ func TestResultsCursor(t *testing.T) {
 	if err := nw.consumer.Close(); err != nil {
 		t.Fatal(err)
 	}
-	n2, err := node.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n2.Close()
-	if err := n2.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	n2 := startNode(t, cfg)
 	page = node.ResultsPage{}
 	if code, msg := apiGet(t, n2, base+"?since=3", &page); code != 200 || len(page.Results) != 4 || !page.Done || page.Next != "7" {
 		t.Fatalf("since 3 after restart: %d %s %+v", code, msg, page)
