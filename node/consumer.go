@@ -213,12 +213,13 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 	}
 	// A small module is stored with the group's record below (one fsync
 	// for both); a larger one as a blob file of its own first.
-	modCID := protocol.BlobCID(spec.Module)
 	smallModule := len(spec.Module) <= n.store.InlineMax()
-	if !smallModule {
-		if err := n.store.PutBlobVerified(modCID, spec.Module); err != nil {
-			return protocol.ID{}, fmt.Errorf("node: store module: %w", err)
-		}
+	var modCID cid.Cid
+	var err error
+	if smallModule {
+		modCID = protocol.BlobCID(spec.Module)
+	} else if modCID, err = n.store.PutBlob(spec.Module); err != nil { // hashes it once
+		return protocol.ID{}, fmt.Errorf("node: store module: %w", err)
 	}
 	if err := n.sb.Compile(ctx, modCID.String(), spec.Module); err != nil {
 		return protocol.ID{}, fmt.Errorf("%w: %v", ErrInvalidModule, err)
@@ -240,13 +241,15 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 	}
 	inCIDs := make([]cid.Cid, len(spec.Inputs))
 	for i, in := range spec.Inputs {
-		ic := protocol.BlobCID(in)
-		inCIDs[i] = ic
+		var ic cid.Cid
 		if len(in) > protocol.MaxInline && inTx(i) == 0 {
-			if err := n.store.PutBlobVerified(ic, in); err != nil {
+			if ic, err = n.store.PutBlob(in); err != nil { // hashes it once
 				return protocol.ID{}, fmt.Errorf("node: store input %d: %w", i, err)
 			}
+		} else {
+			ic = protocol.BlobCID(in)
 		}
+		inCIDs[i] = ic
 		tasks[i] = TaskRecord{Index: uint32(i), Input: ic.String(), Size: uint64(len(in)), State: TaskPending, Updated: now}
 		// Small inputs travel inline in messages; they are kept in the task
 		// record itself (written in the same group-committed transaction),
