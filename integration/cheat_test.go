@@ -84,12 +84,34 @@ func scWrongFraction(t *testing.T, n *network, r *row) {
 	r.Outcome = fmt.Sprintf("lied on %d of %d: each caught by tie-break (%d strikes); paid only for honest answers", lies, runs, strikes)
 }
 
+// timingRun runs primes groups with a timing cheat next to h1 until the
+// verdict is conclusive and returns the last verdict and how many groups
+// it took. The speed rule compares reported work with the smallest on the
+// task, so a shared machine's load can swamp a cheat: when the cheat was
+// paid on every replica while the honest control h1 was judged too slow on
+// more than half of its own, the comparison measured the machine, not the
+// cheat, and another group runs (at most three in all). A cheat paid on
+// every replica of a group where h1 was mostly paid fails the scenario.
+func timingRun(t *testing.T, n *network, e *evilWorker) (v verdict, groups int) {
+	t.Helper()
+	for groups = 1; ; groups++ {
+		v = cheatRun(t, n, 6, e)
+		runs, paid, _ := workerRuns(v, e.id.String())
+		h1runs, h1paid, _ := workerRuns(v, n.h1.id.String())
+		if paid < runs || 2*h1paid >= h1runs || groups == 3 {
+			return v, groups
+		}
+		t.Logf("%s: group %d inconclusive: cheat paid on all %d replicas, honest h1 only on %d of %d (machine load); another group",
+			e.label, groups, runs, h1paid, h1runs)
+	}
+}
+
 // timingCheat runs a worker that lies about time (or is slow) and reports
 // how the speed rule judged it.
 func timingCheat(t *testing.T, n *network, r *row, b behaviour, what string) {
 	e := n.evil(t, "evil", "owner-evil", priceCheap, b)
 	defer e.close()
-	v := cheatRun(t, n, 6, e)
+	v, groups := timingRun(t, n, e)
 	n.fill(r, v)
 	runs, paid, _ := workerRuns(v, e.id.String())
 	h1runs, h1paid, _ := workerRuns(v, n.h1.id.String())
@@ -99,11 +121,19 @@ func timingCheat(t *testing.T, n *network, r *row, b behaviour, what string) {
 	// The speed rule itself (paid only within tolerance of the reference)
 	// is checked on every replica by judge. Timings on a shared machine are
 	// noisy, so a cheat may fall within the tolerance now and then, but
-	// never on every replica.
+	// never on every replica of a group where the honest control was paid.
 	if paid == runs {
-		t.Errorf("%s was paid on all %d replicas (honest h1 %d/%d)", what, runs, h1paid, h1runs)
+		t.Errorf("%s was paid on all %d replicas (honest h1 %d/%d) in %d group(s)", what, runs, h1paid, h1runs, groups)
 	}
-	r.Outcome = fmt.Sprintf("%s: unpaid (too-slow) on %d of %d replicas by the speed rule; results correct", what, runs-paid, runs)
+	r.Outcome = fmt.Sprintf("%s: unpaid (too-slow) on %d of %d replicas by the speed rule; results correct%s", what, runs-paid, runs, retried(groups))
+}
+
+// retried says in a catalogue outcome that inconclusive groups were rerun.
+func retried(groups int) string {
+	if groups == 1 {
+		return ""
+	}
+	return fmt.Sprintf(" (group %d; %d before it inconclusive under machine load)", groups, groups-1)
 }
 
 func scSlowReport(t *testing.T, n *network, r *row) {
@@ -120,7 +150,7 @@ func scBenchLie(t *testing.T, n *network, r *row) {
 	n.waitRated(t, e)
 	w0, _ := n.v.worker(e.id)
 	h1, _ := n.v.worker(n.h1.id)
-	v := cheatRun(t, n, 6, e)
+	v, groups := timingRun(t, n, e)
 	n.fill(r, v)
 	runs, paid, _ := workerRuns(v, e.id.String())
 	w1, _ := n.v.worker(e.id)
@@ -128,10 +158,10 @@ func scBenchLie(t *testing.T, n *network, r *row) {
 		t.Errorf("%d wrong", v.wrongAccepted)
 	}
 	if paid == runs {
-		t.Errorf("paid on all %d replicas", runs)
+		t.Errorf("paid on all %d replicas in %d group(s)", runs, groups)
 	}
-	r.Outcome = fmt.Sprintf("rated %v by its faked benchmark (h1: %v); on real jobs its work exceeds the reference: unpaid on %d of %d; %d spot checks re-rated it %v",
-		w0.Speed, h1.Speed, runs-paid, runs, spotChecked(v.vg), w1.Speed)
+	r.Outcome = fmt.Sprintf("rated %v by its faked benchmark (h1: %v); on real jobs its work exceeds the reference: unpaid on %d of %d; %d spot checks re-rated it %v%s",
+		w0.Speed, h1.Speed, runs-paid, runs, spotChecked(v.vg), w1.Speed, retried(groups))
 }
 
 func scInflate(t *testing.T, n *network, r *row) {
