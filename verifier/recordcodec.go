@@ -110,7 +110,10 @@ func decodeTaskRecord(b []byte, r *taskRecord) error {
 	}
 	if !bin {
 		*r = taskRecord{}
-		return json.Unmarshal(b, r)
+		if err := json.Unmarshal(b, r); err != nil {
+			return err
+		}
+		return checkReplicasAligned(r)
 	}
 	d := recReader{b: b, off: 1}
 	*r = taskRecord{
@@ -149,7 +152,13 @@ func decodeTaskRecord(b []byte, r *taskRecord) error {
 	if err := d.end(); err != nil {
 		return fmt.Errorf("task record: %w", err)
 	}
-	// Replicas is indexed by the position of the run in M.Runs.
+	return checkReplicasAligned(r)
+}
+
+// checkReplicasAligned refuses a task record, in either form, whose
+// replica entries and market runs differ in number: Replicas is indexed by
+// the position of the run in M.Runs.
+func checkReplicasAligned(r *taskRecord) error {
 	if r.M != nil && len(r.Replicas) != len(r.M.Runs) {
 		return fmt.Errorf("task record: %d replica entries for %d runs", len(r.Replicas), len(r.M.Runs))
 	}

@@ -266,6 +266,20 @@ func TestRecordCodecErrors(t *testing.T) {
 	if err := decodeTaskRecord(encodeTaskRecord(&mis), new(taskRecord)); err == nil || !strings.Contains(err.Error(), "replica entries for") {
 		t.Errorf("misaligned replicas: %v", err)
 	}
+	// The same in a record of the older JSON form.
+	js, err := json.Marshal(&mis)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := decodeTaskRecord(js, new(taskRecord)); err == nil || !strings.Contains(err.Error(), "replica entries for") {
+		t.Errorf("misaligned replicas in a JSON record: %v", err)
+	}
+	if js, err = json.Marshal(&tr); err != nil {
+		t.Fatal(err)
+	}
+	if err := decodeTaskRecord(js, new(taskRecord)); err != nil {
+		t.Errorf("aligned JSON record: %v", err)
+	}
 	// An assignment whose replica number overflows uint16.
 	bad := []byte{recordV1, 0, 0, 0, 0, 1, 0, 0x80, 0x80, 0x04, 0, 0, 0, 0, 0}
 	if err := decodeAssignmentRecord(bad, new(assignmentRecord)); err == nil || !strings.Contains(err.Error(), "65536 overflows uint16") {
