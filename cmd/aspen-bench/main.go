@@ -66,6 +66,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == childVerifierMem {
 		os.Exit(runVerifierMemChild(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == childBareCompile {
+		os.Exit(runBareCompileChild(os.Args[2:]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
