@@ -1,6 +1,9 @@
 package store
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Errors returned by the store wrap one of these (or a
 // protocol error such as protocol.ErrCIDMismatch) so callers can use
@@ -21,3 +24,17 @@ var (
 	// Scan then returns nil.
 	ErrStop = errors.New("store: stop scan")
 )
+
+// notFoundError is the ErrNotFound of a record lookup (Tx.Get). A miss is
+// routine on hot paths (every new ledger posting looks up its ID and finds
+// nothing), so the message is formatted only if someone asks for it:
+// formatting it at every miss cost about 0.9 µs, a fifth of the ledger
+// committer's work per posting.
+type notFoundError struct {
+	ns  string
+	key []byte // a copy
+}
+
+func (e *notFoundError) Error() string { return fmt.Sprintf("%v: %s/%q", ErrNotFound, e.ns, e.key) }
+
+func (e *notFoundError) Unwrap() error { return ErrNotFound }

@@ -463,7 +463,7 @@ func (tx *Tx) Get(ns string, key []byte) ([]byte, error) {
 	}
 	item, err := tx.txn.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("%w: %s/%q", ErrNotFound, ns, key)
+		return nil, &notFoundError{ns: ns, key: bytes.Clone(key)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: get %s/%q: %w", ns, key, err)

@@ -40,8 +40,14 @@ func TestConfigValidate(t *testing.T) {
 
 func TestRecordsPutGetDelete(t *testing.T) {
 	s := openTest(t, "", nil)
-	if _, err := s.Get("jobs", []byte("a")); !errors.Is(err, ErrNotFound) {
+	key := []byte("a\n")
+	_, err := s.Get("jobs", key)
+	if !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get missing = %v, want ErrNotFound", err)
+	}
+	key[0] = 'X' // the error keeps its own copy of the key
+	if got, want := err.Error(), `store: not found: jobs/"a\n"`; got != want {
+		t.Errorf("Get missing: message %q, want %q", got, want)
 	}
 	val := []byte("hello")
 	if err := s.Put("jobs", []byte("a"), val); err != nil {
