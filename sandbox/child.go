@@ -99,6 +99,11 @@ func serve(r io.Reader, w io.Writer) error {
 					return err
 				}
 				t, p, err := readFrame(br, maxChildFrame)
+				if errors.Is(err, io.EOF) {
+					// The parent closed the pipe in the middle of a job, not
+					// between jobs.
+					return fmt.Errorf("waiting for module %s: %w", req.moduleID, io.ErrUnexpectedEOF)
+				}
 				if err != nil {
 					return err
 				}

@@ -172,6 +172,12 @@ func (d *decoder) finish() error {
 	return d.err
 }
 
+// frameChunk is how much of a frame readFrame allocates before the bytes
+// arrive: a larger frame's buffer grows (doubling) as they do, so a length
+// prefix that promises gigabytes on a stream that then ends costs at most
+// about twice what was really sent, not the promised size.
+const frameChunk = 1 << 20
+
 // readFrame reads one frame's payload of at most max bytes.
 func readFrame(r *bufio.Reader, max uint64) (msgType, []byte, error) {
 	var hdr [8]byte
@@ -182,12 +188,20 @@ func readFrame(r *bufio.Reader, max uint64) (msgType, []byte, error) {
 	if n == 0 || n > max {
 		return 0, nil, fmt.Errorf("%w: frame length %d outside [1, %d]", errWire, n, max)
 	}
-	p := make([]byte, n)
-	if _, err := io.ReadFull(r, p); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	p := make([]byte, min(n, frameChunk))
+	for got := 0; ; {
+		k, err := io.ReadFull(r, p[got:])
+		got += k
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, err
 		}
-		return 0, nil, err
+		if uint64(got) == n {
+			break
+		}
+		p = append(p, make([]byte, min(n-uint64(got), uint64(got)))...)
 	}
 	return msgType(p[0]), p[1:], nil
 }

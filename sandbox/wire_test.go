@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +92,37 @@ func TestReadFrameRefuses(t *testing.T) {
 		if err == nil || errors.Is(err, io.EOF) && name != "short len" {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestReadFrameGrowsWithTheBytes: a frame larger than frameChunk reads
+// whole across the chunk boundaries, and a length prefix that promises far
+// more than the stream holds fails without allocating what it promised.
+func TestReadFrameGrowsWithTheBytes(t *testing.T) {
+	for _, n := range []int{frameChunk - 1, frameChunk, frameChunk + 1, 5*frameChunk + 3} {
+		body := make([]byte, n)
+		for i := range body {
+			body[i] = byte(i * 7)
+		}
+		frame := binary.BigEndian.AppendUint64(nil, uint64(n))
+		frame = append(frame, body...)
+		typ, p, err := readFrame(bufio.NewReader(bytes.NewReader(frame)), maxChildFrame)
+		if err != nil || typ != msgType(body[0]) || !bytes.Equal(p, body[1:]) {
+			t.Fatalf("frame of %d bytes: type %d, %d bytes back, err %v", n, typ, len(p), err)
+		}
+	}
+	// 4 GiB promised, 3 MiB sent.
+	frame := binary.BigEndian.AppendUint64(nil, 4<<30)
+	frame = append(frame, make([]byte, 3<<20)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := readFrame(bufio.NewReader(bytes.NewReader(frame)), maxChildFrame)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("truncated 4 GiB frame: %v", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 32<<20 {
+		t.Errorf("a truncated frame promising 4 GiB allocated %d MiB", got>>20)
 	}
 }
 
