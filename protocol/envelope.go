@@ -159,12 +159,25 @@ func ReadFrame(r io.Reader, max int) ([]byte, error) {
 	if int64(n) > int64(max) {
 		return nil, fmt.Errorf("%w: frame of %d bytes, limit %d", ErrTooLarge, n, max)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("%w: truncated frame: %v", ErrMalformed, err)
+	// The buffer grows as the bytes arrive (64 KiB, then doubling): a peer
+	// that announces a 4 MiB frame on each of many streams and then sends
+	// nothing holds 64 KiB per stream, not 4 MiB.
+	b := make([]byte, min(n, frameStart))
+	for got := 0; ; {
+		k, err := io.ReadFull(r, b[got:])
+		if got += k; err != nil {
+			return nil, fmt.Errorf("%w: truncated frame: %v", ErrMalformed, err)
+		}
+		if got == int(n) {
+			return b, nil
+		}
+		b = append(b, make([]byte, min(int(n)-got, got))...)
 	}
-	return b, nil
 }
+
+// frameStart is the buffer ReadFrame allocates before a frame's bytes
+// arrive.
+const frameStart = 64 << 10
 
 // NewID returns a fresh random ID.
 func NewID() ID {

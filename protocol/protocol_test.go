@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -233,6 +234,38 @@ func TestBlobWire(t *testing.T) {
 	_ = WriteFrame(&buf, make([]byte, 20))
 	if _, err := ReadFrame(&buf, 10); !errors.Is(err, ErrTooLarge) {
 		t.Fatal(err)
+	}
+}
+
+// TestReadFrameGrowsWithTheBytes: frames across the sizes where the read
+// buffer grows come back whole, and a frame that announces the largest
+// size and then ends fails as malformed without holding that much memory.
+func TestReadFrameGrowsWithTheBytes(t *testing.T) {
+	for _, n := range []int{0, 1, frameStart - 1, frameStart, frameStart + 1, 3*frameStart + 5, MaxMessageSize} {
+		body := make([]byte, n)
+		for i := range body {
+			body[i] = byte(i*13 + 1)
+		}
+		var buf bytes.Buffer
+		if err := WriteFrame(&buf, body); err != nil {
+			t.Fatal(err)
+		}
+		got, err := ReadFrame(&buf, MaxMessageSize)
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("frame of %d bytes: %d bytes back, err %v", n, len(got), err)
+		}
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 16 {
+		in := append([]byte{0, 0x40, 0, 0}, make([]byte, 1000)...) // 4 MiB announced, 1000 bytes sent
+		if _, err := ReadFrame(bytes.NewReader(in), MaxMessageSize); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("truncated frame: %v", err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+		t.Errorf("16 truncated frames announcing 4 MiB each allocated %d KiB", got>>10)
 	}
 }
 
