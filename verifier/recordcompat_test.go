@@ -21,32 +21,7 @@ import (
 // settled once and released, and what it writes from then on is binary.
 func TestOpensStoreOfJSONRecords(t *testing.T) {
 	dir := t.TempDir()
-	cfg := testConfig(t, dir)
-	cfg.RestartGrace = 15 * time.Second
-	v1 := startVerifier(t, cfg, false)
-	port, err := v1.Addrs()[0].ValueForProtocol(6) // tcp
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/" + port}
-	sb := workersSandbox
-	slow := workerBehaviour{Delay: 150 * time.Millisecond}
-	a := startWorker(t, sb, v1, "alice", workerPrice, slow)
-	b := startWorker(t, sb, v1, "bob", workerPrice, slow)
-	d := startWorker(t, sb, v1, "dave", workerPrice, slow)
-	waitRated(t, v1, a, b, d)
-	c := startConsumer(t, v1)
-	const credited = 10 * protocol.MicrosPerUnit
-	credit(t, v1, c, credited)
-	const n = 12
-	gid := submitOK(t, c, defaultGroup(n))
-	waitFor(t, 90*time.Second, "some tasks released", func() bool { return len(c.releases(gid)) >= 2 })
-	if err := v1.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if len(c.releases(gid)) == n {
-		t.Fatal("the whole group finished before the restart; make the jobs slower")
-	}
+	mg := closeMidGroup(t, dir)
 
 	// The same data directory with the old records.
 	jsonDir := t.TempDir()
@@ -67,14 +42,15 @@ func TestOpensStoreOfJSONRecords(t *testing.T) {
 	t.Logf("both loaded %d open tasks (%d queued), %d open assignments, %d running replicas",
 		len(want.tasks), want.queued, len(want.asgs), want.running)
 
+	cfg := mg.cfg
 	cfg.DataDir = jsonDir
 	v2 := startVerifier(t, cfg, false)
-	if v2.ID() != v1.ID() {
+	if v2.ID() != mg.v1.ID() {
 		t.Fatal("identity changed across the copy")
 	}
-	checkResumed(t, v2, c, gid, n, credited, a, b, d)
+	checkResumed(t, v2, mg.c, mg.gid, midGroupTasks, midGroupCredit, mg.workers...)
 	binary := 0
-	err = v2.st.Scan(nsTask, gid[:], func(key, val []byte) error {
+	err := v2.st.Scan(nsTask, mg.gid[:], func(key, val []byte) error {
 		var rec taskRecord
 		if err := decodeTaskRecord(val, &rec); err != nil {
 			t.Errorf("task %x: %v", key, err)

@@ -182,52 +182,74 @@ func TestVanishingWorkerIsReplaced(t *testing.T) {
 	}
 }
 
-func TestRestartMidGroupLosesNothing(t *testing.T) {
-	dir := t.TempDir()
+// midGroup is a verifier closed in the middle of a group: three slow
+// workers and a credited consumer used it, and cfg makes the next verifier
+// listen on the same port so they find it again.
+type midGroup struct {
+	cfg      Config
+	v1       *Verifier
+	c        *testConsumer
+	gid      protocol.ID
+	workers  []*testWorker
+	released int // tasks the consumer had been released when v1 closed
+}
+
+const (
+	midGroupTasks  = 12
+	midGroupCredit = 10 * protocol.MicrosPerUnit
+)
+
+// closeMidGroup starts a verifier on dir, runs a group of midGroupTasks
+// through it until some tasks are released, and closes it.
+func closeMidGroup(t *testing.T, dir string) midGroup {
+	t.Helper()
 	cfg := testConfig(t, dir)
 	// Workers reconnect after the restart within a few seconds (libp2p
 	// dial backoff); their replicas must not be failed meanwhile.
 	cfg.RestartGrace = 15 * time.Second
 	v1 := startVerifier(t, cfg, false)
 	// Restart on the same port so workers and the consumer find it again.
-	addr := v1.Addrs()[0]
-	port, err := addr.ValueForProtocol(6) // tcp
+	port, err := v1.Addrs()[0].ValueForProtocol(6) // tcp
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/" + port}
-	sb := workersSandbox
-	a := startWorker(t, sb, v1, "alice", workerPrice, workerBehaviour{Delay: 150 * time.Millisecond})
-	b := startWorker(t, sb, v1, "bob", workerPrice, workerBehaviour{Delay: 150 * time.Millisecond})
-	d := startWorker(t, sb, v1, "dave", workerPrice, workerBehaviour{Delay: 150 * time.Millisecond})
-	waitRated(t, v1, a, b, d)
+	slow := workerBehaviour{Delay: 150 * time.Millisecond}
+	var ws []*testWorker
+	for _, owner := range []string{"alice", "bob", "dave"} {
+		ws = append(ws, startWorker(t, workersSandbox, v1, owner, workerPrice, slow))
+	}
+	waitRated(t, v1, ws...)
 	c := startConsumer(t, v1)
-	const credited = 10 * protocol.MicrosPerUnit
-	credit(t, v1, c, credited)
-	const n = 12
-	gid := submitOK(t, c, defaultGroup(n))
+	credit(t, v1, c, midGroupCredit)
+	gid := submitOK(t, c, defaultGroup(midGroupTasks))
 	waitFor(t, 90*time.Second, "some tasks released", func() bool { return len(c.releases(gid)) >= 2 })
 	if err := v1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	before := len(c.releases(gid))
-	if before == n {
+	mg := midGroup{cfg: cfg, v1: v1, c: c, gid: gid, workers: ws, released: len(c.releases(gid))}
+	if mg.released == midGroupTasks {
 		t.Fatal("the whole group finished before the restart; make the jobs slower")
 	}
-	v2 := startVerifier(t, cfg, false)
-	if v2.ID() != v1.ID() {
+	return mg
+}
+
+func TestRestartMidGroupLosesNothing(t *testing.T) {
+	mg := closeMidGroup(t, t.TempDir())
+	v2 := startVerifier(t, mg.cfg, false)
+	if v2.ID() != mg.v1.ID() {
 		t.Fatal("identity changed across restart")
 	}
 	// Every task settled exactly once.
-	checkResumed(t, v2, c, gid, n, credited, a, b, d)
-	gi, err := v2.Group(gid)
+	checkResumed(t, v2, mg.c, mg.gid, midGroupTasks, midGroupCredit, mg.workers...)
+	gi, err := v2.Group(mg.gid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gi.Counts["verified"] != n || len(gi.Tasks) != n {
+	if gi.Counts["verified"] != midGroupTasks || len(gi.Tasks) != midGroupTasks {
 		t.Fatalf("group after restart %+v", gi.Counts)
 	}
-	t.Logf("%d of %d tasks released before the restart, %d duplicate releases", before, n, c.dups)
+	t.Logf("%d of %d tasks released before the restart, %d duplicate releases", mg.released, midGroupTasks, mg.c.dups)
 }
 
 func freePort(t testing.TB) string {
