@@ -3,6 +3,7 @@ package verifier
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -118,35 +119,18 @@ func rewriteAsJSON(t *testing.T, dir string) (tasks, asgs int) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	type kv struct{ ns, key, val []byte }
-	var recs []kv
-	err = st.Scan(nsTask, nil, func(key, val []byte) error {
-		var r taskRecord
-		if err := decodeTaskRecord(val, &r); err != nil || val[0] != recordV1 {
-			return errors.Join(err, errors.New("not a binary task record"))
-		}
-		recs = append(recs, kv{[]byte(nsTask), append([]byte(nil), key...), mustJSON(&r)})
-		tasks++
-		return nil
-	})
-	if err != nil {
+	var recs []jsonRecord
+	if recs, err = appendAsJSON(st, recs, nsTask, decodeTaskRecord); err != nil {
 		t.Fatal(err)
 	}
-	err = st.Scan(nsAssign, nil, func(key, val []byte) error {
-		var r assignmentRecord
-		if err := decodeAssignmentRecord(val, &r); err != nil || val[0] != recordV1 {
-			return errors.Join(err, errors.New("not a binary assignment record"))
-		}
-		recs = append(recs, kv{[]byte(nsAssign), append([]byte(nil), key...), mustJSON(&r)})
-		asgs++
-		return nil
-	})
-	if err != nil {
+	tasks = len(recs)
+	if recs, err = appendAsJSON(st, recs, nsAssign, decodeAssignmentRecord); err != nil {
 		t.Fatal(err)
 	}
+	asgs = len(recs) - tasks
 	err = st.Update(func(tx *store.Tx) error {
 		for _, r := range recs {
-			if err := tx.Put(string(r.ns), r.key, r.val); err != nil {
+			if err := tx.Put(r.ns, r.key, r.val); err != nil {
 				return err
 			}
 		}
@@ -156,6 +140,26 @@ func rewriteAsJSON(t *testing.T, dir string) (tasks, asgs int) {
 		t.Fatal(err)
 	}
 	return tasks, asgs
+}
+
+// jsonRecord is a record rewritten in the JSON form.
+type jsonRecord struct {
+	ns       string
+	key, val []byte
+}
+
+// appendAsJSON appends every record of ns, each of which must be in the
+// binary form, re-encoded as JSON.
+func appendAsJSON[R any](st *store.Store, recs []jsonRecord, ns string, decode func([]byte, *R) error) ([]jsonRecord, error) {
+	err := st.Scan(ns, nil, func(key, val []byte) error {
+		var r R
+		if err := decode(val, &r); err != nil || val[0] != recordV1 {
+			return errors.Join(err, fmt.Errorf("%s %x: not a binary record", ns, key))
+		}
+		recs = append(recs, jsonRecord{ns, append([]byte(nil), key...), mustJSON(&r)})
+		return nil
+	})
+	return recs, err
 }
 
 // copyDir copies the files under src (a closed verifier's data
