@@ -86,9 +86,12 @@ type evilWorker struct {
 	accepted map[protocol.ID]bool
 	sealed   map[protocol.ID][]byte // verifier-signed assignment envelopes received
 	receipts []*protocol.Receipt    // receipts sent for real jobs
-	real     int                    // real tasks accepted
-	lies     int                    // real tasks answered with a lie
-	refused  []string               // receipts the verifier refused
+	// honest is the run time, in µs, an honest report of a real task
+	// would have given (before any timing lie), by assignment and index.
+	honest  map[string]uint64
+	real    int      // real tasks accepted
+	lies    int      // real tasks answered with a lie
+	refused []string // receipts the verifier refused
 }
 
 func startEvil(t testing.TB, label string, ver peer.AddrInfo, desk peer.ID, owner string, price protocol.Micros, slots uint32, b behaviour) *evilWorker {
@@ -98,7 +101,7 @@ func startEvil(t testing.TB, label string, ver peer.AddrInfo, desk peer.ID, owne
 		t.Fatal(err)
 	}
 	w := &evilWorker{t: t, label: label, key: key, sb: sharedSandbox(t), ver: ver, desk: desk, owner: owner, price: price, slots: slots, b: b,
-		accepted: map[protocol.ID]bool{}, sealed: map[protocol.ID][]byte{}}
+		accepted: map[protocol.ID]bool{}, sealed: map[protocol.ID][]byte{}, honest: map[string]uint64{}}
 	w.id, _ = peer.IDFromPrivateKey(key)
 	scfg := store.DefaultConfig()
 	scfg.Dir = filepath.Join(tmpRoot, "evil", w.id.String())
@@ -360,6 +363,7 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 			out.Stdout = append([]byte("tampered "), out.Stdout...)
 			lie = true
 		}
+		honestUs := uint64(max(d.Microseconds(), 1))
 		if !bench && w.b.slowX > 1 {
 			extra := time.Duration(float64(d) * (w.b.slowX - 1))
 			select {
@@ -388,6 +392,7 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 		if !bench {
 			w.mu.Lock()
 			w.receipts = append(w.receipts, rc)
+			w.honest[honestKey(asg.ID.String(), at.Index)] = honestUs
 			if lie {
 				w.lies++
 			}
@@ -420,6 +425,19 @@ func (w *evilWorker) sendReceipt(rc *protocol.Receipt) {
 		case <-w.ctx.Done():
 		}
 	}
+}
+
+// honestMicros is the run time the worker measured for a real task, before
+// any timing lie: what an honest report would have said.
+func (w *evilWorker) honestMicros(assignment string, index uint32) (uint64, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	us, ok := w.honest[honestKey(assignment, index)]
+	return us, ok
+}
+
+func honestKey(assignment string, index uint32) string {
+	return fmt.Sprintf("%s/%d", assignment, index)
 }
 
 func (w *evilWorker) counts() (real, lies int) {
