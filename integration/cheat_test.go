@@ -203,7 +203,8 @@ func timingRun(t *testing.T, n *network, b behaviour, honestSpeed func(bench pro
 }
 
 // timingCheat runs a worker that lies about time (or is slow) and reports
-// how the speed rule judged it. The lie multiplies its work by factor.
+// how the speed rule judged it. Its benchmark is honest, so an honest
+// report is judged at the rating each replica carries.
 func timingCheat(t *testing.T, n *network, r *row, b behaviour, what string) {
 	res := timingRun(t, n, b, func(_ protocol.Speed, rp verifier.ReplicaView) uint64 { return uint64(rp.RatedSpeed) })
 	defer res.e.close()
