@@ -7,8 +7,9 @@
 //     protects pinned (verifier) peers, bootstrap with backoff and
 //     reconnection of pinned peers;
 //   - gossip (gossipsub) of offers and bids, with a topic validator that
-//     checks size, envelope signature, signer == message author == pubsub
-//     origin, topic/type match, expiry, per-signer sequence numbers
+//     checks size, envelope signature, signer == message author (pubsub
+//     messages carry no author of their own: StrictNoSign), topic/type
+//     match, expiry, per-signer sequence numbers
 //     (replays) and a per-signer rate limit, and peer scoring that
 //     penalises peers sending invalid messages;
 //   - the blob protocol (ProtoBlob): a server reading ranges from a
