@@ -72,7 +72,7 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 			continue
 		}
 		t := g.tasks[res.Index]
-		if t == nil || int(res.Replica) >= len(t.rec.M.Runs) || int(res.Replica) >= len(t.rec.Replicas) || t.rec.Replicas[res.Replica].Assignment != a.ID {
+		if !t.heldBy(res.Replica, a.ID) {
 			continue // released long ago
 		}
 		run := t.rec.M.Runs[res.Replica]

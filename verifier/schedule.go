@@ -393,7 +393,7 @@ func (v *Verifier) failAssignments(recs []*assignmentRecord, reason string) {
 		if g != nil {
 			for _, ref := range rec.Tasks {
 				t := g.tasks[ref.Index]
-				if t == nil || int(ref.Replica) >= len(t.rec.M.Runs) || int(ref.Replica) >= len(t.rec.Replicas) || t.rec.Replicas[ref.Replica].Assignment != rec.ID {
+				if !t.heldBy(ref.Replica, rec.ID) {
 					continue
 				}
 				if t.rec.M.Runs[ref.Replica].State != market.ReplicaAssigned || t.rec.M.Settled {

@@ -129,6 +129,12 @@ type taskState struct {
 	posting    bool   // settlement queued to the ledger
 }
 
+// heldBy reports whether replica i of the task (nil: none) is the one the
+// assignment asg gave out; false once the task was released and reloaded.
+func (t *taskState) heldBy(i uint16, asg string) bool {
+	return t != nil && int(i) < len(t.rec.M.Runs) && int(i) < len(t.rec.Replicas) && t.rec.Replicas[i].Assignment == asg
+}
+
 func (t *taskState) key() string { return string(taskKey(t.g.id, t.rec.Index)) }
 
 // New opens the verifier's data directory (creating its identity key and
