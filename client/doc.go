@@ -15,7 +15,7 @@
 //	if err != nil { ... }
 //	res, err := c.Map(ctx, wasm, inputs, client.MapOptions{
 //		MaxPrice: 40_000, // 0.04 per hour, in micro-units
-//		MinSpeed: protocol.SpeedUnit,
+//		Timeout:  10 * time.Minute, // escrow per task: replicas × MaxPrice × Timeout
 //	})
 //	for _, r := range res {
 //		if r.Err != nil { log.Print(r.Err); continue }

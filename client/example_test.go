@@ -29,7 +29,6 @@ func ExampleClient_Map() {
 	maxPrice, _ := protocol.ParseAmount("0.04") // per hour of a worker's machine
 	res, err := c.Map(context.Background(), module, inputs, client.MapOptions{
 		MaxPrice: maxPrice,
-		MinSpeed: protocol.SpeedUnit, // as fast as the verifier's reference machine
 		Timeout:  time.Minute,
 		Progress: func(p client.Progress) {
 			fmt.Fprintf(os.Stderr, "\r%d/%d done, spent %s", p.Finished(), p.Total, p.Spent)

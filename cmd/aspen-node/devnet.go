@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -74,10 +76,10 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	workers := fs.Int("workers", 3, "number of workers")
 	example := fs.String("example", "primes", "example job to run: "+strings.Join(examples.Names(), ", "))
 	tasks := fs.Int("tasks", 10, "number of inputs of the example job")
-	keep := fs.Bool("keep", false, "keep the network running after the example (Ctrl-C stops it)")
+	keep := fs.Bool("keep", false, "keep the network running after the example, print its dashboards and a map command to try (Ctrl-C stops it)")
 	dir := fs.String("dir", "", "directory for the network's data (default: a temporary directory, removed at exit)")
 	credit := fs.String("credit", "100", "credit given to the consumer")
-	maxPrice := fs.String("max-price", "20", "consumer's max price per hour (devnet workers ask 5.00, 7.50, 10.00 … per hour)")
+	maxPrice := fs.String("max-price", "20", "consumer's max price per hour (devnet workers ask 5.00, 7.50, 10.00 … per hour; the default takes up to seven of them)")
 	spot := fs.Float64("spot-check", 0.1, "fraction of tasks the verifier also runs itself")
 	tolerance := fs.Float64("speed-tolerance", 0.5, "speed rule tolerance (production default 0.15; all devnet nodes share this machine's cores, so timings are noisier)")
 	verbose := fs.Bool("v", false, "log every node's decisions to stderr")
@@ -129,7 +131,11 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "devnet: verifier %s, %d workers, consumer %s (data in %s)\n", short(d.verifier.ID().String()), len(d.workers), short(d.consumer.ID().String()), root)
+	where := ""
+	if *keep || *dir != "" {
+		where = fmt.Sprintf(" (data in %s)", root) // a temporary directory is removed at exit: not worth naming
+	}
+	fmt.Fprintf(stdout, "devnet: verifier %s, %d workers, consumer %s%s\n", short(d.verifier.ID().String()), len(d.workers), short(d.consumer.ID().String()), where)
 	if err := d.waitRated(ctx, 60*time.Second); err != nil {
 		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
 		return 1
@@ -139,12 +145,7 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		fmt.Fprintln(stderr, "aspen-node: devnet: credit:", err)
 		return 1
 	}
-	env := filepath.Join(root, "devnet.env")
-	if err := d.writeEnv(env); err != nil {
-		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "devnet: consumer credited %s; environment in %s\n\n", creditAmt, env)
+	fmt.Fprintf(stdout, "devnet: consumer credited %s\n\n", creditAmt)
 
 	cl := client.New("http://"+d.consumer.APIAddr(), d.consumer.Token())
 	inputs := inputsOf(*tasks)
@@ -159,15 +160,23 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		fmt.Fprintln(stderr, "aspen-node: devnet: map:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "all %d results verified in %s\n\n", len(results), time.Since(jobStart).Round(time.Millisecond))
 	failed := 0
+	for _, r := range results {
+		if r.Err != nil {
+			failed++
+		}
+	}
+	if failed == 0 {
+		fmt.Fprintf(stdout, "all %d results verified in %s\n\n", len(results), time.Since(jobStart).Round(time.Millisecond))
+	} else {
+		fmt.Fprintf(stdout, "%d results in %s, %d of them failed\n\n", len(results), time.Since(jobStart).Round(time.Millisecond), failed)
+	}
 	fmt.Fprintf(stdout, "%-5s %-24s %-22s %s\n", "input", "argument", "verification", "result")
 	for i, r := range results {
 		arg := strings.ReplaceAll(string(inputs[i]), "\n", " ")
 		verdict := d.verdict(groupID, i)
 		out := strings.TrimSpace(string(r.Stdout))
 		if r.Err != nil {
-			failed++
 			out = "ERROR " + r.Err.Error()
 		}
 		fmt.Fprintf(stdout, "%-5d %-24s %-22s %s\n", i, truncateStr(arg, 24), verdict, out)
@@ -179,7 +188,14 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	}
 	fmt.Fprintf(stdout, "\ndevnet finished in %s\n", time.Since(start).Round(time.Millisecond))
 	if *keep {
-		fmt.Fprintf(stdout, "\nthe network keeps running; in another shell:\n  . %s\n  aspen-node map examples/wasm/primes.wasm --lines inputs.txt --max-price 0.05 --min-speed 0\nCtrl-C stops it.\n", env)
+		hint, err := d.writeTryFiles(root, *example, inputs, price)
+		if err != nil {
+			fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "\nthe network keeps running (Ctrl-C stops it). Dashboards:\n")
+		d.printDashboards(stdout)
+		fmt.Fprintf(stdout, "\nin another shell:\n  . %s\n  %s\n", filepath.Join(root, "devnet.env"), hint)
 		<-ctx.Done()
 	}
 	if failed > 0 {
@@ -278,12 +294,73 @@ func (d *devnet) waitRated(ctx context.Context, limit time.Duration) error {
 	}
 }
 
+// writeEnv writes the shell environment that points aspen-node (and
+// client.FromEnv) at the devnet's consumer and aspen-verifier at its
+// verifier: '. devnet.env' exports it.
 func (d *devnet) writeEnv(path string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "ASPEN_API=http://%s\nASPEN_TOKEN=%s\n", d.consumer.APIAddr(), d.consumer.Token())
-	fmt.Fprintf(&b, "ASPEN_VERIFIER_API=http://%s\nASPEN_VERIFIER_TOKEN=%s\n", d.verifier.APIAddr(), d.verifier.Token())
-	fmt.Fprintf(&b, "ASPEN_VERIFIER=%s\n", verifierAddr(d.verifier))
+	for _, kv := range [][2]string{
+		{"ASPEN_API", "http://" + d.consumer.APIAddr()},
+		{"ASPEN_TOKEN", d.consumer.Token()},
+		{"ASPEN_VERIFIER_API", "http://" + d.verifier.APIAddr()},
+		{"ASPEN_VERIFIER_TOKEN", d.verifier.Token()},
+		{"ASPEN_VERIFIER", verifierAddr(d.verifier)},
+	} {
+		fmt.Fprintf(&b, "export %s=%s\n", kv[0], shellQuote(kv[1]))
+	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// writeTryFiles writes the example's module, its inputs and the devnet's
+// environment into root and returns a map command that runs them on this
+// devnet as printed: every devnet worker accepts maxPrice.
+func (d *devnet) writeTryFiles(root, example string, inputs [][]byte, maxPrice protocol.Micros) (string, error) {
+	module, err := examples.Module(example)
+	if err != nil {
+		return "", err
+	}
+	modPath := filepath.Join(root, example+".wasm")
+	if err := os.WriteFile(modPath, module, 0o644); err != nil {
+		return "", err
+	}
+	var in bytes.Buffer
+	for _, x := range inputs {
+		b, _ := json.Marshal(string(x))
+		in.Write(append(b, '\n'))
+	}
+	inPath := filepath.Join(root, "inputs.jsonl")
+	if err := os.WriteFile(inPath, in.Bytes(), 0o644); err != nil {
+		return "", err
+	}
+	if err := d.writeEnv(filepath.Join(root, "devnet.env")); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s map %s --inputs %s --max-price %s", selfCommand(), shellQuote(modPath), shellQuote(inPath), maxPrice), nil
+}
+
+// printDashboards lists every devnet peer's dashboard link.
+func (d *devnet) printDashboards(w io.Writer) {
+	fmt.Fprintf(w, "  %-9s http://%s/#token=%s\n", "verifier", d.verifier.APIAddr(), d.verifier.Token())
+	fmt.Fprintf(w, "  %-9s http://%s/#token=%s\n", "consumer", d.consumer.APIAddr(), d.consumer.Token())
+	for i, n := range d.workers {
+		fmt.Fprintf(w, "  %-9s http://%s/#token=%s\n", fmt.Sprintf("worker-%d", i+1), n.APIAddr(), n.Token())
+	}
+}
+
+// selfCommand is how to run this binary again from another shell:
+// "go run ./cmd/aspen-node" when it was built by go run (its binary is
+// removed at exit), else the name it was started by.
+func selfCommand() string {
+	exe := os.Args[0]
+	if strings.Contains(exe, "go-build") {
+		return "go run ./cmd/aspen-node"
+	}
+	return exe
 }
 
 func verifierAddr(v *verifier.Verifier) string {

@@ -43,6 +43,12 @@ one input. FILE may be - for stdin.
 flags:
 `
 
+// defaultMapTimeout is map's running time limit per job: long enough for
+// typical jobs (seconds to minutes), short enough that the escrow held per
+// task (replicas × max price × timeout) stays small. The node's API default
+// is the verifier's maximum, 2h.
+const defaultMapTimeout = 10 * time.Minute
+
 func cmdMap(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("map", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -50,9 +56,9 @@ func cmdMap(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	af.register(fs)
 	var (
 		maxPrice   = fs.String("max-price", os.Getenv("ASPEN_MAX_PRICE"), "maximum price per hour of a worker's machine, e.g. 0.04 (required; env ASPEN_MAX_PRICE)")
-		minSpeed   = fs.String("min-speed", os.Getenv("ASPEN_MIN_SPEED"), "minimum worker speed, 1.0 = the verifier's reference machine (default any; env ASPEN_MIN_SPEED)")
+		minSpeed   = fs.String("min-speed", os.Getenv("ASPEN_MIN_SPEED"), "minimum worker speed, 1.0 = the verifier's reference machine; machines like it rate slightly above or below 1.0 (default any: every worker is still held to its own rated speed; env ASPEN_MIN_SPEED)")
 		replicas   = fs.Int("replicas", 2, "workers per input (at least 2)")
-		timeout    = fs.Duration("timeout", 0, "running time limit per job, e.g. 10m (default the node's, 2h)")
+		timeout    = fs.Duration("timeout", defaultMapTimeout, "running time limit per job, e.g. 30s or 2h; the escrow held per task is replicas × max price × this")
 		maxMemory  = fs.String("max-memory", "", "memory cap per job, e.g. 256MiB (default the node's)")
 		inputsFile = fs.String("inputs", "", "JSON lines file of inputs (- for stdin)")
 		linesFile  = fs.String("lines", "", "file whose every line is one input (- for stdin)")
