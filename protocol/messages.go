@@ -83,10 +83,11 @@ const (
 	StatusInvalidModule ResultStatus = 6 // module does not compile
 	StatusMissingImport ResultStatus = 7 // module imports what the sandbox does not give
 	StatusFetchFailed   ResultStatus = 8 // worker could not fetch the module or input
-	statusMax           ResultStatus = 8
+	StatusWorkLimit     ResultStatus = 9 // metered work reached the job's work budget
+	statusMax           ResultStatus = 9
 )
 
-var statusNames = [...]string{"ok", "exit", "trap", "timeout", "memory-limit", "output-limit", "invalid-module", "missing-import", "fetch-failed"}
+var statusNames = [...]string{"ok", "exit", "trap", "timeout", "memory-limit", "output-limit", "invalid-module", "missing-import", "fetch-failed", "work-limit"}
 
 func (s ResultStatus) String() string {
 	if int(s) < len(statusNames) {
@@ -99,7 +100,8 @@ func (s ResultStatus) String() string {
 // with this status (so replicas can be compared on it).
 func (s ResultStatus) Deterministic() bool {
 	switch s {
-	case StatusOK, StatusExit, StatusTrap, StatusMemoryLimit, StatusOutputLimit, StatusInvalidModule, StatusMissingImport:
+	case StatusOK, StatusExit, StatusTrap, StatusMemoryLimit, StatusOutputLimit, StatusInvalidModule, StatusMissingImport,
+		StatusWorkLimit:
 		return true
 	}
 	return false
@@ -444,8 +446,11 @@ type TaskResult struct {
 	ExitCode   uint32
 	Result     cid.Cid // CID of the encoded Output
 	ResultSize uint64
-	ExecMicros uint64 // measured execution time
-	Inline     []byte // the encoded Output when ResultSize <= MaxInline
+	ExecMicros uint64 // measured execution time, as the worker reports it
+	// Work is the run's metered work in standard work units (WorkPerSecond
+	// per second at speed 1.0): exact and the same on every honest replica.
+	Work   uint64
+	Inline []byte // the encoded Output when ResultSize <= MaxInline
 }
 
 func (t *TaskResult) encode(w *writer) {
@@ -456,6 +461,7 @@ func (t *TaskResult) encode(w *writer) {
 	w.cid(t.Result)
 	w.u64(t.ResultSize)
 	w.u64(t.ExecMicros)
+	w.u64(t.Work)
 	w.bytes(t.Inline)
 }
 func (t *TaskResult) decode(r *reader) {
@@ -466,6 +472,7 @@ func (t *TaskResult) decode(r *reader) {
 	t.Result = r.cid()
 	t.ResultSize = r.u64()
 	t.ExecMicros = r.u64()
+	t.Work = r.u64()
 	t.Inline = r.bytes(MaxInline)
 	if t.Status > statusMax {
 		r.fail("unknown status %d", t.Status)

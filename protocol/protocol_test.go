@@ -53,7 +53,7 @@ func sampleMessages(t testing.TB) map[string]Message {
 		"assignment": &Assignment{ID: grp, Worker: w, Consumer: c, ConsumerAddrs: []string{"/ip4/127.0.0.1/tcp/4002"}, Group: grp, Module: mod, ModuleSize: 11, Price: 20_000,
 			TimeoutMillis: 7_200_000, MaxMemory: 256 << 20, Issued: 1_700_000_000_000, Expires: 1_700_000_030_000,
 			Tasks: []AssignedTask{{Index: 0, Replica: 1, Input: BlobCID(in), Size: uint64(len(in)), Inline: in}}},
-		"receipt":   &Receipt{Worker: w, Assignment: grp, Group: grp, Results: []TaskResult{{Index: 0, Replica: 1, Status: StatusOK, Result: BlobCID(out), ResultSize: uint64(len(out)), ExecMicros: 1234, Inline: out}}},
+		"receipt":   &Receipt{Worker: w, Assignment: grp, Group: grp, Results: []TaskResult{{Index: 0, Replica: 1, Status: StatusOK, Result: BlobCID(out), ResultSize: uint64(len(out)), ExecMicros: 1234, Work: 987654321, Inline: out}}},
 		"heartbeat": &Heartbeat{Worker: w, Seq: 3, Time: 1_700_000_000_000, Capacity: 3, Holding: []ID{grp}},
 		"release": &Release{Group: grp, Seq: 2, Tasks: []Released{
 			{Index: 0, Outcome: OutcomeVerified, Status: StatusOK, Result: BlobCID(out), ResultSize: uint64(len(out)), Holders: []peer.ID{w}, Inline: out, Charged: 12, Replicas: 2},
