@@ -147,6 +147,16 @@ func (c *Client) mapStream(ctx context.Context, module []byte, inputs [][]byte, 
 	return true, nil
 }
 
+// SubmitMap uploads the module and the large inputs and submits the group,
+// as Map does, but does not follow it: it returns the group's ID at once
+// (follow the group with Wait or Results). When the verifier refuses part
+// of the group after the node created it, it returns both the ID and an
+// error wrapping ErrRefused; when no group was created, "" and the error.
+func (c *Client) SubmitMap(ctx context.Context, module []byte, inputs [][]byte, opts MapOptions) (string, error) {
+	id, _, err := c.submitMap(ctx, module, inputs, opts)
+	return id, err
+}
+
 // cancelQuietly cancels group id with a fresh, short context derived from
 // ctx's values (ctx itself may be canceled already).
 func (c *Client) cancelQuietly(ctx context.Context, id string) error {

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aspen-market/aspen/client"
 )
 
 // TestDevnet runs the README's first command end to end: a verifier, three
@@ -111,6 +114,47 @@ func TestDevnet(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(stdout), "\n"); len(lines) != 4 || lines[0] != "664579" {
 		t.Errorf("%s: stdout %q, want 4 results, the first 664579", hint, stdout)
 	}
+
+	// --dry-run spends nothing and says what the map would hold and cost.
+	c, err := client.FromEnv("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := c.Groups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr = runCmd(ctx, cmdMap, append(argv, "--dry-run"), "")
+	if code != 0 {
+		t.Fatalf("--dry-run: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"dry run: nothing was submitted",
+		"escrow per task:  6.666666 (2 replicas × 20.00/h × 10m)",
+		"at most:          26.666664",
+		"sample:           input 0 ran on this machine in ",
+		"the prices of the 3 offers seen that accept these terms",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("--dry-run output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if after, err := c.Groups(ctx); err != nil || len(after) != len(before) {
+		t.Errorf("--dry-run submitted a group: %d groups before, %d after (%v)", len(before), len(after), err)
+	}
+
+	// --detach prints the group's ID; results --wait --output json follows it.
+	code, stdout, stderr = runCmd(ctx, cmdMap, append(argv, "--detach"), "")
+	id := strings.TrimSpace(stdout)
+	if code != 0 || len(id) != 32 {
+		t.Fatalf("--detach: exit %d, stdout %q\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runCmd(ctx, cmdResults, []string{id, "--wait", "--output", "json"}, "")
+	var recs []inputRecord
+	if err := json.Unmarshal([]byte(stdout), &recs); code != 0 || err != nil || len(recs) != 4 || recs[0].Status != "verified" || recs[0].Stdout != "664579\n" {
+		t.Fatalf("results %s --wait --output json: exit %d, %v\n%s\n%s", id, code, err, stdout, stderr)
+	}
+
 	cancel()
 	if code := <-exit; code != 0 {
 		t.Errorf("devnet exit %d after Ctrl-C\n%s\n%s", code, <-rest, errb.String())

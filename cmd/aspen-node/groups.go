@@ -179,6 +179,7 @@ func cmdResults(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	wait := fs.Bool("wait", false, "wait for a running group to finish (Ctrl-C stops waiting; the group keeps running)")
 	quiet := fs.Bool("quiet", false, "no progress or summary on stderr")
 	bar := fs.Bool("progress", false, "draw the progress bar even when stderr is not a terminal")
+	output := fs.String("output", "text", "what stdout shows: text, json or yaml (one record per input, as map prints them)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: aspen-node results ID [--out DIR] [--wait] [--quiet] [--api URL] [--token T] [--data DIR]\n\n"+
 			"Prints a finished job group's results in input order, as 'aspen-node map' does:\n"+
@@ -192,6 +193,15 @@ func cmdResults(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	}
 	if len(pos) != 1 {
 		fs.Usage()
+		return 2
+	}
+	format, err := parseOutput(*output)
+	if err != nil {
+		fmt.Fprintf(stderr, "aspen-node results: %v\n", err)
+		return 2
+	}
+	if *outDir != "" && format != outText {
+		fmt.Fprintf(stderr, "aspen-node results: --out writes files and --output %s writes stdout: choose one\n", format)
 		return 2
 	}
 	id := pos[0]
@@ -212,9 +222,9 @@ func cmdResults(ctx context.Context, args []string, _ io.Reader, stdout, stderr 
 	}
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	st := newStatus(stderr, "results", *quiet, *bar)
+	st := newStatus(stdout, stderr, "results", *quiet, *bar)
 	st.hide = g.Done // nothing to follow
-	em, err := newEmitter(stdout, stderr, *outDir, g.Tasks, st, stop)
+	em, err := newEmitter(stdout, stderr, format, *outDir, g.Tasks, st, stop)
 	if err != nil {
 		fmt.Fprintf(stderr, "aspen-node results: %v\n", err)
 		return 1

@@ -86,10 +86,10 @@ func TestResultsCommand(t *testing.T) {
 	d := newAPIDouble(t)
 	id := submitViaMap(t, d, "\"a\"\n\"exit:4\"\n\"c\"\n")
 	code, out, errs := runCmd(context.Background(), cmdResults, d.args(id), "")
-	if code != 1 || out != "A\nC\n" {
+	if code != 1 || out != "A\nERROR input 1: job exited with status 4: bad input 4\nC\n" {
 		t.Fatalf("exit %d, stdout %q\n%s", code, out, errs)
 	}
-	if !strings.Contains(errs, "input 1: job exited with status 4: bad input 4") || !strings.Contains(errs, "3 inputs: 2 ok, 1 failed") {
+	if !strings.Contains(errs, "input 1: job exited with status 4: bad input 4") || !strings.Contains(errs, "3 inputs: 2 verified, 1 failed") {
 		t.Errorf("stderr:\n%s", errs)
 	}
 	if strings.Contains(errs, "done (") {
@@ -115,7 +115,7 @@ func TestResultsCommand(t *testing.T) {
 		t.Fatalf("running group: exit %d, %s", code, errs)
 	}
 	code, out, errs = runCmd(context.Background(), cmdResults, d.args(run.g.ID, "--wait"), "")
-	if code != 1 || out != "A\nC\n" || !strings.Contains(errs, "3/3 done (2 ok, 1 failed)") {
+	if code != 1 || out != "A\nERROR input 1: job exited with status 4: bad input 4\nC\n" || !strings.Contains(errs, "3/3 done (2 verified, 1 failed)") {
 		t.Fatalf("--wait: exit %d, stdout %q\n%s", code, out, errs)
 	}
 	if code, _, _ = runCmd(context.Background(), cmdResults, d.args(), ""); code != 2 {

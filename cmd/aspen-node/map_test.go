@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/aspen-market/aspen/client"
 	"github.com/aspen-market/aspen/protocol"
 )
@@ -383,15 +385,15 @@ func TestMapCommand(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("exit %d with failures, want 1\n%s", code, errs)
 	}
-	if out != "ALPHA\nBETA\nGAMMA\n" {
+	if out != "ALPHA\nERROR input 1: job exited with status 3: bad input 3\nBETA\nERROR input 3: failed: no eligible workers\nGAMMA\n" {
 		t.Errorf("stdout = %q", out)
 	}
 	for _, want := range []string{
 		"aspen-node map: group 00000000000000000000000000000001: 5 inputs\n",
 		"aspen-node map: input 1: job exited with status 3: bad input 3\n    | bad input 3\n    | detail\n",
 		"aspen-node map: input 3: failed: no eligible workers\n",
-		"5/5 done (3 ok, 2 failed)",
-		"aspen-node map: 5 inputs: 3 ok, 2 failed; spent 0.00004 in ",
+		"5/5 done (3 verified, 2 failed)",
+		"aspen-node map: 5 inputs: 3 verified, 2 failed; spent 0.00004 in ",
 	} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errs)
@@ -411,7 +413,7 @@ func TestMapCommand(t *testing.T) {
 	// JSON lines from stdin, with the bar forced.
 	code, out, errs = runCmd(context.Background(), cmdMap,
 		d.args(mod, "--inputs", "-", "--max-price", "1", "--progress"), "\"p\"\n{\"text\":\"q\"}\n")
-	if code != 0 || out != "P\nQ\n" || !strings.Contains(errs, "\r\x1b[K[") || !strings.Contains(errs, "2/2 done") {
+	if code != 0 || out != "P\nQ\n" || !strings.Contains(errs, "\r") || !strings.Contains(errs, "\x1b[0K") || !strings.Contains(errs, "2/2 done") {
 		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
@@ -422,7 +424,7 @@ func TestMapCommandCollapsesRepeatedRefusals(t *testing.T) {
 	mod := writeFile(t, dir, "m.wasm", "\x00asm")
 	code, out, errs := runCmd(context.Background(), cmdMap, d.args(mod, "--inputs", "-", "--max-price", "1"),
 		"\"nowork\"\n\"a\"\n\"nowork\"\n\"nowork\"\n")
-	if code != 1 || out != "A\n" {
+	if code != 1 || out != "ERROR input 0: failed: no eligible workers\nA\nERROR input 2: failed: no eligible workers\nERROR input 3: failed: no eligible workers\n" {
 		t.Fatalf("exit %d, stdout %q\n%s", code, out, errs)
 	}
 	if n := strings.Count(errs, "no eligible workers"); n != 2 ||
@@ -475,13 +477,13 @@ func TestMapCommandUsage(t *testing.T) {
 		"no price":     {d.args(mod, in), 2, "--max-price is required"},
 		"bad price":    {d.args(mod, in, "--max-price", "4c"), 2, "--max-price \"4c\""},
 		"bad speed":    {d.args(mod, in, "--max-price", "1", "--min-speed", "fast"), 2, "--min-speed"},
-		"one replica":  {d.args(mod, in, "--max-price", "1", "--replicas", "1"), 2, "at least 2"},
+		"one replica":  {d.args(mod, in, "--max-price", "1", "--replicas", "1"), 2, "2 to 16"},
 		"bad memory":   {d.args(mod, in, "--max-price", "1", "--max-memory", "lots"), 2, "--max-memory"},
 		"two sources":  {d.args(mod, in, "--lines", in, "--max-price", "1"), 2, "exactly one"},
 		"no source":    {d.args(mod, "--max-price", "1"), 2, "exactly one"},
 		"missing file": {d.args(mod, filepath.Join(dir, "absent"), "--max-price", "1"), 1, "absent"},
 		"empty inputs": {d.args(mod, "--lines", writeFile(t, dir, "empty", ""), "--max-price", "1"), 1, "no inputs"},
-		"wrong token":  {[]string{"--api", d.srv.URL, "--token", "nope", mod, in, "--max-price", "1"}, 1, "wrong API token"},
+		"wrong token":  {[]string{"--api", d.srv.URL, "--token", "nope", mod, in, "--max-price", "1"}, 1, "refused the API token"},
 		"unknown flag": {d.args(mod, in, "--max-price", "1", "--frobnicate"), 2, "frobnicate"},
 		"bad jsonl":    {d.args(mod, "--inputs", writeFile(t, dir, "bad.jsonl", "{"), "--max-price", "1"), 1, "line 1"},
 	} {
@@ -507,8 +509,8 @@ func TestMapCommandInterrupted(t *testing.T) {
 	if code != 130 {
 		t.Fatalf("exit %d after Ctrl-C, want 130\n%s", code, errs)
 	}
-	if out != "A\nB\n" {
-		t.Errorf("stdout = %q, want the finished prefix", out)
+	if out != "A\nB\nERROR input 2: not finished: canceled, escrow refunded\nERROR input 3: not finished: canceled, escrow refunded\n" {
+		t.Errorf("stdout = %q, want the finished prefix, then the canceled inputs", out)
 	}
 	if !strings.Contains(errs, "interrupted with 2 of 4 inputs finished; the rest were canceled and their escrow refunded") {
 		t.Errorf("stderr:\n%s", errs)
@@ -522,18 +524,18 @@ func TestMapCommandInterrupted(t *testing.T) {
 
 func TestEmitterWritesInInputOrder(t *testing.T) {
 	var out, errs bytes.Buffer
-	st := newStatus(&errs, "map", false, false)
-	e, err := newEmitter(&out, &errs, "", 4, st, func() { t.Fatal("aborted") })
+	st := newStatus(&out, &errs, "map", false, false)
+	e, err := newEmitter(&out, &errs, outText, "", 4, st, func() { t.Fatal("aborted") })
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, i := range []int{2, 0, 3, 1} {
 		e.add(client.Result{Index: i, Status: "ok", Stdout: []byte{byte('a' + i)}})
-		if i == 0 && out.String() != "a" {
+		if i == 0 && out.String() != "a\n" {
 			t.Fatalf("after 2,0: %q", out.String())
 		}
 	}
-	if out.String() != "abcd" || e.finish(nil) != 0 {
+	if out.String() != "a\nb\nc\nd\n" || e.finish(nil) != 0 {
 		t.Fatalf("stdout %q", out.String())
 	}
 }
@@ -541,7 +543,7 @@ func TestEmitterWritesInInputOrder(t *testing.T) {
 func TestEmitterAbortsOnWriteError(t *testing.T) {
 	aborted := false
 	var errs bytes.Buffer
-	e, _ := newEmitter(failWriter{}, &errs, "", 2, newStatus(&errs, "map", true, false), func() { aborted = true })
+	e, _ := newEmitter(failWriter{}, &errs, outText, "", 2, newStatus(failWriter{}, &errs, "map", true, false), func() { aborted = true })
 	e.add(client.Result{Index: 0, Status: "ok", Stdout: []byte("x")})
 	if !aborted || e.finish(context.Canceled) != 1 || !strings.Contains(errs.String(), "writing results: disk full") {
 		t.Fatalf("aborted %v, stderr %q", aborted, errs.String())
@@ -554,16 +556,144 @@ func (failWriter) Write([]byte) (int, error) { return 0, fmt.Errorf("disk full")
 
 func TestProgressLine(t *testing.T) {
 	p := client.Progress{Total: 100, Verified: 40, Failed: 5, Errors: 7, Pending: 55, Spent: 12_300, Rate: 12.34, ETA: 4500e6}
-	if got, want := progressLine(p), "45/100 done (38 ok, 7 failed), 12.3/s, ETA 4.5s, spent 0.0123"; got != want {
+	if got, want := progressLine(p), "45/100 done (38 verified, 7 failed), 12.3/s, ETA 4.5s, spent 0.0123"; got != want {
 		t.Errorf("progressLine = %q, want %q", got, want)
 	}
-	if got := barLine(p); !strings.HasPrefix(got, "[#############-----------------] 45/100") {
-		t.Errorf("barLine = %q", got)
-	}
-	for d, want := range map[string]string{"3723s": "1h2m", "185s": "3m5s", "12.4s": "12s", "0.44s": "400ms"} {
+	for d, want := range map[string]string{"3723s": "1h2m", "185s": "3m5s", "12.4s": "12s", "0.44s": "440ms", "1.44s": "1.4s", "2h": "2h", "10m": "10m", "1h30s": "1h1m"} {
 		dur, _ := parseDur(d)
 		if got := roundDur(dur); got != want {
 			t.Errorf("roundDur(%s) = %q, want %q", d, got, want)
 		}
+	}
+}
+
+func TestMapCommandStructuredOutput(t *testing.T) {
+	d := newAPIDouble(t)
+	dir := t.TempDir()
+	mod := writeFile(t, dir, "m.wasm", "\x00asm")
+	in := "\"a\"\n\"exit:3\"\n\"nowork\"\n\"b\"\n"
+	code, out, errs := runCmd(context.Background(), cmdMap, d.args(mod, "--inputs", "-", "--max-price", "1", "--output", "json"), in)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	var recs []inputRecord
+	if err := json.Unmarshal([]byte(out), &recs); err != nil {
+		t.Fatalf("--output json is not one JSON document: %v\n%s", err, out)
+	}
+	want := []inputRecord{
+		{Index: 0, Status: "verified", Job: "ok", Stdout: "A\n", Charged: "0.00001"},
+		{Index: 1, Status: "failed", Error: "job exited with status 3: bad input 3", Job: "exit", ExitCode: 3, Stderr: "bad input 3\ndetail\n", Charged: "0.00001"},
+		{Index: 2, Status: "failed", Error: "failed: no eligible workers", Charged: "0.00"},
+		{Index: 3, Status: "verified", Job: "ok", Stdout: "B\n", Charged: "0.00001"},
+	}
+	if !reflect.DeepEqual(recs, want) {
+		t.Errorf("json records:\n%+v\nwant\n%+v", recs, want)
+	}
+	if n := strings.Count(out, "\n"); n != 6 {
+		t.Errorf("want one record per line inside the array, got %d lines:\n%s", n, out)
+	}
+
+	code, out, errs = runCmd(context.Background(), cmdMap, d.args(mod, "--inputs", "-", "--max-price", "1", "--output", "yaml"), in)
+	if code != 1 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	var yrecs []inputRecord
+	if err := yaml.Unmarshal([]byte(out), &yrecs); err != nil {
+		t.Fatalf("--output yaml: %v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(yrecs, want) {
+		t.Errorf("yaml records:\n%+v\nwant\n%+v", yrecs, want)
+	}
+	if code, _, errs = runCmd(context.Background(), cmdMap, d.args(mod, "--inputs", "-", "--max-price", "1", "--output", "xml"), in); code != 2 || !strings.Contains(errs, "want text, json or yaml") {
+		t.Errorf("--output xml: exit %d\n%s", code, errs)
+	}
+}
+
+// visibleLines is what a terminal shows for b: each line as left by its
+// last carriage return or clear-line sequence.
+func visibleLines(b string) []string {
+	var out []string
+	for _, l := range strings.Split(b, "\n") {
+		l = strings.ReplaceAll(l, "\x1b[2K", "")
+		l = strings.ReplaceAll(l, "\x1b[0K", "")
+		if i := strings.LastIndex(l, "\r"); i >= 0 {
+			l = l[i+1:]
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// TestMapCommandTerminal draws the bar on a terminal that is both stdout
+// and stderr: no result may share a line with the bar.
+func TestMapCommandTerminal(t *testing.T) {
+	prev := isTerminal
+	isTerminal = func(io.Writer) bool { return true }
+	t.Cleanup(func() { isTerminal = prev })
+	d := newAPIDouble(t)
+	mod := writeFile(t, t.TempDir(), "m.wasm", "\x00asm")
+	var screen bytes.Buffer
+	code := cmdMap(context.Background(), d.args(mod, "--inputs", "-", "--max-price", "1"),
+		strings.NewReader("\"a\"\n\"b\"\n\"exit:2\"\n\"c\"\n"), &screen, &screen)
+	if code != 1 {
+		t.Fatalf("exit %d\n%q", code, screen.String())
+	}
+	if !strings.Contains(screen.String(), "\x1b[0K") {
+		t.Fatalf("no bar drawn:\n%q", screen.String())
+	}
+	results := map[string]bool{"A": false, "B": false, "ERROR input 2: job exited with status 2: bad input 2": false, "C": false}
+	for _, l := range visibleLines(screen.String()) {
+		if _, ok := results[l]; ok {
+			results[l] = true
+		}
+		for r := range results {
+			if l != r && strings.Contains(l, r) && strings.Contains(l, "done (") {
+				t.Errorf("result %q shares a line with the bar: %q", r, l)
+			}
+		}
+	}
+	for r, seen := range results {
+		if !seen {
+			t.Errorf("result %q is not on a line of its own:\n%q", r, screen.String())
+		}
+	}
+}
+
+func TestMapCommandDetach(t *testing.T) {
+	d := newAPIDouble(t)
+	mod := writeFile(t, t.TempDir(), "m.wasm", "\x00asm")
+	code, out, errs := runCmd(context.Background(), cmdMap, d.args(mod, "--inputs", "-", "--max-price", "1", "--detach"), "\"a\"\n\"b\"\n")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	d.mu.Lock()
+	id, polls := d.groups[0].g.ID, d.groups[0].next
+	d.mu.Unlock()
+	if out != id+"\n" || !strings.Contains(errs, "aspen-node results "+id+" --wait") {
+		t.Errorf("stdout %q stderr %q, want the group ID %s", out, errs, id)
+	}
+	if polls != 0 {
+		t.Errorf("--detach followed the group (%d polls)", polls)
+	}
+	if code, _, errs = runCmd(context.Background(), cmdMap, d.args(mod, "x", "--max-price", "1", "--detach", "--dry-run"), ""); code != 2 {
+		t.Errorf("--detach --dry-run: exit %d %s", code, errs)
+	}
+}
+
+func TestMapCommandWaitingForFunds(t *testing.T) {
+	d := newAPIDouble(t)
+	d.stmt = `{"Peer":"12D3KooWMe","Balance":21300000,"Escrow":0,"Issued":1700000000000}`
+	mod := writeFile(t, t.TempDir(), "m.wasm", "\x00asm")
+	code, _, errs := runCmd(context.Background(), cmdMap, d.args(mod, "--inputs", "-", "--max-price", "20", "--timeout", "2h"), "\"a\"\n\"b\"\n")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errs)
+	}
+	if want := "aspen-node map: waiting: balance 21.30 cannot cover the next task's escrow of 80.00 (2 replicas × 20.00/h × 2h)"; !strings.Contains(errs, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errs)
+	}
+	// Enough funds: no such line.
+	d.stmt = `{"Peer":"12D3KooWMe","Balance":100000000,"Escrow":0,"Issued":1700000000000}`
+	if _, _, errs = runCmd(context.Background(), cmdMap, d.args(mod, "--inputs", "-", "--max-price", "20", "--timeout", "2h"), "\"a\"\n"); strings.Contains(errs, "waiting") {
+		t.Errorf("waiting reported with funds:\n%s", errs)
 	}
 }
