@@ -451,7 +451,7 @@ func (v *verifierProc) journal(account string) ([]ledger.JournalEntry, error) {
 // credit credits a consumer through the operator CLI.
 func (v *verifierProc) credit(t testing.TB, who peer.ID, amount string) {
 	t.Helper()
-	out, err := exec.Command(verifierBin(t), "credit", "--data", v.data, who.String(), amount).CombinedOutput()
+	out, err := exec.Command(verifierBin(t), "credit", "--new", "--data", v.data, who.String(), amount).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "credited") {
 		t.Fatalf("aspen-verifier credit: %v\n%s", err, out)
 	}

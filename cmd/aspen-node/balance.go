@@ -1,67 +1,55 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/aspen-market/aspen/client"
+	"github.com/aspen-market/aspen/internal/cli"
 	"github.com/aspen-market/aspen/protocol"
 )
 
-func init() {
-	register("balance", command{summary: "show the verifier's signed statement of this node's account", run: cmdBalance})
-}
-
-func cmdBalance(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("balance", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func balanceCommand() *cobra.Command {
 	var af apiFlags
-	af.register(fs)
-	asJSON := fs.Bool("json", false, "print the statement as JSON (amounts in micro-units)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: aspen-node balance [--json] [--api URL] [--token T] [--data DIR]\n\n"+
-			"Asks the verifier, through the local node, for the node's account statement:\n"+
-			"a consumer's balance, escrow and spending; a worker's earnings, pending payout,\n"+
-			"payouts, strikes and rating. Amounts are in currency units.\n\nflags:\n")
-		fs.PrintDefaults()
+	var out cli.Output
+	cmd := &cobra.Command{
+		Use:   "balance",
+		Short: "show the verifier's signed statement of this node's account",
+		Long: `Asks the verifier, through the local node, for the node's account statement:
+a consumer's balance, escrow and spending; a worker's earnings, pending payout,
+payouts, strikes and rating. Amounts are in currency units (micro-units in
+--output json and yaml).`,
+		Args: cli.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			return out.Validate()
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+			c, err := af.client()
+			if err != nil {
+				return userErr(err)
+			}
+			st, err := c.Balance(ctx)
+			if err != nil {
+				return userErr(err)
+			}
+			return out.Write(stdout, st, func() error {
+				info, err := c.Info(ctx)
+				if err != nil {
+					info = &client.Info{Role: "both"} // show every section
+				}
+				printStatement(stdout, st, info)
+				return nil
+			})
+		},
 	}
-	pos, code := parseArgs(fs, args)
-	if code >= 0 {
-		return code
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "aspen-node balance: unexpected argument %q\n", pos[0])
-		return 2
-	}
-	c, err := af.client()
-	if err != nil {
-		fmt.Fprintf(stderr, "aspen-node balance: %v\n", err)
-		return 1
-	}
-	st, err := c.Balance(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "aspen-node balance: %v\n", err)
-		return 1
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(st); err != nil {
-			fmt.Fprintf(stderr, "aspen-node balance: %v\n", err)
-			return 1
-		}
-		return 0
-	}
-	info, err := c.Info(ctx)
-	if err != nil {
-		info = &client.Info{Role: "both"} // show every section
-	}
-	printStatement(stdout, st, info)
-	return 0
+	af.register(cmd.Flags())
+	out.Register(cmd)
+	out.RegisterJSON(cmd)
+	return cmd
 }
 
 // printStatement writes st for people: the consumer section when the node

@@ -86,7 +86,7 @@ func TestBalanceWorkerWithRating(t *testing.T) {
 
 func TestBalanceErrors(t *testing.T) {
 	d := newAPIDouble(t)
-	if code, _, errs := runCmd(context.Background(), cmdBalance, []string{"--api", d.srv.URL, "--token", "bad"}, ""); code != 1 || !strings.Contains(errs, "401") {
+	if code, _, errs := runCmd(context.Background(), cmdBalance, []string{"--api", d.srv.URL, "--token", "bad"}, ""); code != 1 || !strings.Contains(errs, "refused the API token") {
 		t.Errorf("wrong token: exit %d, %s", code, errs)
 	}
 	if code, _, _ := runCmd(context.Background(), cmdBalance, d.args("extra"), ""); code != 2 {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,16 +12,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/aspen-market/aspen/client"
 	"github.com/aspen-market/aspen/examples"
+	"github.com/aspen-market/aspen/internal/cli"
 	"github.com/aspen-market/aspen/node"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/verifier"
 )
-
-func init() {
-	register("devnet", command{summary: "run a whole local network (verifier, workers, consumer) and an example job", run: cmdDevnet})
-}
 
 // exampleInputs are the devnet's inputs for each example job.
 var exampleInputs = map[string]func(n int) [][]byte{
@@ -70,50 +68,84 @@ func (d *devnet) close() {
 	}
 }
 
-func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("devnet", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	workers := fs.Int("workers", 3, "number of workers")
-	example := fs.String("example", "primes", "example job to run: "+strings.Join(examples.Names(), ", "))
-	tasks := fs.Int("tasks", 10, "number of inputs of the example job")
-	keep := fs.Bool("keep", false, "keep the network running after the example, print its dashboards and a map command to try (Ctrl-C stops it)")
-	dir := fs.String("dir", "", "directory for the network's data (default: a temporary directory, removed at exit)")
-	credit := fs.String("credit", "100", "credit given to the consumer")
-	maxPrice := fs.String("max-price", "20", "consumer's max price per hour (devnet workers ask 5.00, 7.50, 10.00 … per hour; the default takes up to seven of them)")
-	spot := fs.Float64("spot-check", 0.1, "fraction of tasks the verifier also runs itself")
-	tolerance := fs.Float64("speed-tolerance", 0.5, "speed rule tolerance (production default 0.15; all devnet nodes share this machine's cores, so timings are noisier)")
-	verbose := fs.Bool("v", false, "log every node's decisions to stderr")
-	if err := fs.Parse(args); err != nil {
-		return 2
+type devnetFlags struct {
+	workers, tasks                 int
+	example, dir, credit, maxPrice string
+	keep, verbose                  bool
+	spot, tolerance                float64
+}
+
+func devnetCommand() *cobra.Command {
+	var f devnetFlags
+	cmd := &cobra.Command{
+		Use:   "devnet",
+		Short: "run a whole local network (verifier, workers, consumer) and an example job",
+		Long: `Runs a verifier, several workers and a consumer in this process on loopback,
+benchmarks the workers, credits the consumer, runs an example map job end to
+end and prints the verified results and the ledger. With --keep the network
+keeps running: it prints every peer's dashboard, a devnet.env to source and a
+map command to try in another shell.`,
+		Example: `  aspen-node devnet
+  aspen-node devnet --example hashchain --tasks 20
+  aspen-node devnet --keep --dir /tmp/aspen`,
+		Args: cli.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			if f.workers < 2 {
+				return cli.Usagef("--workers %d: at least 2 workers are needed (every job runs on two)", f.workers)
+			}
+			if f.tasks < 1 {
+				return cli.Usagef("--tasks %d: want at least 1", f.tasks)
+			}
+			if _, ok := exampleInputs[f.example]; !ok {
+				return cli.Usagef("--example %q: want one of %s", f.example, strings.Join(examples.Names(), ", "))
+			}
+			if a, err := protocol.ParseAmount(f.credit); err != nil || a <= 0 {
+				return cli.Usagef("--credit %q: want a positive decimal amount", f.credit)
+			}
+			if a, err := protocol.ParseAmount(f.maxPrice); err != nil || a <= 0 {
+				return cli.Usagef("--max-price %q: want a positive decimal amount per hour", f.maxPrice)
+			}
+			if f.spot < 0 || f.spot > 1 {
+				return cli.Usagef("--spot-check %v: want a fraction between 0 and 1", f.spot)
+			}
+			if f.tolerance < 0 || f.tolerance >= 1 {
+				return cli.Usagef("--speed-tolerance %v: want a fraction between 0 and 1", f.tolerance)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cli.Exit(runDevnet(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
 	}
-	if *workers < 2 {
-		fmt.Fprintln(stderr, "aspen-node: devnet: at least 2 workers are needed (every job runs on two)")
-		return 2
-	}
-	inputsOf, ok := exampleInputs[*example]
-	if !ok {
-		fmt.Fprintf(stderr, "aspen-node: devnet: unknown example %q (have %s)\n", *example, strings.Join(examples.Names(), ", "))
-		return 2
-	}
+	fs := cmd.Flags()
+	fs.IntVar(&f.workers, "workers", 3, "number of workers")
+	fs.StringVar(&f.example, "example", "primes", "example job to run: "+strings.Join(examples.Names(), ", "))
+	fs.IntVar(&f.tasks, "tasks", 10, "number of inputs of the example job")
+	fs.BoolVar(&f.keep, "keep", false, "keep the network running after the example, print its dashboards and a map command to try (Ctrl-C stops it)")
+	fs.StringVar(&f.dir, "dir", "", "directory for the network's data (default: a temporary directory, removed at exit)")
+	fs.StringVar(&f.credit, "credit", "100", "credit given to the consumer")
+	fs.StringVar(&f.maxPrice, "max-price", "20", "consumer's max price per hour (devnet workers ask 5.00, 7.50, 10.00 … per hour; the default takes up to seven of them)")
+	fs.Float64Var(&f.spot, "spot-check", 0.1, "fraction of tasks the verifier also runs itself")
+	fs.Float64Var(&f.tolerance, "speed-tolerance", 0.5, "speed rule tolerance (production default 0.15; all devnet nodes share this machine's cores, so timings are noisier)")
+	fs.BoolVarP(&f.verbose, "verbose", "v", false, "log every node's decisions to stderr")
+	_ = cmd.RegisterFlagCompletionFunc("example", cobra.FixedCompletions(examples.Names(), cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+func runDevnet(ctx context.Context, f devnetFlags, stdout, stderr io.Writer) int {
+	workers, example, tasks, keep, dir, verbose := &f.workers, &f.example, &f.tasks, &f.keep, &f.dir, &f.verbose
+	inputsOf := exampleInputs[*example]
 	module, err := examples.Module(*example)
 	if err != nil {
-		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+		fmt.Fprintln(stderr, "aspen-node devnet:", err)
 		return 1
 	}
-	creditAmt, err := protocol.ParseAmount(*credit)
-	if err != nil {
-		fmt.Fprintln(stderr, "aspen-node: devnet: --credit:", err)
-		return 2
-	}
-	price, err := protocol.ParseAmount(*maxPrice)
-	if err != nil {
-		fmt.Fprintln(stderr, "aspen-node: devnet: --max-price:", err)
-		return 2
-	}
+	creditAmt, _ := protocol.ParseAmount(f.credit)
+	price, _ := protocol.ParseAmount(f.maxPrice)
 	root := *dir
 	if root == "" {
 		if root, err = os.MkdirTemp("", "aspen-devnet-"); err != nil {
-			fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+			fmt.Fprintln(stderr, "aspen-node devnet:", err)
 			return 1
 		}
 		if !*keep {
@@ -127,8 +159,8 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	d := &devnet{dir: root, log: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	defer d.close()
 	start := time.Now()
-	if err := d.start(ctx, *workers, *spot, *tolerance); err != nil {
-		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+	if err := d.start(ctx, *workers, f.spot, f.tolerance); err != nil {
+		fmt.Fprintln(stderr, "aspen-node devnet:", err)
 		return 1
 	}
 	where := ""
@@ -137,12 +169,12 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	}
 	fmt.Fprintf(stdout, "devnet: verifier %s, %d workers, consumer %s%s\n", short(d.verifier.ID().String()), len(d.workers), short(d.consumer.ID().String()), where)
 	if err := d.waitRated(ctx, 60*time.Second); err != nil {
-		fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+		fmt.Fprintln(stderr, "aspen-node devnet:", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "devnet: %d workers benchmarked and rated in %s\n", len(d.workers), time.Since(start).Round(time.Millisecond))
 	if err := d.verifier.Credit(ctx, d.consumer.ID(), creditAmt); err != nil {
-		fmt.Fprintln(stderr, "aspen-node: devnet: credit:", err)
+		fmt.Fprintln(stderr, "aspen-node devnet: credit:", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "devnet: consumer credited %s\n\n", creditAmt)
@@ -157,7 +189,7 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		Progress: func(p client.Progress) { groupID = p.Group },
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, "aspen-node: devnet: map:", err)
+		fmt.Fprintln(stderr, "aspen-node devnet: map:", err)
 		return 1
 	}
 	failed := 0
@@ -183,14 +215,14 @@ func cmdDevnet(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	}
 	fmt.Fprintln(stdout)
 	if err := d.printLedger(ctx, stdout); err != nil {
-		fmt.Fprintln(stderr, "aspen-node: devnet: ledger:", err)
+		fmt.Fprintln(stderr, "aspen-node devnet: ledger:", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "\ndevnet finished in %s\n", time.Since(start).Round(time.Millisecond))
 	if *keep {
 		hint, err := d.writeTryFiles(root, *example, inputs, price)
 		if err != nil {
-			fmt.Fprintln(stderr, "aspen-node: devnet:", err)
+			fmt.Fprintln(stderr, "aspen-node devnet:", err)
 			return 1
 		}
 		fmt.Fprintf(stdout, "\nthe network keeps running (Ctrl-C stops it). Dashboards:\n")

@@ -73,17 +73,17 @@ func TestExec(t *testing.T) {
 		{"input file", "", []string{primesFile, "--input", inputFile}, 0, "168\n", ""},
 		{"stdin, flags first", "1 100", []string{"--timeout", "1m", primesFile}, 0, "25\n", ""},
 		{"bad input", "nonsense", []string{primesFile}, 1, "",
-			"primes: want \"LO HI\" with 0 <= LO <= HI <= 2^50\naspen-node: exec: job exited with status 2: primes: want \"LO HI\" with 0 <= LO <= HI <= 2^50\n"},
+			"primes: want \"LO HI\" with 0 <= LO <= HI <= 2^50\naspen-node exec: job exited with status 2: primes: want \"LO HI\" with 0 <= LO <= HI <= 2^50\n"},
 		{"timeout", "", []string{execFile(t, "loop.wasm", loopWasm), "--timeout", "300ms"}, 1, "",
-			"aspen-node: exec: time limit 300ms exceeded\n"},
-		{"trap", "", []string{execFile(t, "trap.wasm", trapWasm)}, 1, "", "aspen-node: exec: job trapped: unreachable\n"},
+			"aspen-node exec: time limit 300ms exceeded\n"},
+		{"trap", "", []string{execFile(t, "trap.wasm", trapWasm)}, 1, "", "aspen-node exec: job trapped: unreachable\n"},
 		{"memory", "1 1000", []string{primesFile, "--max-memory", "1MiB"}, 1, "", "exceeds the memory limit 1MiB\n"},
-		{"invalid", "", []string{execFile(t, "junk.wasm", []byte("junk"))}, 1, "", "aspen-node: exec: invalid module: invalid magic number\n"},
+		{"invalid", "", []string{execFile(t, "junk.wasm", []byte("junk"))}, 1, "", "aspen-node exec: invalid module: invalid magic number\n"},
 		{"no module", "", nil, 2, "", ""},
 		{"two modules", "", []string{primesFile, primesFile}, 2, "", ""},
 		{"bad size", "", []string{primesFile, "--max-memory", "lots"}, 2, "", ""},
 		{"missing file", "", []string{filepath.Join(t.TempDir(), "absent.wasm")}, 1, "", "no such file or directory\n"},
-		{"verbose", "1 10", []string{primesFile, "-v"}, 0, "4\n", "aspen-node: exec: ok, exit status 0"},
+		{"verbose", "1 10", []string{primesFile, "-v"}, 0, "4\n", "aspen-node exec: ok, exit status 0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -94,7 +94,7 @@ func TestExec(t *testing.T) {
 			if c.stderr != "" && !strings.HasSuffix(r.stderr, c.stderr) && !strings.Contains(r.stderr, c.stderr) {
 				t.Fatalf("stderr %q, want it to end with %q", r.stderr, c.stderr)
 			}
-			if c.code == 2 && !strings.Contains(r.stderr, "usage: aspen-node exec") {
+			if c.code == 2 && !strings.Contains(r.stderr, "Run 'aspen-node exec --help' for usage.") {
 				t.Fatalf("usage error without usage: %q", r.stderr)
 			}
 		})

@@ -2,98 +2,90 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/aspen-market/aspen/client"
+	"github.com/aspen-market/aspen/internal/cli"
 )
 
-func init() {
-	register("groups", command{summary: "list job groups, or show one group's tasks (--cancel to cancel it)", run: cmdGroups})
-	register("results", command{summary: "print a finished job group's results in input order", run: cmdResults})
-}
-
-func cmdGroups(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("groups", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func groupsCommand() *cobra.Command {
 	var af apiFlags
-	af.register(fs)
-	asJSON := fs.Bool("json", false, "print the API's JSON")
-	cancel := fs.Bool("cancel", false, "cancel group ID's unfinished tasks (their escrow is refunded)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: aspen-node groups [ID] [--cancel] [--json] [--api URL] [--token T] [--data DIR]\n\n"+
-			"Without ID, lists the node's job groups with their progress, newest first.\n"+
-			"With ID, shows the group and every task: state, how its job ended, what it cost.\n\nflags:\n")
-		fs.PrintDefaults()
+	var out cli.Output
+	var cancel bool
+	cmd := &cobra.Command{
+		Use:   "groups [ID]",
+		Short: "list job groups, or show one group's tasks (--cancel to cancel it)",
+		Long: `Without ID, lists the node's job groups with their progress, newest first.
+With ID, shows the group and every task: state, how its job ended, what it
+cost. With --cancel ID, cancels the group's unfinished tasks; their escrow is
+refunded.`,
+		Example: `  aspen-node groups
+  aspen-node groups 0f3c... --output json
+  aspen-node groups --cancel 0f3c...`,
+		Args: cli.MaxArgs(1, "one group ID"),
+		PreRunE: func(cmd *cobra.Command, pos []string) error {
+			if cancel && len(pos) == 0 {
+				return cli.Usagef("--cancel needs the group's ID")
+			}
+			return out.Validate()
+		},
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+			c, err := af.client()
+			if err != nil {
+				return userErr(err)
+			}
+			if len(pos) == 0 {
+				gs, err := c.Groups(ctx)
+				if err != nil {
+					return userErr(err)
+				}
+				if gs == nil {
+					gs = []client.Group{}
+				}
+				return out.Write(stdout, gs, func() error { printGroups(stdout, gs); return nil })
+			}
+			id := pos[0]
+			if cancel {
+				g, err := c.Cancel(ctx, id)
+				if err != nil {
+					return userErr(err)
+				}
+				return out.Write(stdout, g, func() error {
+					_, err := fmt.Fprintf(stdout, "group %s canceled: %s\n", id, groupSummary(g))
+					return err
+				})
+			}
+			g, err := c.Group(ctx, id)
+			if err != nil {
+				return userErr(err)
+			}
+			ts, err := c.Tasks(ctx, id)
+			if err != nil {
+				return userErr(err)
+			}
+			return out.Write(stdout, struct {
+				Group *client.Group `json:"group" yaml:"group"`
+				Tasks []client.Task `json:"tasks" yaml:"tasks"`
+			}{g, ts}, func() error { printGroup(stdout, g, ts); return nil })
+		},
 	}
-	pos, code := parseArgs(fs, args)
-	if code >= 0 {
-		return code
-	}
-	if len(pos) > 1 || (*cancel && len(pos) == 0) {
-		fs.Usage()
-		return 2
-	}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "aspen-node groups: %v\n", err)
-		return 1
-	}
-	c, err := af.client()
-	if err != nil {
-		return fail(err)
-	}
-	if len(pos) == 0 {
-		gs, err := c.Groups(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		if *asJSON {
-			return writeJSONOut(stdout, stderr, gs)
-		}
-		printGroups(stdout, gs)
-		return 0
-	}
-	id := pos[0]
-	if *cancel {
-		g, err := c.Cancel(ctx, id)
-		if err != nil {
-			return fail(err)
-		}
-		fmt.Fprintf(stdout, "group %s canceled: %s\n", id, groupSummary(g))
-		return 0
-	}
-	g, err := c.Group(ctx, id)
-	if err != nil {
-		return fail(err)
-	}
-	ts, err := c.Tasks(ctx, id)
-	if err != nil {
-		return fail(err)
-	}
-	if *asJSON {
-		return writeJSONOut(stdout, stderr, struct {
-			Group *client.Group `json:"group"`
-			Tasks []client.Task `json:"tasks"`
-		}{g, ts})
-	}
-	printGroup(stdout, g, ts)
-	return 0
+	af.register(cmd.Flags())
+	out.Register(cmd)
+	cmd.Flags().BoolVar(&cancel, "cancel", false, "cancel group ID's unfinished tasks (their escrow is refunded)")
+	out.RegisterJSON(cmd)
+	return cmd
 }
 
-func writeJSONOut(stdout, stderr io.Writer, v any) int {
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
-		fmt.Fprintf(stderr, "aspen-node: %v\n", err)
-		return 1
-	}
-	return 0
-}
+// userErr is err in the user's words, for a command to return.
+func userErr(err error) error { return errors.New(userError(err)) }
 
 func groupSummary(g *client.Group) string {
 	s := fmt.Sprintf("%s, %d/%d finished (%d verified, %d failed, %d canceled), spent %s",
@@ -170,64 +162,59 @@ func printGroup(w io.Writer, g *client.Group, ts []client.Task) {
 	tw.Flush()
 }
 
-func cmdResults(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("results", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func resultsCommand() *cobra.Command {
 	var af apiFlags
-	af.register(fs)
-	outDir := fs.String("out", "", "write NNNNNN.out / NNNNNN.err per input into `DIR` instead of stdout")
-	wait := fs.Bool("wait", false, "wait for a running group to finish (Ctrl-C stops waiting; the group keeps running)")
-	quiet := fs.Bool("quiet", false, "no progress or summary on stderr")
-	bar := fs.Bool("progress", false, "draw the progress bar even when stderr is not a terminal")
-	output := fs.String("output", "text", "what stdout shows: text, json or yaml (one record per input, as map prints them)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: aspen-node results ID [--out DIR] [--wait] [--quiet] [--api URL] [--token T] [--data DIR]\n\n"+
-			"Prints a finished job group's results in input order, as 'aspen-node map' does:\n"+
-			"each result's stdout to stdout (or files in --out DIR), per-input errors on stderr.\n"+
-			"Exit status 1 when any input failed.\n\nflags:\n")
-		fs.PrintDefaults()
+	var out cli.Output
+	var outDir string
+	var wait, quiet, bar bool
+	cmd := &cobra.Command{
+		Use:   "results ID",
+		Short: "print a job group's results in input order, as map does",
+		Long: `Prints a finished job group's results as 'aspen-node map' does: one record per
+input on stdout in input order, failed inputs included (--output text, json or
+yaml), or files in --out DIR; per-input errors on stderr. With --wait it
+follows a running group to its end (Ctrl-C stops waiting; the group keeps
+running). Exit status 1 when any input failed.`,
+		Args: cli.ExactArgs(1, "the group's ID"),
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := out.Validate(); err != nil {
+				return err
+			}
+			if outDir != "" && out.Structured() {
+				return cli.Usagef("--out writes files and --output %s writes stdout: choose one", out.Format)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			ctx, stdout, stderr := cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+			id := pos[0]
+			c, err := af.client()
+			if err != nil {
+				return userErr(err)
+			}
+			g, err := c.Group(ctx, id)
+			if err != nil {
+				return userErr(err)
+			}
+			if !g.Done && !wait {
+				return fmt.Errorf("group %s is still running (%d of %d finished); use --wait to wait for it", id, g.Finished(), g.Tasks)
+			}
+			ctx, stop := context.WithCancel(ctx)
+			defer stop()
+			st := newStatus(stdout, stderr, "results", quiet, bar)
+			st.hide = g.Done // nothing to follow
+			em, err := newEmitter(stdout, stderr, outputFormat(out.Format), outDir, g.Tasks, st, stop)
+			if err != nil {
+				return err
+			}
+			return cli.Exit(em.finish(c.Wait(ctx, id, st.update, em.add)))
+		},
 	}
-	pos, code := parseArgs(fs, args)
-	if code >= 0 {
-		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return 2
-	}
-	format, err := parseOutput(*output)
-	if err != nil {
-		fmt.Fprintf(stderr, "aspen-node results: %v\n", err)
-		return 2
-	}
-	if *outDir != "" && format != outText {
-		fmt.Fprintf(stderr, "aspen-node results: --out writes files and --output %s writes stdout: choose one\n", format)
-		return 2
-	}
-	id := pos[0]
-	c, err := af.client()
-	if err != nil {
-		fmt.Fprintf(stderr, "aspen-node results: %v\n", err)
-		return 1
-	}
-	g, err := c.Group(ctx, id)
-	if err != nil {
-		fmt.Fprintf(stderr, "aspen-node results: %v\n", err)
-		return 1
-	}
-	if !g.Done && !*wait {
-		fmt.Fprintf(stderr, "aspen-node results: group %s is still running (%d of %d finished); use --wait to wait for it\n",
-			id, g.Finished(), g.Tasks)
-		return 1
-	}
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
-	st := newStatus(stdout, stderr, "results", *quiet, *bar)
-	st.hide = g.Done // nothing to follow
-	em, err := newEmitter(stdout, stderr, format, *outDir, g.Tasks, st, stop)
-	if err != nil {
-		fmt.Fprintf(stderr, "aspen-node results: %v\n", err)
-		return 1
-	}
-	return em.finish(c.Wait(ctx, id, st.update, em.add))
+	af.register(cmd.Flags())
+	out.Register(cmd)
+	cmd.Flags().StringVar(&outDir, "out", "", "write NNNNNN.out / NNNNNN.err per input into `DIR` instead of stdout")
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait for a running group to finish (Ctrl-C stops waiting; the group keeps running)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress or summary on stderr")
+	cmd.Flags().BoolVar(&bar, "progress", false, "draw the progress bar even when stderr is not a terminal")
+	return cmd
 }

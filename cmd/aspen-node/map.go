@@ -6,27 +6,20 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/aspen-market/aspen/client"
+	"github.com/aspen-market/aspen/internal/cli"
 	"github.com/aspen-market/aspen/protocol"
 )
 
-func init() {
-	register("map", command{summary: "run a wasm module on many inputs through the market, results in order", run: cmdMap})
-}
-
-const mapUsage = `usage: aspen-node map MODULE.wasm [INPUT_FILES... | --inputs FILE.jsonl | --lines FILE]
-                      --max-price P [--min-speed S] [--replicas 2] [--timeout 10m] [--max-memory SIZE]
-                      [--output text|json|yaml | --out DIR] [--detach | --dry-run] [--name NAME]
-                      [--quiet | --progress] [--api URL] [--token T] [--data DIR]
-
-Runs MODULE.wasm once per input, each on at least two workers, and writes one
+const mapLong = `Runs MODULE.wasm once per input, each on at least two workers, and writes one
 record per input to stdout, in input order, failed inputs included:
   text (default)  the job's stdout, with a newline added when it lacks one, or
                   "ERROR input N: why" for an input that failed;
@@ -49,10 +42,7 @@ prints its ID and returns; 'aspen-node results ID --wait' follows it later.
 Inputs: each INPUT_FILE's bytes is one input; --inputs FILE.jsonl has one
 input per line, a JSON string (the input as text) or {"data": "<base64>"} or
 {"text": "..."}; --lines FILE makes each line of FILE (without its newline)
-one input. FILE may be - for stdin.
-
-flags:
-`
+one input. FILE may be - for stdin.`
 
 // defaultMapTimeout is map's running time limit per job: long enough for
 // typical jobs (seconds to minutes), short enough that the escrow held per
@@ -60,83 +50,105 @@ flags:
 // is the verifier's maximum, 2h.
 const defaultMapTimeout = 10 * time.Minute
 
-func cmdMap(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("map", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var af apiFlags
-	af.register(fs)
-	var (
-		maxPrice   = fs.String("max-price", os.Getenv("ASPEN_MAX_PRICE"), "maximum price per hour of a worker's machine, e.g. 0.04 (required; env ASPEN_MAX_PRICE)")
-		minSpeed   = fs.String("min-speed", os.Getenv("ASPEN_MIN_SPEED"), "minimum worker speed, 1.0 = the verifier's reference machine; machines like it rate slightly above or below 1.0 (default any: every worker is still held to its own rated speed; env ASPEN_MIN_SPEED)")
-		replicas   = fs.Int("replicas", 2, "workers per input (at least 2)")
-		timeout    = fs.Duration("timeout", defaultMapTimeout, "running time limit per job, e.g. 30s or 2h; the escrow held per task is replicas × max price × this")
-		maxMemory  = fs.String("max-memory", "", "memory cap per job, e.g. 256MiB (default the node's)")
-		inputsFile = fs.String("inputs", "", "JSON lines file of inputs (- for stdin)")
-		linesFile  = fs.String("lines", "", "file whose every line is one input (- for stdin)")
-		outDir     = fs.String("out", "", "write NNNNNN.out / NNNNNN.err per input into `DIR` instead of stdout")
-		output     = fs.String("output", "text", "what stdout shows: text, json or yaml")
-		name       = fs.String("name", "", "a label for the job group")
-		quiet      = fs.Bool("quiet", false, "no progress or summary on stderr (per-input errors are still reported)")
-		bar        = fs.Bool("progress", false, "draw the progress bar even when stderr is not a terminal")
-		detach     = fs.Bool("detach", false, "submit the group, print its ID and return without waiting")
-		dry        = fs.Bool("dry-run", false, "print the escrow and estimated cost, run the first input locally, submit nothing")
-	)
-	fs.Usage = func() { fmt.Fprint(stderr, mapUsage); fs.PrintDefaults() }
-	pos, code := parseArgs(fs, args)
-	if code >= 0 {
-		return code
+type mapFlags struct {
+	api                                                                apiFlags
+	maxPrice, minSpeed, maxMemory, inputsFile, linesFile, outDir, name string
+	replicas                                                           int
+	timeout                                                            time.Duration
+	quiet, bar, detach, dry                                            bool
+	output                                                             cli.Output
+	opts                                                               client.MapOptions
+	format                                                             outputFormat
+}
+
+func mapCommand() *cobra.Command {
+	var f mapFlags
+	cmd := &cobra.Command{
+		Use:   "map MODULE.wasm [INPUT_FILES... | --inputs FILE.jsonl | --lines FILE] --max-price P",
+		Short: "run a wasm module on many inputs through the market, results in order",
+		Long:  mapLong,
+		Example: `  aspen-node map primes.wasm --lines ranges.txt --max-price 0.04
+  aspen-node map primes.wasm --inputs inputs.jsonl --max-price 0.04 --output json > results.json
+  aspen-node map primes.wasm a.in b.in c.in --max-price 0.04 --dry-run
+  aspen-node map primes.wasm --lines ranges.txt --max-price 0.04 --detach`,
+		Args: cli.MinArgs(1, "MODULE.wasm"),
+		PreRunE: func(cmd *cobra.Command, pos []string) error {
+			return f.validate(pos)
+		},
+		RunE: func(cmd *cobra.Command, pos []string) error {
+			return cli.Exit(runMap(cmd.Context(), &f, pos, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()))
+		},
 	}
-	usageErr := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "aspen-node map: "+format+"\n(see aspen-node map -h)\n", a...)
-		return 2
-	}
-	if len(pos) == 0 {
-		return usageErr("missing MODULE.wasm")
-	}
-	opts := client.MapOptions{Name: *name, Replicas: *replicas, Timeout: *timeout}
+	fs := cmd.Flags()
+	f.api.register(fs)
+	fs.StringVar(&f.maxPrice, "max-price", os.Getenv("ASPEN_MAX_PRICE"), "maximum price per hour of a worker's machine, e.g. 0.04 (required; env ASPEN_MAX_PRICE)")
+	fs.StringVar(&f.minSpeed, "min-speed", os.Getenv("ASPEN_MIN_SPEED"), "minimum worker speed, 1.0 = the verifier's reference machine; machines like it rate slightly above or below 1.0 (default any: every worker is still held to its own rated speed; env ASPEN_MIN_SPEED)")
+	fs.IntVar(&f.replicas, "replicas", 2, "workers per input (at least 2)")
+	fs.DurationVar(&f.timeout, "timeout", defaultMapTimeout, "running time limit per job, e.g. 30s or 2h; the escrow held per task is replicas × max price × this")
+	fs.StringVar(&f.maxMemory, "max-memory", "", "memory cap per job, e.g. 256MiB (default the node's)")
+	fs.StringVar(&f.inputsFile, "inputs", "", "JSON lines file of inputs (- for stdin)")
+	fs.StringVar(&f.linesFile, "lines", "", "file whose every line is one input (- for stdin)")
+	fs.StringVar(&f.outDir, "out", "", "write NNNNNN.out / NNNNNN.err per input into `DIR` instead of stdout")
+	f.output.Register(cmd)
+	fs.StringVar(&f.name, "name", "", "a label for the job group")
+	fs.BoolVarP(&f.quiet, "quiet", "q", false, "no progress or summary on stderr (per-input errors are still reported)")
+	fs.BoolVar(&f.bar, "progress", false, "draw the progress bar even when stderr is not a terminal")
+	fs.BoolVar(&f.detach, "detach", false, "submit the group, print its ID and return without waiting")
+	fs.BoolVar(&f.dry, "dry-run", false, "print the escrow and estimated cost, run the first input locally, submit nothing")
+	return cmd
+}
+
+// validate checks the flags and arguments and fills opts and format.
+func (f *mapFlags) validate(pos []string) error {
+	opts := client.MapOptions{Name: f.name, Replicas: f.replicas, Timeout: f.timeout}
 	var err error
-	if *maxPrice == "" {
-		return usageErr("--max-price is required (the most you pay per hour of a worker's machine, e.g. 0.04)")
+	if f.maxPrice == "" {
+		return cli.Usagef("--max-price is required (the most you pay per hour of a worker's machine, e.g. 0.04)")
 	}
-	if opts.MaxPrice, err = protocol.ParseAmount(*maxPrice); err != nil || opts.MaxPrice == 0 {
-		return usageErr("--max-price %q: want a positive decimal amount like 0.04", *maxPrice)
+	if opts.MaxPrice, err = protocol.ParseAmount(f.maxPrice); err != nil || opts.MaxPrice == 0 {
+		return cli.Usagef("--max-price %q: want a positive decimal amount like 0.04", f.maxPrice)
 	}
-	if *minSpeed != "" {
-		if opts.MinSpeed, err = protocol.ParseSpeed(*minSpeed); err != nil {
-			return usageErr("--min-speed %q: want a decimal speed like 0.8", *minSpeed)
+	if f.minSpeed != "" {
+		if opts.MinSpeed, err = protocol.ParseSpeed(f.minSpeed); err != nil {
+			return cli.Usagef("--min-speed %q: want a decimal speed like 0.8", f.minSpeed)
 		}
 	}
-	if *replicas < 2 || *replicas > protocol.MaxReplicas {
-		return usageErr("--replicas must be 2 to %d (every job runs on at least two workers)", protocol.MaxReplicas)
+	if f.replicas < 2 || f.replicas > protocol.MaxReplicas {
+		return cli.Usagef("--replicas must be 2 to %d (every job runs on at least two workers)", protocol.MaxReplicas)
 	}
-	if *timeout <= 0 || *timeout > protocol.MaxJobTimeout {
-		return usageErr("--timeout must be more than 0 and at most %s", protocol.MaxJobTimeout)
+	if f.timeout <= 0 || f.timeout > protocol.MaxJobTimeout {
+		return cli.Usagef("--timeout must be more than 0 and at most %s", protocol.MaxJobTimeout)
 	}
-	if *maxMemory != "" {
-		if opts.MaxMemory, err = parseSize(*maxMemory); err != nil {
-			return usageErr("--max-memory: %v", err)
+	if f.maxMemory != "" {
+		if opts.MaxMemory, err = parseSize(f.maxMemory); err != nil {
+			return cli.Usagef("--max-memory: %v", err)
 		}
 	}
-	format, err := parseOutput(*output)
-	if err != nil {
-		return usageErr("%v", err)
+	if err := f.output.Validate(); err != nil {
+		return err
 	}
-	if *outDir != "" && format != outText {
-		return usageErr("--out writes files and --output %s writes stdout: choose one", format)
+	f.format = outputFormat(f.output.Format)
+	if f.outDir != "" && f.format != outText {
+		return cli.Usagef("--out writes files and --output %s writes stdout: choose one", f.format)
 	}
-	if *detach && *dry {
-		return usageErr("--detach submits and --dry-run does not: choose one")
+	if f.detach && f.dry {
+		return cli.Usagef("--detach submits and --dry-run does not: choose one")
 	}
 	sources := 0
-	for _, set := range []bool{len(pos) > 1, *inputsFile != "", *linesFile != ""} {
+	for _, set := range []bool{len(pos) > 1, f.inputsFile != "", f.linesFile != ""} {
 		if set {
 			sources++
 		}
 	}
 	if sources != 1 {
-		return usageErr("give the inputs as INPUT_FILES, --inputs FILE.jsonl or --lines FILE (exactly one of them)")
+		return cli.Usagef("give the inputs as INPUT_FILES, --inputs FILE.jsonl or --lines FILE (exactly one of them)")
 	}
+	f.opts = opts
+	return nil
+}
 
+func runMap(ctx context.Context, f *mapFlags, pos []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	opts, format := f.opts, f.format
 	module, err := os.ReadFile(pos[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "aspen-node map: module: %v\n", err)
@@ -144,10 +156,10 @@ func cmdMap(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	}
 	var inputs [][]byte
 	switch {
-	case *inputsFile != "":
-		inputs, err = readInputsFile(*inputsFile, stdin, readJSONLInputs)
-	case *linesFile != "":
-		inputs, err = readInputsFile(*linesFile, stdin, readLineInputs)
+	case f.inputsFile != "":
+		inputs, err = readInputsFile(f.inputsFile, stdin, readJSONLInputs)
+	case f.linesFile != "":
+		inputs, err = readInputsFile(f.linesFile, stdin, readLineInputs)
 	default:
 		for _, p := range pos[1:] {
 			b, rerr := os.ReadFile(p)
@@ -166,15 +178,15 @@ func cmdMap(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		fmt.Fprintln(stderr, "aspen-node map: no inputs")
 		return 1
 	}
-	c, err := af.client()
-	if *dry {
+	c, err := f.api.client()
+	if f.dry {
 		return dryRun(ctx, stdout, stderr, format, c, err, module, inputs, opts)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "aspen-node map: %s\n", userError(err))
 		return 1
 	}
-	if *detach {
+	if f.detach {
 		id, err := c.SubmitMap(ctx, module, inputs, opts)
 		if id != "" {
 			fmt.Fprintln(stdout, id)
@@ -183,7 +195,7 @@ func cmdMap(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 			fmt.Fprintf(stderr, "aspen-node map: %s\n", userError(err))
 			return 1
 		}
-		if !*quiet {
+		if !f.quiet {
 			fmt.Fprintf(stderr, "aspen-node map: group %s submitted with %d inputs; follow it with 'aspen-node results %s --wait'\n", id, len(inputs), id)
 		}
 		return 0
@@ -191,8 +203,8 @@ func cmdMap(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	st := newStatus(stdout, stderr, "map", *quiet, *bar)
-	em, err := newEmitter(stdout, stderr, format, *outDir, len(inputs), st, stop)
+	st := newStatus(stdout, stderr, "map", f.quiet, f.bar)
+	em, err := newEmitter(stdout, stderr, format, f.outDir, len(inputs), st, stop)
 	if err != nil {
 		fmt.Fprintf(stderr, "aspen-node map: %v\n", err)
 		return 1
@@ -304,38 +316,10 @@ func readJSONLInputs(r io.Reader) ([][]byte, error) {
 // apiFlags locate the node's API: --api, --token, --data.
 type apiFlags struct{ api, token, data string }
 
-func (a *apiFlags) register(fs *flag.FlagSet) {
+func (a *apiFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&a.api, "api", "", "the node's API `URL` (default $ASPEN_API, else DIR/api.addr)")
 	fs.StringVar(&a.token, "token", "", "the API token (default $ASPEN_TOKEN, else DIR/api.token)")
 	fs.StringVar(&a.data, "data", client.DefaultDataDir(), "the node's data `DIR` (env ASPEN_DATA)")
 }
 
 func (a *apiFlags) client() (*client.Client, error) { return client.Connect(a.api, a.token, a.data) }
-
-// parseArgs parses flags given before, between and after positional
-// arguments ("--" ends the flags). It returns the positional arguments, and
-// an exit code >= 0 when the command should stop (help: 0, bad flags: 2).
-func parseArgs(fs *flag.FlagSet, args []string) ([]string, int) {
-	var pos, rest []string
-	for i, a := range args {
-		if a == "--" {
-			args, rest = args[:i], args[i+1:]
-			break
-		}
-	}
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, 0
-			}
-			return nil, 2
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			break
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-	return append(pos, rest...), -1
-}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -300,14 +299,6 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-func newFlagSetForTest() *flag.FlagSet {
-	fs := flag.NewFlagSet("t", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.String("max-price", "", "")
-	fs.Bool("quiet", false, "")
-	return fs
-}
-
 var parseDur = time.ParseDuration
 
 func TestReadJSONLInputs(t *testing.T) {
@@ -355,23 +346,6 @@ func TestReadLineInputs(t *testing.T) {
 		if !reflect.DeepEqual(gs, want) {
 			t.Errorf("readLineInputs(%q) = %q, want %q", in, gs, want)
 		}
-	}
-}
-
-func TestParseArgsInterspersed(t *testing.T) {
-	fs := newFlagSetForTest()
-	pos, code := parseArgs(fs, []string{"mod.wasm", "--max-price", "0.04", "a", "--quiet", "b", "--", "--c"})
-	if code != -1 || !reflect.DeepEqual(pos, []string{"mod.wasm", "a", "b", "--c"}) {
-		t.Fatalf("parseArgs = %q, %d", pos, code)
-	}
-	if fs.Lookup("max-price").Value.String() != "0.04" || fs.Lookup("quiet").Value.String() != "true" {
-		t.Fatal("flags after positional arguments not parsed")
-	}
-	if _, code := parseArgs(newFlagSetForTest(), []string{"-h"}); code != 0 {
-		t.Errorf("-h: code %d", code)
-	}
-	if _, code := parseArgs(newFlagSetForTest(), []string{"--nope"}); code != 2 {
-		t.Errorf("unknown flag: code %d", code)
 	}
 }
 
@@ -472,7 +446,6 @@ func TestMapCommandUsage(t *testing.T) {
 		code int
 		msg  string
 	}{
-		"help":         {[]string{"-h"}, 0, "usage: aspen-node map MODULE.wasm"},
 		"no module":    {d.args("--max-price", "1"), 2, "missing MODULE.wasm"},
 		"no price":     {d.args(mod, in), 2, "--max-price is required"},
 		"bad price":    {d.args(mod, in, "--max-price", "4c"), 2, "--max-price \"4c\""},

@@ -1,29 +1,28 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/aspen-market/aspen/internal/buildinfo"
+	"github.com/aspen-market/aspen/internal/cli"
 	"github.com/aspen-market/aspen/node"
 	"github.com/aspen-market/aspen/node/p2p"
 	"github.com/aspen-market/aspen/protocol"
 )
-
-func init() {
-	register("init", command{summary: "create a data directory: identity key, API token, config", run: cmdInit})
-	register("start", command{summary: "run the node (worker, consumer or both)", run: cmdStart})
-}
 
 // fileConfig is the node's config.json: what init writes and start reads.
 // Flags and ASPEN_* environment variables override it.
@@ -57,19 +56,14 @@ func envOr(key, def string) string {
 	return def
 }
 
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
 // nodeFlags are shared by init and start.
 type nodeFlags struct {
-	data, verifier, role, minPrice, owner, api, maxMemory, logFormat, logLevel string
-	slots                                                                      int
-	listen, bootstrap                                                          listFlag
+	data, verifier, role, minPrice, owner, api, maxMemory string
+	slots                                                 int
+	listen, bootstrap                                     []string
 }
 
-func (f *nodeFlags) register(fs *flag.FlagSet) {
+func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.data, "data", defaultDataDir(), "data directory (env ASPEN_DATA)")
 	fs.StringVar(&f.verifier, "verifier", os.Getenv("ASPEN_VERIFIER"), "the verifier's multiaddr with /p2p/ID (pinned; env ASPEN_VERIFIER)")
 	fs.StringVar(&f.role, "role", os.Getenv("ASPEN_ROLE"), "worker, consumer or both (env ASPEN_ROLE)")
@@ -78,10 +72,13 @@ func (f *nodeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.owner, "owner", os.Getenv("ASPEN_OWNER"), "owner label for payouts")
 	fs.StringVar(&f.api, "api", os.Getenv("ASPEN_API_LISTEN"), "local API listen address (default 127.0.0.1:7341)")
 	fs.StringVar(&f.maxMemory, "max-memory", "", "memory cap per job, e.g. 256MiB")
-	fs.Var(&f.listen, "listen", "libp2p listen multiaddr (repeatable)")
-	fs.Var(&f.bootstrap, "bootstrap", "bootstrap peer multiaddr (repeatable)")
-	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringArrayVar(&f.listen, "listen", nil, "libp2p listen multiaddr (repeatable)")
+	fs.StringArrayVar(&f.bootstrap, "bootstrap", nil, "bootstrap peer multiaddr (repeatable)")
+}
+
+func registerLogFlags(fs *pflag.FlagSet, format, level *string) {
+	fs.StringVar(format, "log-format", "text", "log format: text or json")
+	fs.StringVar(level, "log-level", "info", "log level: debug, info, warn, error")
 }
 
 func (f *nodeFlags) merge(fc *fileConfig) {
@@ -146,44 +143,105 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
-func cmdInit(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func initCommand() *cobra.Command {
 	var f nodeFlags
-	f.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	var fc fileConfig
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "create a data directory: identity key, API token, config",
+		Long: `Creates the node's data directory (--data) with its identity key, local API
+token and config.json, from the flags given (and what an earlier init wrote).
+Every setting is checked here: a role, price, address or size that start
+would refuse is refused now, with exit status 2.`,
+		Example: `  aspen-node init --role worker --min-price 0.02 --slots 2 --verifier /ip4/203.0.113.7/tcp/7400/p2p/12D3KooW...
+  aspen-node init --role consumer --verifier /ip4/203.0.113.7/tcp/7400/p2p/12D3KooW...`,
+		Args: cli.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			var err error
+			if fc, err = readFileConfig(f.data); err != nil {
+				return err
+			}
+			if f.slots < 0 {
+				return cli.Usagef("--slots %d: want 1 to 1024", f.slots)
+			}
+			f.merge(&fc)
+			if err := validateFileConfig(fc, false); err != nil {
+				return cli.UsageError{Err: err}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			stdout := cmd.OutOrStdout()
+			if err := os.MkdirAll(f.data, 0o700); err != nil {
+				return err
+			}
+			key, err := p2p.LoadOrCreateKey(filepath.Join(f.data, node.KeyFile))
+			if err != nil {
+				return err
+			}
+			if _, err := node.LoadOrCreateToken(filepath.Join(f.data, node.TokenFile)); err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(fc, "", "  ")
+			if err := os.WriteFile(configPath(f.data), append(b, '\n'), 0o600); err != nil {
+				return err
+			}
+			id, _ := peer.IDFromPrivateKey(key)
+			fmt.Fprintf(stdout, "initialized %s\npeer ID: %s\n", f.data, id)
+			if fc.Verifier == "" {
+				fmt.Fprintln(stdout, "next: set the verifier with 'aspen-node init --verifier /ip4/.../p2p/ID' or ASPEN_VERIFIER")
+			} else {
+				fmt.Fprintf(stdout, "next: aspen-node start --data %s\n", f.data)
+			}
+			return nil
+		},
 	}
-	fc, err := readFileConfig(f.data)
-	if err != nil {
-		fmt.Fprintln(stderr, "aspen-node: init:", err)
-		return 1
+	f.register(cmd.Flags())
+	return cmd
+}
+
+// validateFileConfig checks every setting as start would use it; the
+// verifier may be missing at init (needVerifier false).
+func validateFileConfig(fc fileConfig, needVerifier bool) error {
+	if fc.Verifier != "" || needVerifier {
+		if _, err := parseVerifier(fc.Verifier); err != nil {
+			return err
+		}
 	}
-	f.merge(&fc)
-	if err := os.MkdirAll(f.data, 0o700); err != nil {
-		fmt.Fprintln(stderr, "aspen-node: init:", err)
-		return 1
+	if _, err := node.ParseRole(fc.Role); err != nil {
+		return fmt.Errorf("--role %q: want worker, consumer or both", fc.Role)
 	}
-	key, err := p2p.LoadOrCreateKey(filepath.Join(f.data, node.KeyFile))
-	if err != nil {
-		fmt.Fprintln(stderr, "aspen-node: init:", err)
-		return 1
+	if _, err := protocol.ParseAmount(fc.MinPrice); err != nil {
+		return fmt.Errorf("--min-price %q: want a decimal amount per hour, e.g. 0.02", fc.MinPrice)
 	}
-	if _, err := node.LoadOrCreateToken(filepath.Join(f.data, node.TokenFile)); err != nil {
-		fmt.Fprintln(stderr, "aspen-node: init:", err)
-		return 1
+	if fc.Slots < 0 || fc.Slots > 1024 {
+		return fmt.Errorf("--slots %d: want 1 to 1024", fc.Slots)
 	}
-	b, _ := json.MarshalIndent(fc, "", "  ")
-	if err := os.WriteFile(configPath(f.data), append(b, '\n'), 0o600); err != nil {
-		fmt.Fprintln(stderr, "aspen-node: init:", err)
-		return 1
+	if fc.MaxMemory != "" {
+		if _, err := parseSize(fc.MaxMemory); err != nil {
+			return fmt.Errorf("--max-memory: %w", err)
+		}
 	}
-	id, _ := peer.IDFromPrivateKey(key)
-	fmt.Fprintf(stdout, "initialized %s\npeer ID: %s\n", f.data, id)
-	if fc.Verifier == "" {
-		fmt.Fprintln(stdout, "next: set the verifier with 'aspen-node init --verifier /ip4/.../p2p/ID' or ASPEN_VERIFIER")
+	for _, l := range fc.Listen {
+		if _, err := ma.NewMultiaddr(l); err != nil {
+			return fmt.Errorf("--listen %q: %w", l, err)
+		}
 	}
-	return 0
+	for _, b := range fc.Bootstrap {
+		a, err := ma.NewMultiaddr(b)
+		if err == nil {
+			_, err = peer.AddrInfoFromP2pAddr(a)
+		}
+		if err != nil {
+			return fmt.Errorf("--bootstrap %q: want a multiaddr ending in /p2p/ID: %w", b, err)
+		}
+	}
+	if fc.API != "" {
+		if _, _, err := net.SplitHostPort(fc.API); err != nil {
+			return fmt.Errorf("--api %q: want HOST:PORT, e.g. 127.0.0.1:7341: %w", fc.API, err)
+		}
+	}
+	return nil
 }
 
 // parseVerifier accepts a full multiaddr with /p2p/ID or a bare peer ID.
@@ -258,55 +316,63 @@ func buildNodeConfig(fc fileConfig, data string, log *slog.Logger) (node.Config,
 	return cfg, nil
 }
 
-func cmdStart(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("start", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func startCommand() *cobra.Command {
 	var f nodeFlags
-	f.register(fs)
-	if err := fs.Parse(args); err != nil {
-		return 2
+	var logFormat, logLevel string
+	var cfg node.Config
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "run the node (worker, consumer or both)",
+		Long: `Runs the node from its data directory's config.json (see 'aspen-node init'),
+with flags and ASPEN_* environment variables overriding it, until Ctrl-C or
+SIGTERM. It prints the peer ID, the listen addresses and a dashboard link.`,
+		Args: cli.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
+			if err != nil {
+				return cli.UsageError{Err: err}
+			}
+			fc, err := readFileConfig(f.data)
+			if err != nil {
+				return err
+			}
+			if f.slots < 0 {
+				return cli.Usagef("--slots %d: want 1 to 1024", f.slots)
+			}
+			f.merge(&fc)
+			if err := validateFileConfig(fc, true); err != nil {
+				return cli.UsageError{Err: err}
+			}
+			cfg, err = buildNodeConfig(fc, f.data, log)
+			if err != nil {
+				return cli.UsageError{Err: err}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+			n, err := node.New(cfg)
+			if err != nil {
+				return err
+			}
+			if err := n.Start(ctx); err != nil {
+				n.Close()
+				return err
+			}
+			fmt.Fprintf(stdout, "aspen-node %s running as %s\npeer ID: %s\n", buildinfo.Read().Version, cfg.Role, n.ID())
+			for _, a := range n.Addrs() {
+				fmt.Fprintf(stdout, "listening: %s\n", a)
+			}
+			if n.APIAddr() != "" {
+				fmt.Fprintf(stdout, "local API: http://%s (token in %s)\n", n.APIAddr(), filepath.Join(f.data, node.TokenFile))
+				fmt.Fprintf(stdout, "dashboard: http://%s/#token=%s\n", n.APIAddr(), n.Token())
+			}
+			<-ctx.Done()
+			fmt.Fprintln(stdout, "shutting down")
+			return n.Close()
+		},
 	}
-	log, err := newLogger(stderr, f.logFormat, f.logLevel)
-	if err != nil {
-		fmt.Fprintln(stderr, "aspen-node: start:", err)
-		return 2
-	}
-	fc, err := readFileConfig(f.data)
-	if err != nil {
-		fmt.Fprintln(stderr, "aspen-node: start:", err)
-		return 1
-	}
-	f.merge(&fc)
-	cfg, err := buildNodeConfig(fc, f.data, log)
-	if err != nil {
-		fmt.Fprintln(stderr, "aspen-node: start:", err)
-		return 2
-	}
-	n, err := node.New(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, "aspen-node: start:", err)
-		return 1
-	}
-	if err := n.Start(ctx); err != nil {
-		n.Close()
-		fmt.Fprintln(stderr, "aspen-node: start:", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "aspen-node %s running as %s\npeer ID: %s\n", version, cfg.Role, n.ID())
-	for _, a := range n.Addrs() {
-		fmt.Fprintf(stdout, "listening: %s\n", a)
-	}
-	if n.APIAddr() != "" {
-		fmt.Fprintf(stdout, "local API: http://%s (token in %s)\n", n.APIAddr(), filepath.Join(f.data, node.TokenFile))
-		fmt.Fprintf(stdout, "dashboard: http://%s/#token=%s\n", n.APIAddr(), n.Token())
-	}
-	<-ctx.Done()
-	fmt.Fprintln(stdout, "shutting down")
-	if err := n.Close(); err != nil {
-		fmt.Fprintln(stderr, "aspen-node: close:", err)
-		return 1
-	}
-	return 0
+	f.register(cmd.Flags())
+	registerLogFlags(cmd.Flags(), &logFormat, &logLevel)
+	return cmd
 }
-
-const version = "0.1.0"

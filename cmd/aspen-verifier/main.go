@@ -11,31 +11,38 @@ import (
 	"io"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/aspen-market/aspen/internal/cli"
 	"github.com/aspen-market/aspen/sandbox"
 )
 
-// app is aspen-verifier's command table.
-var app = cli.New("aspen-verifier")
-
-// command is one aspen-verifier subcommand.
-type command struct {
-	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) int
-}
-
-func register(name string, c command) {
-	app.Register(name, cli.Command{Summary: c.summary,
-		Run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
-			return c.run(ctx, args, stdout, stderr)
-		}})
+// newRoot is aspen-verifier's command table.
+func newRoot() *cobra.Command {
+	root := cli.Root(&cobra.Command{
+		Use:   "aspen-verifier",
+		Short: "Aspen's trusted verifier, and the operator's client for it",
+		Long: `aspen-verifier runs Aspen's trusted verifier ('init', then 'start'): it
+benchmarks and rates workers, signs assignments, compares replicas, spot-checks
+jobs, keeps the ledger and releases verified results. Its other commands are the
+operator's client for a running verifier's API: credit, accounts, ledger,
+payouts, workers, groups.`,
+	})
+	root.AddCommand(initCommand(), startCommand(), creditCommand(), accountsCommand(), ledgerCommand(),
+		payoutsCommand(), workersCommand(), groupsCommand())
+	return root
 }
 
 func main() {
 	sandbox.RunChildIfRequested() // a re-executed verifier may be a sandbox executor
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(cli.Run(newRoot(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
+// run runs aspen-verifier with args and returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	return app.Run(args, os.Stdin, stdout, stderr)
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return cli.RunContext(ctx, newRoot(), args, os.Stdin, stdout, stderr)
 }

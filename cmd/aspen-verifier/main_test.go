@@ -79,8 +79,14 @@ func TestInitAndOperatorCommands(t *testing.T) {
 	defer v.Close()
 
 	peerID := "12D3KooWFrubCmmBN2fbA1g4pmULSa4K3p96rmrwdsJZJjBRmU39"
-	if out, code := runCmd(t, "credit", "--data", dir, peerID, "12.5"); code != 0 || !strings.Contains(out, "balance 12.50") {
+	if out, code := runCmd(t, "credit", "--data", dir, peerID, "12.5"); code != 1 || !strings.Contains(out, "knows no peer") {
+		t.Fatalf("credit to a peer the verifier does not know: %d %s", code, out)
+	}
+	if out, code := runCmd(t, "credit", "--data", dir, peerID, "12.5", "--new", "--ref", "inv-1"); code != 0 || !strings.Contains(out, "balance 12.50") {
 		t.Fatalf("credit: %d %s", code, out)
+	}
+	if out, code := runCmd(t, "credit", "--data", dir, peerID, "12.5", "--ref", "inv-1"); code != 0 || !strings.Contains(out, `already credited: ref "inv-1" credited 12.50`) || !strings.Contains(out, "balance 12.50") {
+		t.Fatalf("repeated credit: %d %s", code, out)
 	}
 	if out, code := runCmd(t, "credit", "--data", dir, peerID, "-3"); code == 0 {
 		t.Fatalf("negative credit accepted: %s", out)
@@ -109,7 +115,7 @@ func TestInitAndOperatorCommands(t *testing.T) {
 	// Environment instead of the data directory; a wrong token is refused.
 	t.Setenv("ASPEN_VERIFIER_API", "http://"+v.APIAddr())
 	t.Setenv("ASPEN_VERIFIER_TOKEN", "not-the-token-at-all")
-	if out, code := runCmd(t, "accounts", "--data", t.TempDir()); code == 0 || !strings.Contains(out, "401") {
+	if out, code := runCmd(t, "accounts", "--data", t.TempDir()); code == 0 || !strings.Contains(out, "refused the operator token") {
 		t.Fatalf("wrong token: %d %s", code, out)
 	}
 	t.Setenv("ASPEN_VERIFIER_TOKEN", v.Token())

@@ -1,29 +1,27 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/spf13/cobra"
+
+	"github.com/aspen-market/aspen/internal/cli"
 
 	"github.com/aspen-market/aspen/node/p2p"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/verifier"
 )
-
-func init() {
-	register("init", command{summary: "create a data directory: identity key, operator token, config", run: cmdInit})
-	register("start", command{summary: "run the verifier", run: cmdStart})
-}
 
 // fileConfig is the verifier's config file (verifier.json in the data
 // directory): what init writes and start reads; flags override it.
@@ -183,11 +181,6 @@ func readFileConfig(data string) (fileConfig, error) {
 	return fc, nil
 }
 
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
@@ -203,111 +196,152 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("log format %q: want text or json", format)
 }
 
-func cmdInit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", defaultDataDir(), "data directory (env ASPEN_VERIFIER_DATA)")
-	var listen listFlag
-	fs.Var(&listen, "listen", "libp2p listen multiaddr (repeatable)")
-	api := fs.String("api", "", "operator API listen address, 127.0.0.1:PORT")
-	if err := fs.Parse(args); err != nil {
-		return 2
+// validateAddrs checks listen multiaddrs and the API address.
+func validateAddrs(listen []string, api string) error {
+	for _, l := range listen {
+		if _, err := ma.NewMultiaddr(l); err != nil {
+			return fmt.Errorf("--listen %q: %w", l, err)
+		}
 	}
-	fail := func(err error) int {
-		fmt.Fprintln(stderr, "aspen-verifier: init:", err)
-		return 1
+	if api != "" && api != "off" {
+		if _, _, err := net.SplitHostPort(api); err != nil {
+			return fmt.Errorf("--api %q: want HOST:PORT, e.g. 127.0.0.1:7400: %w", api, err)
+		}
 	}
-	fc, err := readFileConfig(*data)
-	if err != nil {
-		return fail(err)
-	}
-	if len(listen) > 0 {
-		fc.Listen = listen
-	}
-	if *api != "" {
-		fc.API = *api
-	}
-	if err := os.MkdirAll(*data, 0o700); err != nil {
-		return fail(err)
-	}
-	key, err := p2p.LoadOrCreateKey(filepath.Join(*data, verifier.KeyFile))
-	if err != nil {
-		return fail(err)
-	}
-	if _, err := verifier.LoadOrCreateToken(filepath.Join(*data, verifier.TokenFile)); err != nil {
-		return fail(err)
-	}
-	b, _ := json.MarshalIndent(fc, "", "  ")
-	if err := os.WriteFile(configPath(*data), append(b, '\n'), 0o600); err != nil {
-		return fail(err)
-	}
-	id, _ := peer.IDFromPrivateKey(key)
-	fmt.Fprintf(stdout, "initialized %s\npeer ID: %s\nconfig:  %s\ntoken:   %s\n", *data, id,
-		configPath(*data), filepath.Join(*data, verifier.TokenFile))
-	fmt.Fprintln(stdout, "next: aspen-verifier start --data "+*data+"  (nodes pin this peer ID with --verifier)")
-	return 0
+	return nil
 }
 
-func cmdStart(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("start", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	data := fs.String("data", defaultDataDir(), "data directory (env ASPEN_VERIFIER_DATA)")
-	var listen listFlag
-	fs.Var(&listen, "listen", "libp2p listen multiaddr (repeatable)")
-	api := fs.String("api", "", "operator API listen address, 127.0.0.1:PORT (\"off\" disables it)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func initCommand() *cobra.Command {
+	var data, api string
+	var listen []string
+	var fc fileConfig
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "create a data directory: identity key, operator token, config",
+		Long: `Creates the verifier's data directory (--data) with its identity key, operator
+API token and verifier.json (every setting of the verifier, with its default;
+edit it to change them). The settings are checked here.`,
+		Args: cli.NoArgs,
+		PreRunE: func(*cobra.Command, []string) error {
+			var err error
+			if fc, err = readFileConfig(data); err != nil {
+				return err
+			}
+			if len(listen) > 0 {
+				fc.Listen = listen
+			}
+			if api != "" {
+				fc.API = api
+			}
+			if err := validateAddrs(fc.Listen, fc.API); err != nil {
+				return cli.UsageError{Err: err}
+			}
+			cfg := verifier.DefaultConfig()
+			if err := fc.apply(&cfg); err != nil {
+				return cli.UsageError{Err: err}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			stdout := cmd.OutOrStdout()
+			if err := os.MkdirAll(data, 0o700); err != nil {
+				return err
+			}
+			key, err := p2p.LoadOrCreateKey(filepath.Join(data, verifier.KeyFile))
+			if err != nil {
+				return err
+			}
+			if _, err := verifier.LoadOrCreateToken(filepath.Join(data, verifier.TokenFile)); err != nil {
+				return err
+			}
+			b, _ := json.MarshalIndent(fc, "", "  ")
+			if err := os.WriteFile(configPath(data), append(b, '\n'), 0o600); err != nil {
+				return err
+			}
+			id, _ := peer.IDFromPrivateKey(key)
+			fmt.Fprintf(stdout, "initialized %s\npeer ID: %s\nconfig:  %s\ntoken:   %s\n", data, id,
+				configPath(data), filepath.Join(data, verifier.TokenFile))
+			fmt.Fprintln(stdout, "next: aspen-verifier start --data "+data+"  (nodes pin this peer ID with --verifier)")
+			return nil
+		},
 	}
-	fail := func(err error) int {
-		fmt.Fprintln(stderr, "aspen-verifier: start:", err)
-		return 1
+	fs := cmd.Flags()
+	fs.StringVar(&data, "data", defaultDataDir(), "data directory (env ASPEN_VERIFIER_DATA)")
+	fs.StringArrayVar(&listen, "listen", nil, "libp2p listen multiaddr (repeatable)")
+	fs.StringVar(&api, "api", "", "operator API listen address, 127.0.0.1:PORT")
+	return cmd
+}
+
+func startCommand() *cobra.Command {
+	var data, api, logFormat, logLevel string
+	var listen []string
+	var cfg verifier.Config
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "run the verifier",
+		Long: `Runs the verifier from its data directory's verifier.json (see
+'aspen-verifier init'), with flags overriding it, until Ctrl-C or SIGTERM. It
+prints its peer ID, the multiaddrs nodes pin with --verifier and a dashboard
+link.`,
+		Args: cli.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
+			if err != nil {
+				return cli.UsageError{Err: err}
+			}
+			fc, err := readFileConfig(data)
+			if err != nil {
+				return err
+			}
+			if len(listen) > 0 {
+				fc.Listen = listen
+			}
+			switch api {
+			case "":
+			case "off":
+				fc.API = ""
+			default:
+				fc.API = api
+			}
+			if err := validateAddrs(fc.Listen, fc.API); err != nil {
+				return cli.UsageError{Err: err}
+			}
+			cfg = verifier.DefaultConfig()
+			cfg.DataDir = data
+			cfg.Logger = log
+			if err := fc.apply(&cfg); err != nil {
+				return cli.UsageError{Err: err}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stdout := cmd.Context(), cmd.OutOrStdout()
+			v, err := verifier.New(cfg)
+			if err != nil {
+				return err
+			}
+			if err := v.Start(ctx); err != nil {
+				v.Close()
+				return err
+			}
+			fmt.Fprintf(stdout, "aspen-verifier %s\n", v.ID())
+			for _, a := range v.Addrs() {
+				fmt.Fprintf(stdout, "  listening on %s/p2p/%s\n", a, v.ID())
+			}
+			if v.APIAddr() != "" {
+				fmt.Fprintf(stdout, "  operator API on http://%s (token in %s)\n", v.APIAddr(), filepath.Join(data, verifier.TokenFile))
+				fmt.Fprintf(stdout, "  dashboard: http://%s/#token=%s\n", v.APIAddr(), v.Token())
+			}
+			<-ctx.Done()
+			fmt.Fprintln(stdout, "shutting down")
+			return v.Close()
+		},
 	}
-	log, err := newLogger(stderr, *logFormat, *logLevel)
-	if err != nil {
-		return fail(err)
-	}
-	fc, err := readFileConfig(*data)
-	if err != nil {
-		return fail(err)
-	}
-	if len(listen) > 0 {
-		fc.Listen = listen
-	}
-	switch *api {
-	case "":
-	case "off":
-		fc.API = ""
-	default:
-		fc.API = *api
-	}
-	cfg := verifier.DefaultConfig()
-	cfg.DataDir = *data
-	cfg.Logger = log
-	if err := fc.apply(&cfg); err != nil {
-		return fail(err)
-	}
-	v, err := verifier.New(cfg)
-	if err != nil {
-		return fail(err)
-	}
-	if err := v.Start(ctx); err != nil {
-		v.Close()
-		return fail(err)
-	}
-	fmt.Fprintf(stdout, "aspen-verifier %s\n", v.ID())
-	for _, a := range v.Addrs() {
-		fmt.Fprintf(stdout, "  listening on %s/p2p/%s\n", a, v.ID())
-	}
-	if v.APIAddr() != "" {
-		fmt.Fprintf(stdout, "  operator API on http://%s (token in %s)\n", v.APIAddr(), filepath.Join(*data, verifier.TokenFile))
-		fmt.Fprintf(stdout, "  dashboard: http://%s/#token=%s\n", v.APIAddr(), v.Token())
-	}
-	<-ctx.Done()
-	fmt.Fprintln(stdout, "shutting down")
-	if err := v.Close(); err != nil {
-		return fail(err)
-	}
-	return 0
+	fs := cmd.Flags()
+	fs.StringVar(&data, "data", defaultDataDir(), "data directory (env ASPEN_VERIFIER_DATA)")
+	fs.StringArrayVar(&listen, "listen", nil, "libp2p listen multiaddr (repeatable)")
+	fs.StringVar(&api, "api", "", "operator API listen address, 127.0.0.1:PORT (\"off\" disables it)")
+	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
 }

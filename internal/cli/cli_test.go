@@ -2,48 +2,61 @@ package cli
 
 import (
 	"bytes"
-	"context"
-	"io"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
-func TestDispatch(t *testing.T) {
-	a := New("tool")
-	var got []string
-	a.Register("hello", Command{Summary: "say hello", Run: func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-		if ctx.Err() != nil {
-			t.Error("context already done")
-		}
-		in, _ := io.ReadAll(stdin)
-		got = append(args, string(in))
-		io.WriteString(stdout, "hi")
-		return 3
-	}})
-	a.Register("x", Command{Summary: "other"})
-	var out, errb bytes.Buffer
-	if code := a.Run([]string{"hello", "-v", "a"}, strings.NewReader("in"), &out, &errb); code != 3 || out.String() != "hi" {
-		t.Fatalf("code %d out %q", code, out.String())
+func TestYAMLKeepsJSONNamesAndIntegers(t *testing.T) {
+	type v struct {
+		Balance int64   `json:"balance_micros"`
+		Rate    float64 `json:"rate"`
+		Name    string  `json:"name"`
 	}
-	if strings.Join(got, ",") != "-v,a,in" {
-		t.Fatalf("args %v", got)
+	b, err := YAML(v{Balance: 12_500_000, Rate: 0.5, Name: "x"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	out.Reset()
-	if code := a.Run([]string{"help"}, nil, &out, &errb); code != 0 ||
-		!strings.Contains(out.String(), "  hello say hello\n") || !strings.Contains(out.String(), "  x     other\n") {
-		t.Fatalf("help: %d %q", code, out.String())
+	if got, want := string(b), "balance_micros: 12500000\nname: x\nrate: 0.5\n"; got != want {
+		t.Errorf("YAML = %q, want %q", got, want)
 	}
-	errb.Reset()
-	if code := a.Run([]string{"nope"}, nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), `tool: unknown command "nope"`) {
-		t.Fatalf("unknown: %d %q", code, errb.String())
-	}
-	if code := a.Run(nil, nil, &out, &errb); code != 2 {
-		t.Fatalf("no command: %d", code)
-	}
-	defer func() {
-		if recover() == nil {
-			t.Fatal("duplicate registration did not panic")
-		}
-	}()
-	a.Register("x", Command{})
 }
+
+func TestRunExitStatuses(t *testing.T) {
+	newTree := func() *cobra.Command {
+		root := Root(&cobra.Command{Use: "tool"})
+		root.AddCommand(&cobra.Command{Use: "fail", Args: NoArgs, RunE: func(*cobra.Command, []string) error { return errFail }},
+			&cobra.Command{Use: "code", Args: NoArgs, RunE: func(*cobra.Command, []string) error { return Exit(7) }},
+			&cobra.Command{Use: "ok", Args: NoArgs, RunE: func(*cobra.Command, []string) error { return Exit(0) }})
+		return root
+	}
+	for args, want := range map[string]struct {
+		code int
+		msg  string
+	}{
+		"fail":       {1, "tool fail: it broke\n"},
+		"code":       {7, ""},
+		"ok":         {0, ""},
+		"ok -h":      {0, ""},
+		"ok extra":   {2, "tool ok: unexpected argument \"extra\" (this command takes none)\nRun 'tool ok --help' for usage.\n"},
+		"ok --nope":  {2, "tool ok: unknown flag: --nope\nRun 'tool ok --help' for usage.\n"},
+		"of":         {2, "did you mean ok?"},
+		"help fail":  {0, ""},
+		"help xyzzy": {2, "tool help: unknown help topic \"xyzzy\"\nRun 'tool --help' for usage.\n"},
+		"":           {2, "tool: missing command\nRun 'tool --help' for usage.\n"},
+		"version -o": {2, "flag needs an argument"},
+	} {
+		var out, errb bytes.Buffer
+		code := Run(newTree(), strings.Fields(args), nil, &out, &errb)
+		if code != want.code || !strings.Contains(errb.String(), want.msg) {
+			t.Errorf("tool %s: exit %d, stderr %q; want %d and %q", args, code, errb.String(), want.code, want.msg)
+		}
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+const errFail = errString("it broke")
