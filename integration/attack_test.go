@@ -633,8 +633,9 @@ func scBadFrames(t *testing.T, n *network, r *row) {
 			t.Errorf("%s accepted 4 MiB of garbage", target.label)
 		}
 	}
-	// Still serving: a statement from the verifier, the consumer's blobs,
-	// every API, and a job.
+	// Still serving: a statement from the verifier, the consumer's blob
+	// server (which answers a stranger as if it had no blob: blobs are
+	// private), every API, and a job (whose workers fetch the module).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var st protocol.Statement
@@ -642,8 +643,8 @@ func scBadFrames(t *testing.T, n *network, r *row) {
 		t.Errorf("verifier statement after the garbage: %v", err)
 	}
 	mod := mustModule("primes")
-	if _, err := a.FetchBlob(ctx, protocol.BlobCID(mod), []peer.ID{n.c.id}, tempStore(t), 64<<20); err != nil {
-		t.Errorf("consumer blob after the garbage: %v", err)
+	if _, err := a.FetchBlob(ctx, protocol.BlobCID(mod), []peer.ID{n.c.id}, tempStore(t), 64<<20); !errors.Is(err, p2p.ErrBlobNotFound) {
+		t.Errorf("consumer blob server after the garbage: %v, want not found (a stranger)", err)
 	}
 	j := primesJob(4, primesWidth, priceAll)
 	gid := n.submit(t, j)
@@ -658,7 +659,7 @@ func scBadFrames(t *testing.T, n *network, r *row) {
 		tl := per[l]
 		parts = append(parts, fmt.Sprintf("%s %d resets/%d refusals", l, tl.resets, tl.refusals))
 	}
-	r.Outcome = fmt.Sprintf("%d bad frames on %d protocols: %s; all still serve (statement, blob, job verified)", total, len(protos), strings.Join(parts, ", "))
+	r.Outcome = fmt.Sprintf("%d bad frames on %d protocols: %s; all still serve (statement, blob server answers, job verified)", total, len(protos), strings.Join(parts, ", "))
 }
 
 // scFrontRun: a funded peer watches the bid topic and, the moment the

@@ -288,12 +288,17 @@ func (w *evilWorker) handleAssign(ctx context.Context, from peer.ID, env *protoc
 	return &protocol.Ack{Ref: asg.ID, OK: true, Count: uint32(len(asg.Tasks))}, nil
 }
 
-func (w *evilWorker) blob(c cid.Cid, size uint64, from peer.ID, addrs []string) ([]byte, error) {
+// blob fetches c from the consumer, showing it the sealed assignment (the
+// consumer serves its blobs only to the workers its assignments name).
+func (w *evilWorker) blob(c cid.Cid, size uint64, asg *protocol.Assignment) ([]byte, error) {
 	if _, ok, _ := w.st.HasBlob(c); !ok {
-		addAddrs(w.host, from, addrs)
+		addAddrs(w.host, asg.Consumer, asg.ConsumerAddrs)
+		w.mu.Lock()
+		ticket := w.sealed[asg.ID]
+		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
 		defer cancel()
-		if _, err := w.host.FetchBlob(ctx, c, []peer.ID{from}, w.st, int64(size)); err != nil {
+		if _, err := w.host.FetchBlobFor(ctx, c, []peer.ID{asg.Consumer}, w.st, int64(size), p2p.BlobReason{Ticket: ticket}); err != nil {
 			return nil, err
 		}
 	}
@@ -333,7 +338,7 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 		in := at.Inline
 		var err error
 		if len(at.Inline) == 0 && at.Size > 0 {
-			in, err = w.blob(at.Input, at.Size, asg.Consumer, asg.ConsumerAddrs)
+			in, err = w.blob(at.Input, at.Size, asg)
 		}
 		var out protocol.Output
 		var d time.Duration
@@ -346,7 +351,7 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 		default:
 			var mod []byte
 			if err == nil {
-				mod, err = w.blob(asg.Module, asg.ModuleSize, asg.Consumer, asg.ConsumerAddrs)
+				mod, err = w.blob(asg.Module, asg.ModuleSize, asg)
 			}
 			if err != nil {
 				out = protocol.Output{Status: protocol.StatusFetchFailed, Message: err.Error()}

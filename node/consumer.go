@@ -50,7 +50,6 @@ type consumer struct {
 	mu     sync.Mutex
 	groups map[protocol.ID]*groupState
 	fetchq chan fetchReq
-	bidSeq uint64
 	// waiting counts results requests waiting for a task to finish.
 	waiting atomic.Int64
 }
@@ -341,11 +340,12 @@ func (c *consumer) retrySubmit(id protocol.ID) {
 func (c *consumer) publishBid(id protocol.ID, g GroupRecord) {
 	n := c.n
 	mod, _ := cid.Decode(g.Module)
-	c.mu.Lock()
-	c.bidSeq++
-	seq := c.bidSeq
-	c.mu.Unlock()
-	b := &protocol.Bid{Consumer: n.id, Group: id, Seq: uint64(n.now().UnixMilli())<<8 | seq&0xff, Module: mod, Tasks: uint32(g.Tasks),
+	seq, err := n.seq.next(n.ctx)
+	if err != nil {
+		n.log.Warn("bid not published", "group", id.String(), "err", err)
+		return
+	}
+	b := &protocol.Bid{Consumer: n.id, Group: id, Seq: seq, Module: mod, Tasks: uint32(g.Tasks),
 		MaxPrice: g.MaxPrice, MinSpeed: g.MinSpeed, Replicas: uint8(g.Replicas), Expires: n.now().Add(5 * time.Minute).UnixMilli()}
 	if err := n.host.PublishBid(n.ctx, b); err != nil {
 		n.log.Debug("bid not published", "err", err)
@@ -806,7 +806,10 @@ func (c *consumer) fetchLoop() {
 			}
 			ctx, cancel := context.WithTimeout(n.ctx, 5*time.Minute)
 			var got int64
-			got, err = n.host.FetchBlob(ctx, rc, holders, n.store, protocol.MaxBlobSize)
+			// Group and task tell a holder (the verifier, for its own run)
+			// where to look up that the result is ours.
+			got, err = n.host.FetchBlobFor(ctx, rc, holders, n.store, protocol.MaxBlobSize,
+				p2p.BlobReason{Group: f.group, Task: f.task.Index})
 			cancel()
 			if err == nil {
 				n.metrics.fetchBytes.WithLabelValues("result").Add(float64(got))

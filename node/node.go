@@ -49,6 +49,9 @@ type Node struct {
 	w *worker   // nil unless RoleWorker
 	c *consumer // nil unless RoleConsumer
 
+	tickets ticketCache // verified blob tickets (blobauth.go)
+	seq     *gossipSeq  // offer and bid Seq (seq.go)
+
 	offersMu sync.Mutex
 	offers   map[peer.ID]offerSeen
 	bidsMu   sync.Mutex
@@ -111,6 +114,10 @@ func New(cfg Config) (*Node, error) {
 	if n.store, err = store.Open(scfg); err != nil {
 		return nil, fmt.Errorf("node: store: %w", err)
 	}
+	if n.seq, err = loadGossipSeq(n.store, cfg.Now); err != nil {
+		n.store.Close()
+		return nil, err
+	}
 	sbc := cfg.Sandbox
 	if sbc.CacheDir == "" {
 		sbc.CacheDir = filepath.Join(cfg.DataDir, CacheDir)
@@ -139,6 +146,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	pcfg.Pinned = []peer.AddrInfo{cfg.Verifier}
 	pcfg.Blobs = blobStore{n.store}
+	pcfg.BlobAuth = n.blobAllowed
 	pcfg.Logger = cfg.Logger
 	if n.host, err = p2p.New(pcfg); err != nil {
 		n.sb.Close()

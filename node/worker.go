@@ -14,6 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/aspen-market/aspen/market"
+	"github.com/aspen-market/aspen/node/p2p"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/sandbox"
 	"github.com/aspen-market/aspen/store"
@@ -26,13 +27,12 @@ type worker struct {
 	queue   chan *job
 	results chan *finished
 
-	mu       sync.Mutex
-	holding  map[protocol.ID]*held // accepted assignments not yet fully reported
-	rating   []byte                // sealed Rating from the verifier
-	parsed   *protocol.Rating
-	running  int
-	offerSeq uint64
-	hbSeq    uint64
+	mu      sync.Mutex
+	holding map[protocol.ID]*held // accepted assignments not yet fully reported
+	rating  []byte                // sealed Rating from the verifier
+	parsed  *protocol.Rating
+	running int
+	hbSeq   uint64
 
 	fetchMu sync.Mutex
 	fetches map[cid.Cid]*fetchCall
@@ -52,6 +52,9 @@ type job struct {
 	asg *protocol.Assignment
 	pos int
 	h   *held
+	// ticket is the sealed assignment: shown to the consumer, whose blob
+	// server serves its module and inputs only to the workers it names.
+	ticket []byte
 }
 
 type finished struct {
@@ -137,9 +140,9 @@ func (w *worker) resume() error {
 		for i := range h.asg.Tasks {
 			if !h.rec.Done[uint32(i)] {
 				select {
-				case w.queue <- &job{asg: h.asg, pos: i}:
+				case w.queue <- &job{asg: h.asg, pos: i, ticket: h.rec.Sealed}:
 				default:
-					go func(j *job) { w.queue <- j }(&job{asg: h.asg, pos: i})
+					go func(j *job) { w.queue <- j }(&job{asg: h.asg, pos: i, ticket: h.rec.Sealed})
 				}
 			}
 		}
@@ -266,7 +269,7 @@ func (w *worker) accept(ctx context.Context, env *protocol.Envelope) (protocol.M
 	// acknowledgement and every receipt of it wait for that).
 	for i := range asg.Tasks {
 		select {
-		case w.queue <- &job{asg: &asg, pos: i, h: h}:
+		case w.queue <- &job{asg: &asg, pos: i, h: h, ticket: sealed}:
 		case <-n.ctx.Done():
 			return nil, ErrClosed
 		}
@@ -347,13 +350,13 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 	var dur time.Duration
 	// The module is read from the store only if the sandbox has not
 	// compiled it yet.
-	err := w.fetch(ctx, asg.Module, asg.ModuleSize, asg.Consumer)
+	err := w.fetch(ctx, asg.Module, asg.ModuleSize, asg.Consumer, j.ticket)
 	var input []byte
 	if err == nil {
 		if len(t.Inline) > 0 || t.Size == 0 {
 			input = t.Inline
 		} else {
-			input, err = w.blob(ctx, t.Input, t.Size, asg.Consumer)
+			input, err = w.blob(ctx, t.Input, t.Size, asg.Consumer, j.ticket)
 		}
 	}
 	if err != nil {
@@ -426,19 +429,20 @@ func truncate(s string, n int) string {
 
 // blob returns a blob from the store, fetching it from the consumer when
 // missing. Concurrent requests for one CID share a single fetch.
-func (w *worker) blob(ctx context.Context, c cid.Cid, size uint64, from peer.ID) ([]byte, error) {
+func (w *worker) blob(ctx context.Context, c cid.Cid, size uint64, from peer.ID, ticket []byte) ([]byte, error) {
 	if b, err := w.n.store.GetBlob(c); err == nil {
 		return b, nil
 	}
-	if err := w.fetch(ctx, c, size, from); err != nil {
+	if err := w.fetch(ctx, c, size, from, ticket); err != nil {
 		return nil, err
 	}
 	return w.n.store.GetBlob(c)
 }
 
 // fetch makes sure the store holds a blob, fetching it from the consumer
-// when missing. Concurrent requests for one CID share a single fetch.
-func (w *worker) fetch(ctx context.Context, c cid.Cid, size uint64, from peer.ID) error {
+// when missing, showing it the sealed assignment (ticket) that names the
+// blob. Concurrent requests for one CID share a single fetch.
+func (w *worker) fetch(ctx context.Context, c cid.Cid, size uint64, from peer.ID, ticket []byte) error {
 	if _, ok, err := w.n.store.HasBlob(c); err == nil && ok {
 		return nil
 	}
@@ -450,7 +454,7 @@ func (w *worker) fetch(ctx context.Context, c cid.Cid, size uint64, from peer.ID
 		go func() {
 			fctx, cancel := context.WithTimeout(w.n.ctx, 10*time.Minute)
 			var got int64
-			got, call.err = w.n.host.FetchBlob(fctx, c, []peer.ID{from}, w.n.store, int64(size))
+			got, call.err = w.n.host.FetchBlobFor(fctx, c, []peer.ID{from}, w.n.store, int64(size), p2p.BlobReason{Ticket: ticket})
 			if call.err == nil {
 				w.n.metrics.fetchBytes.WithLabelValues("job").Add(float64(got))
 			} else {
@@ -591,10 +595,17 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 	// through the verifier; one that does not is fetched from us, so it
 	// must be durable before the receipt says we hold it. The batch's
 	// results share one transaction, and one fsync only if needed.
+	// The consumer may fetch such a result from us (nsServe), nobody
+	// else but the verifier.
 	put := func(tx *store.Tx) error {
 		for _, f := range fs {
 			if f.blob != nil {
 				if err := tx.PutBlob(f.result.Result, f.blob); err != nil {
+					return err
+				}
+			}
+			if f.result.Inline == nil {
+				if err := tx.Put(nsServe, serveKey(f.result.Result, asg.Consumer), nil); err != nil {
 					return err
 				}
 			}
@@ -603,7 +614,7 @@ func (w *worker) report(ctx context.Context, fs []*finished) {
 	}
 	mustSync := false
 	for _, f := range fs {
-		if f.blob != nil && f.result.Inline == nil {
+		if f.result.Inline == nil {
 			mustSync = true
 		}
 	}
@@ -780,15 +791,18 @@ func (w *worker) offerLoop() {
 		_, sealed := w.Rating()
 		if sealed != nil {
 			free, slots := w.capacity()
-			w.mu.Lock()
-			w.offerSeq++
-			o := &protocol.Offer{Worker: n.id, Seq: w.offerSeq, MinPrice: n.cfg.MinPrice, Capacity: free, Slots: slots,
+			// Seq survives restarts (seq.go): peers that saw our earlier
+			// offers take a restarted worker's new ones at once.
+			seq, err := n.seq.next(n.ctx)
+			o := &protocol.Offer{Worker: n.id, Seq: seq, MinPrice: n.cfg.MinPrice, Capacity: free, Slots: slots,
 				Rating: sealed, Addrs: n.localAddrs(), Expires: n.now().Add(3 * n.cfg.OfferInterval).UnixMilli()}
-			w.mu.Unlock()
 			if 3*n.cfg.OfferInterval > protocol.MaxOfferTTL {
 				o.Expires = n.now().Add(protocol.MaxOfferTTL).UnixMilli()
 			}
-			if err := n.host.PublishOffer(n.ctx, o); err != nil && n.ctx.Err() == nil {
+			if err == nil {
+				err = n.host.PublishOffer(n.ctx, o)
+			}
+			if err != nil && n.ctx.Err() == nil {
 				n.log.Debug("offer not published", "err", err)
 			}
 		}

@@ -190,11 +190,22 @@ func NewID() ID {
 
 // BlobRequest asks a peer for bytes of a blob on ProtoBlob. It is not
 // signed: the stream is authenticated by the transport and the bytes are
-// checked against the CID.
+// checked against the CID. Blobs are private: the server serves one only
+// to a peer with a reason to hold it, which the request may carry (see
+// SPEC.md, "Blob access").
 type BlobRequest struct {
 	CID    []byte // binary CID
 	Offset uint64
 	Length uint64 // 0: to the end
+	// Group and Task name the task the blob is wanted for (a consumer
+	// fetching a result from the verifier); zero Group: none. They are a
+	// hint for the server's lookup, not a proof.
+	Group ID
+	Task  uint32
+	// Ticket is a sealed Assignment from the verifier that names the
+	// requester as its worker (asking the assignment's consumer for its
+	// module or an input); empty: none.
+	Ticket []byte
 }
 
 // BlobResponse heads the bytes of a blob on ProtoBlob.
@@ -221,6 +232,9 @@ func EncodeBlobRequest(q *BlobRequest) []byte {
 	w.bytes(q.CID)
 	w.u64(q.Offset)
 	w.u64(q.Length)
+	w.id16(q.Group)
+	w.u32(q.Task)
+	w.bytes(q.Ticket)
 	return w.b
 }
 
@@ -231,6 +245,11 @@ func DecodeBlobRequest(b []byte) (*BlobRequest, error) {
 	c := r.cid()
 	q.Offset = r.u64()
 	q.Length = r.u64()
+	q.Group = r.id16()
+	q.Task = r.u32()
+	if t := r.bytes(MaxMessageSize); len(t) > 0 {
+		q.Ticket = t
+	}
 	if err := r.done(); err != nil {
 		return nil, err
 	}

@@ -73,6 +73,7 @@ func FuzzOutput(f *testing.F) {
 
 func FuzzBlobRequest(f *testing.F) {
 	f.Add(EncodeBlobRequest(&BlobRequest{CID: BlobCID([]byte("x")).Bytes(), Offset: 1, Length: 2}))
+	f.Add(EncodeBlobRequest(&BlobRequest{CID: BlobCID([]byte("x")).Bytes(), Group: ID{1}, Task: 7, Ticket: []byte("sealed")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		q, err := DecodeBlobRequest(b)
 		if err != nil {

@@ -55,7 +55,7 @@ const (
 // Stream protocol IDs. Every stream carries length-prefixed frames (see
 // WriteFrame): a request envelope, then a response envelope.
 const (
-	ProtoBlob      = "/aspen/blob/1.0.0"
+	ProtoBlob      = "/aspen/blob/2.0.0"
 	ProtoRegister  = "/aspen/register/1.0.0"
 	ProtoSubmit    = "/aspen/submit/1.0.0"
 	ProtoAssign    = "/aspen/assign/1.0.0"

@@ -212,10 +212,14 @@ func TestUnits(t *testing.T) {
 
 func TestBlobWire(t *testing.T) {
 	c := BlobCID([]byte("x"))
-	q := &BlobRequest{CID: c.Bytes(), Offset: 5, Length: 10}
-	got, err := DecodeBlobRequest(EncodeBlobRequest(q))
-	if err != nil || !reflect.DeepEqual(got, q) {
-		t.Fatalf("%v %v", got, err)
+	for _, q := range []*BlobRequest{
+		{CID: c.Bytes(), Offset: 5, Length: 10},
+		{CID: c.Bytes(), Group: ID{9}, Task: 4, Ticket: []byte("sealed assignment")},
+	} {
+		got, err := DecodeBlobRequest(EncodeBlobRequest(q))
+		if err != nil || !reflect.DeepEqual(got, q) {
+			t.Fatalf("%v %v", got, err)
+		}
 	}
 	p := &BlobResponse{Status: BlobOK, Size: 100, Length: 10}
 	gp, err := DecodeBlobResponse(EncodeBlobResponse(p))

@@ -212,6 +212,7 @@ func New(cfg Config) (*Verifier, error) {
 		pcfg.ListenAddrs = cfg.Listen
 	}
 	pcfg.Blobs = blobStore{v.st}
+	pcfg.BlobAuth = v.mainBlobAllowed
 	pcfg.Logger = cfg.Logger
 	pcfg.RequestTimeout = cfg.RequestTimeout
 	pcfg.Now = cfg.Now
@@ -224,6 +225,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	dcfg := pcfg
 	dcfg.Key = deskKey
+	dcfg.BlobAuth = v.deskBlobAllowed
 	dcfg.ListenAddrs = deskListen(pcfg.ListenAddrs)
 	if v.desk, err = p2p.New(dcfg); err != nil {
 		return nil, fmt.Errorf("verifier: benchmark desk host: %w", err)

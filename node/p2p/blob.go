@@ -19,8 +19,9 @@ import (
 // ProtoBlobID is protocol.ProtoBlob as a libp2p protocol ID.
 const ProtoBlobID = libp2pproto.ID(protocol.ProtoBlob)
 
-// maxBlobRequest bounds a blob request frame: a CID and two integers.
-const maxBlobRequest = 4 + protocol.MaxCIDBytes + 16
+// maxBlobRequest bounds a blob request frame: a CID, two integers, a task
+// reference and a ticket (a sealed assignment).
+const maxBlobRequest = 4 + protocol.MaxCIDBytes + 16 + 16 + 4 + 4 + protocol.MaxMessageSize
 
 // maxBlobHead bounds a blob response head frame.
 const maxBlobHead = 64
@@ -62,6 +63,21 @@ type BlobSource interface {
 type BlobSink interface {
 	WriteBlob(ctx context.Context, c cid.Cid, r io.Reader, maxSize int64) (int64, error)
 }
+
+// BlobReason is what a blob request says about why the requester may have
+// the blob (protocol.BlobRequest's Group, Task and Ticket): the server's
+// BlobAuthFunc judges it against its own records.
+type BlobReason struct {
+	Group  protocol.ID
+	Task   uint32
+	Ticket []byte
+}
+
+// BlobAuthFunc decides whether peer from may have blob c, given the reason
+// its request carries. It is called for every well-formed request, whether
+// or not c is stored (so a refusal and an absent blob take the same path),
+// and must not block for long.
+type BlobAuthFunc func(from peer.ID, c cid.Cid, why BlobReason) bool
 
 type blobServer struct {
 	sem chan struct{}
@@ -157,8 +173,12 @@ func (h *Host) serveBlob(s network.Stream) {
 }
 
 // parseBlobRequest decodes a request frame and checks it against the
-// source: the CID, the offset and length of the range to send, or the
-// status to answer (with the blob size for BlobBadRange).
+// source and Config.BlobAuth: the CID, the offset and length of the range
+// to send, or the status to answer (with the blob size for BlobBadRange).
+// A blob the peer may not have is answered exactly like one not stored
+// (BlobNotFound, size 0, whatever the range), and both look it up in the
+// source and ask BlobAuth, so neither the answer nor the path taken says
+// whether a forbidden blob exists.
 func (h *Host) parseBlobRequest(remote peer.ID, frame []byte) (c cid.Cid, off, n uint64, st protocol.BlobStatus, size uint64) {
 	q, err := protocol.DecodeBlobRequest(frame)
 	if err != nil {
@@ -177,7 +197,11 @@ func (h *Host) parseBlobRequest(remote peer.ID, frame []byte) (c cid.Cid, off, n
 	if err != nil {
 		h.log.Error("blob source", "cid", c, "err", err)
 	}
-	if err != nil || !ok || bsize < 0 {
+	allowed := h.blobAllowed(remote, c, BlobReason{Group: q.Group, Task: q.Task, Ticket: q.Ticket})
+	if err != nil || !ok || bsize < 0 || !allowed {
+		if ok && !allowed {
+			h.log.Debug("blob refused", "to", remote, "cid", c)
+		}
 		return c, 0, 0, protocol.BlobNotFound, 0
 	}
 	size = uint64(bsize)
@@ -189,6 +213,22 @@ func (h *Host) parseBlobRequest(remote peer.ID, frame []byte) (c cid.Cid, off, n
 		n = size - q.Offset
 	}
 	return c, q.Offset, n, protocol.BlobOK, size
+}
+
+// blobAllowed asks Config.BlobAuth (nil: every peer may have every blob);
+// a panicking callback refuses.
+func (h *Host) blobAllowed(p peer.ID, c cid.Cid, why BlobReason) (ok bool) {
+	f := h.cfg.BlobAuth
+	if f == nil {
+		return true
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			h.log.Error("blob authorisation panicked", "to", p, "cid", c, "panic", r)
+			ok = false
+		}
+	}()
+	return f(p, c, why)
 }
 
 func (h *Host) blobAnswer(s network.Stream, st protocol.BlobStatus, size uint64) {
@@ -244,7 +284,7 @@ func permanent(err error) bool {
 
 // openRange asks p for n bytes of c from off (n == 0: to the end) and reads
 // the response head. ctx cancellation resets the stream.
-func (h *Host) openRange(ctx context.Context, p peer.ID, c cid.Cid, off, n int64) (*rangeStream, error) {
+func (h *Host) openRange(ctx context.Context, p peer.ID, c cid.Cid, off, n int64, why *BlobReason) (*rangeStream, error) {
 	octx, cancel := context.WithTimeout(ctx, h.cfg.BlobIdleTimeout)
 	defer cancel()
 	s, err := h.h.NewStream(octx, p, ProtoBlobID)
@@ -258,7 +298,8 @@ func (h *Host) openRange(ctx context.Context, p peer.ID, c cid.Cid, off, n int64
 		return nil, err
 	}
 	_ = s.SetDeadline(time.Now().Add(h.cfg.BlobIdleTimeout))
-	req := protocol.EncodeBlobRequest(&protocol.BlobRequest{CID: c.Bytes(), Offset: uint64(off), Length: uint64(n)})
+	req := protocol.EncodeBlobRequest(&protocol.BlobRequest{CID: c.Bytes(), Offset: uint64(off), Length: uint64(n),
+		Group: why.Group, Task: why.Task, Ticket: why.Ticket})
 	if err := writeFrame(s, req); err != nil {
 		return fail(fmt.Errorf("%w: blob request to %s: %v", ErrStream, p, err))
 	}

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/aspen-market/aspen/protocol"
@@ -275,5 +278,135 @@ func TestBlobMultiPeerRealStores(t *testing.T) {
 	}
 	if _, ok, _ := dst.HasBlob(c); ok {
 		t.Fatal("blob stored from a corrupt source")
+	}
+}
+
+// rawBlobAnswer sends one blob request frame from cl to srv and returns
+// every byte the server answers with.
+func rawBlobAnswer(t *testing.T, cl, srv *Host, q *protocol.BlobRequest) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := cl.h.NewStream(ctx, srv.ID(), ProtoBlobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := writeFrame(s, protocol.EncodeBlobRequest(q)); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.CloseWrite()
+	b, err := io.ReadAll(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestBlobAccess: a server with a BlobAuth serves a blob to a peer it
+// allows (here: one peer by identity, any peer showing the right ticket),
+// refuses a stranger, and answers a forbidden blob byte for byte like an
+// absent one, for a whole-blob request and for a range past its end alike.
+func TestBlobAccess(t *testing.T) {
+	st := newMemStore()
+	data := randBytes(t, 300<<10)
+	c := st.put(data)
+	absent := protocol.BlobCID([]byte("nobody has this"))
+	owner := newHost(t, nil)
+	type call struct {
+		from peer.ID
+		c    string
+		why  BlobReason
+	}
+	var mu sync.Mutex
+	var calls []call
+	srv := newHost(t, func(cfg *Config) {
+		cfg.Blobs = st
+		cfg.BlobAuth = func(from peer.ID, bc cid.Cid, why BlobReason) bool {
+			mu.Lock()
+			calls = append(calls, call{from, bc.String(), BlobReason{Group: why.Group, Task: why.Task, Ticket: bytes.Clone(why.Ticket)}})
+			mu.Unlock()
+			return from == owner.ID() || string(why.Ticket) == "ticket for "+bc.String()
+		}
+	})
+	stranger := newHost(t, nil)
+	connect(t, owner, srv)
+	connect(t, stranger, srv)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// The owner is served.
+	sink := newMemStore()
+	if n, err := owner.FetchBlob(ctx, c, []peer.ID{srv.ID()}, sink, protocol.MaxBlobSize); err != nil || n != int64(len(data)) {
+		t.Fatalf("owner: %d bytes, %v", n, err)
+	}
+	// A stranger is refused as if the blob were absent, whatever it asks.
+	_, err := stranger.FetchBlob(ctx, c, []peer.ID{srv.ID()}, newMemStore(), protocol.MaxBlobSize)
+	if !errors.Is(err, ErrBlobNotFound) {
+		t.Fatalf("stranger: want not found, got %v", err)
+	}
+	_, errAbsent := stranger.FetchBlob(ctx, absent, []peer.ID{srv.ID()}, newMemStore(), protocol.MaxBlobSize)
+	if !errors.Is(errAbsent, ErrBlobNotFound) {
+		t.Fatalf("absent: want not found, got %v", errAbsent)
+	}
+	// With a ticket the callback accepts, the stranger is served; the
+	// reason reaches the callback as sent.
+	why := BlobReason{Group: protocol.ID{7}, Task: 3, Ticket: []byte("ticket for " + c.String())}
+	sink = newMemStore()
+	if _, err := stranger.FetchBlobFor(ctx, c, []peer.ID{srv.ID()}, sink, protocol.MaxBlobSize, why); err != nil {
+		t.Fatalf("stranger with ticket: %v", err)
+	}
+	if got, ok := sink.get(c); !ok || !bytes.Equal(got, data) {
+		t.Fatal("stranger with ticket: wrong bytes")
+	}
+	mu.Lock()
+	last := calls[len(calls)-1]
+	mu.Unlock()
+	if last.from != stranger.ID() || last.c != c.String() || last.why.Group != why.Group || last.why.Task != 3 || !bytes.Equal(last.why.Ticket, why.Ticket) {
+		t.Fatalf("callback saw %+v", last)
+	}
+
+	// Byte-identical answers: forbidden and absent, whole blob and a range
+	// past the end (which for an allowed peer reveals the size).
+	for _, q := range []struct{ off, n uint64 }{{0, 0}, {1 << 40, 1}, {uint64(len(data)), 5}} {
+		forb := rawBlobAnswer(t, stranger, srv, &protocol.BlobRequest{CID: c.Bytes(), Offset: q.off, Length: q.n})
+		abs := rawBlobAnswer(t, stranger, srv, &protocol.BlobRequest{CID: absent.Bytes(), Offset: q.off, Length: q.n})
+		if !bytes.Equal(forb, abs) {
+			t.Fatalf("range %d+%d: forbidden answered %x, absent %x", q.off, q.n, forb, abs)
+		}
+		head, err := protocol.DecodeBlobResponse(forb[4:])
+		if err != nil || head.Status != protocol.BlobNotFound || head.Size != 0 || head.Length != 0 {
+			t.Fatalf("range %d+%d: forbidden answered %+v, %v", q.off, q.n, head, err)
+		}
+	}
+	// The owner asking past the end learns the size (BadRange).
+	own := rawBlobAnswer(t, owner, srv, &protocol.BlobRequest{CID: c.Bytes(), Offset: 1 << 40, Length: 1})
+	if head, err := protocol.DecodeBlobResponse(own[4:]); err != nil || head.Status != protocol.BlobBadRange || head.Size != uint64(len(data)) {
+		t.Fatalf("owner past the end: %+v, %v", head, err)
+	}
+	// The callback was asked for the absent blob too (same path).
+	mu.Lock()
+	defer mu.Unlock()
+	askedAbsent := false
+	for _, k := range calls {
+		askedAbsent = askedAbsent || k.c == absent.String()
+	}
+	if !askedAbsent {
+		t.Fatal("BlobAuth was not consulted for the absent blob")
+	}
+}
+
+// TestBlobAccessPanickingAuth: a callback that panics refuses; the host
+// keeps serving.
+func TestBlobAccessPanickingAuth(t *testing.T) {
+	st := newMemStore()
+	c := st.put(randBytes(t, 1<<10))
+	srv, cl := blobHosts(t, st, func(cfg *Config) {
+		cfg.BlobAuth = func(peer.ID, cid.Cid, BlobReason) bool { panic("boom") }
+	})
+	_, err := cl.FetchBlob(context.Background(), c, []peer.ID{srv.ID()}, newMemStore(), protocol.MaxBlobSize)
+	if !errors.Is(err, ErrBlobNotFound) {
+		t.Fatalf("want not found, got %v", err)
 	}
 }

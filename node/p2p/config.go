@@ -86,6 +86,11 @@ type Config struct {
 
 	// Blobs, when set, is served to peers on protocol.ProtoBlob.
 	Blobs BlobSource
+	// BlobAuth, when set, decides which peer may have which blob; a
+	// refused request is answered like one for a blob not stored. nil
+	// serves every stored blob to any peer (tests and benchmarks only:
+	// aspen-node and aspen-verifier always set it).
+	BlobAuth BlobAuthFunc
 	// MaxBlobStreams bounds blob streams served at once; requests beyond
 	// it are answered BlobBusy.
 	MaxBlobStreams int

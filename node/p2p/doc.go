@@ -13,7 +13,7 @@
 //     (replays) and a per-signer rate limit, and peer scoring that
 //     penalises peers sending invalid messages;
 //   - the blob protocol (ProtoBlob): a server reading ranges from a
-//     BlobSource and a client (FetchBlob) that streams a blob into a
+//     BlobSource for the peers a BlobAuthFunc allows, and a client (FetchBlob) that streams a blob into a
 //     BlobSink, chunked, resumable, from several peers in parallel, and
 //     verified against its CID;
 //   - signed request/response streams (Handle, Request) carrying the

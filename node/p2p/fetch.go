@@ -35,6 +35,13 @@ import (
 // A blob larger than maxSize is refused (protocol.ErrTooLarge) before
 // anything is stored.
 func (h *Host) FetchBlob(ctx context.Context, c cid.Cid, from []peer.ID, sink BlobSink, maxSize int64) (int64, error) {
+	return h.FetchBlobFor(ctx, c, from, sink, maxSize, BlobReason{})
+}
+
+// FetchBlobFor is FetchBlob with the reason every request carries (see
+// BlobReason): a server serves a blob only to a peer with a reason to hold
+// it, and answers any other request as if it did not have the blob.
+func (h *Host) FetchBlobFor(ctx context.Context, c cid.Cid, from []peer.ID, sink BlobSink, maxSize int64, why BlobReason) (int64, error) {
 	if err := protocol.CheckBlobCID(c); err != nil {
 		return 0, err
 	}
@@ -66,7 +73,7 @@ func (h *Host) FetchBlob(ctx context.Context, c cid.Cid, from []peer.ID, sink Bl
 	stop := context.AfterFunc(h.ctx, cancel)
 	defer stop()
 
-	n, contrib, err := h.fetchOnce(ctx, c, peers, sink, maxSize)
+	n, contrib, err := h.fetchOnce(ctx, c, peers, sink, maxSize, &why)
 	if err == nil || !errors.Is(err, protocol.ErrCIDMismatch) {
 		return n, err
 	}
@@ -80,7 +87,7 @@ func (h *Host) FetchBlob(ctx context.Context, c cid.Cid, from []peer.ID, sink Bl
 		if slices.Contains(bad, p) {
 			continue
 		}
-		n, _, err = h.fetchOnce(ctx, c, []peer.ID{p}, sink, maxSize)
+		n, _, err = h.fetchOnce(ctx, c, []peer.ID{p}, sink, maxSize, &why)
 		if err == nil {
 			return n, nil
 		}
@@ -106,12 +113,12 @@ type fetchReader interface {
 
 // fetchOnce runs one attempt: one peer → sequential, several → probe the
 // size and go parallel for big blobs.
-func (h *Host) fetchOnce(ctx context.Context, c cid.Cid, peers []peer.ID, sink BlobSink, maxSize int64) (int64, []peer.ID, error) {
+func (h *Host) fetchOnce(ctx context.Context, c cid.Cid, peers []peer.ID, sink BlobSink, maxSize int64, why *BlobReason) (int64, []peer.ID, error) {
 	var fr fetchReader
 	if len(peers) == 1 {
-		fr = h.newSeqReader(ctx, c, peers, maxSize, -1)
+		fr = h.newSeqReader(ctx, c, peers, maxSize, -1, why)
 	} else {
-		size, ordered, err := h.probeSize(ctx, c, peers)
+		size, ordered, err := h.probeSize(ctx, c, peers, why)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -119,9 +126,9 @@ func (h *Host) fetchOnce(ctx context.Context, c cid.Cid, peers []peer.ID, sink B
 			return 0, nil, fmt.Errorf("p2p: fetch %s: %w: %d bytes, limit %d", c, protocol.ErrTooLarge, size, maxSize)
 		}
 		if size <= 2*h.cfg.BlobChunkSize || len(ordered) == 1 {
-			fr = h.newSeqReader(ctx, c, ordered, maxSize, size)
+			fr = h.newSeqReader(ctx, c, ordered, maxSize, size, why)
 		} else {
-			fr = h.newChunkReader(ctx, c, ordered, size)
+			fr = h.newChunkReader(ctx, c, ordered, size, why)
 		}
 	}
 	n, serr := sink.WriteBlob(ctx, c, fr, maxSize)
@@ -142,11 +149,11 @@ func (h *Host) fetchOnce(ctx context.Context, c cid.Cid, peers []peer.ID, sink B
 // probeSize asks peers in turn for the first byte of c to learn its size;
 // it returns the size and the peers worth asking (the first one that
 // answered, then the others, minus those that said not found).
-func (h *Host) probeSize(ctx context.Context, c cid.Cid, peers []peer.ID) (int64, []peer.ID, error) {
+func (h *Host) probeSize(ctx context.Context, c cid.Cid, peers []peer.ID, why *BlobReason) (int64, []peer.ID, error) {
 	var lastErr error
 	notFound := 0
 	for i, p := range peers {
-		rs, err := h.openRange(ctx, p, c, 0, 1)
+		rs, err := h.openRange(ctx, p, c, 0, 1, why)
 		var br *badRangeError
 		switch {
 		case err == nil:
@@ -233,10 +240,11 @@ type seqReader struct {
 	rs      *rangeStream
 	from    []peer.ID
 	fail    error
+	why     *BlobReason
 }
 
-func (h *Host) newSeqReader(ctx context.Context, c cid.Cid, peers []peer.ID, maxSize, size int64) *seqReader {
-	return &seqReader{h: h, ctx: ctx, c: c, peers: peers, tries: newPeerTries(h.cfg.BlobRetries), maxSize: maxSize, size: size}
+func (h *Host) newSeqReader(ctx context.Context, c cid.Cid, peers []peer.ID, maxSize, size int64, why *BlobReason) *seqReader {
+	return &seqReader{h: h, ctx: ctx, c: c, peers: peers, tries: newPeerTries(h.cfg.BlobRetries), maxSize: maxSize, size: size, why: why}
 }
 
 func (r *seqReader) Read(p []byte) (int, error) {
@@ -291,7 +299,7 @@ func (r *seqReader) open() error {
 			r.cur++
 			continue
 		}
-		rs, err := r.h.openRange(r.ctx, p, r.c, r.pos, 0)
+		rs, err := r.h.openRange(r.ctx, p, r.c, r.pos, 0, r.why)
 		if err == nil && r.size >= 0 && rs.size != r.size {
 			rs.close(false)
 			err = fmt.Errorf("%w: %s says %s is %d bytes, others %d", protocol.ErrMalformed, p, r.c, rs.size, r.size)
@@ -343,6 +351,7 @@ type chunkReader struct {
 	c      cid.Cid
 	size   int64
 	window int
+	why    *BlobReason
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -371,9 +380,9 @@ type chunk struct {
 	state  int
 }
 
-func (h *Host) newChunkReader(ctx context.Context, c cid.Cid, peers []peer.ID, size int64) *chunkReader {
+func (h *Host) newChunkReader(ctx context.Context, c cid.Cid, peers []peer.ID, size int64, why *BlobReason) *chunkReader {
 	ctx, cancel := context.WithCancel(ctx)
-	r := &chunkReader{h: h, ctx: ctx, cancel: cancel, c: c, size: size, window: h.cfg.BlobParallel}
+	r := &chunkReader{h: h, ctx: ctx, cancel: cancel, c: c, size: size, window: h.cfg.BlobParallel, why: why}
 	r.cond = sync.NewCond(&r.mu)
 	cs := h.cfg.BlobChunkSize
 	for off := int64(0); off < size; off += cs {
@@ -455,7 +464,7 @@ func (r *chunkReader) fetchChunk(p peer.ID, ch *chunk, tries *peerTries) error {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
-		rs, err := r.h.openRange(r.ctx, p, r.c, ch.off+ch.got, ch.n-ch.got)
+		rs, err := r.h.openRange(r.ctx, p, r.c, ch.off+ch.got, ch.n-ch.got, r.why)
 		if err == nil && rs.size != r.size {
 			rs.close(false)
 			err = fmt.Errorf("%w: %s says %s is %d bytes, others %d", protocol.ErrMalformed, p, r.c, rs.size, r.size)
