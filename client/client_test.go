@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -119,9 +120,6 @@ func TestRawCalls(t *testing.T) {
 	if st.Peer != "12D3KooWConsumer" || st.Balance != 12_500_000 || st.Escrow != 400_000 || st.Spent != 3_210_000 || st.Issued != 1700000000000 {
 		t.Fatalf("Balance = %+v", st)
 	}
-	if r, signer, err := st.OpenRating(); r != nil || signer != "" || err != nil {
-		t.Fatalf("OpenRating without a rating = %v %q %v", r, signer, err)
-	}
 
 	offers, err := c.Offers(ctx)
 	if err != nil || len(offers) != 1 || offers[0].MinPrice != 20_000 || offers[0].Slots != 2 {
@@ -169,25 +167,30 @@ func TestRawCalls(t *testing.T) {
 	}
 }
 
-func TestStatementOpenRating(t *testing.T) {
+// TestWireTypesMatchProtocol: the client's own forms of protocol.Rating
+// and protocol.ResultStatus decode what the node encodes.
+func TestWireTypesMatchProtocol(t *testing.T) {
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier, _ := peer.IDFromPrivateKey(key)
-	want := protocol.Rating{Worker: verifier, Speed: 1250, ReliabilityPPM: 990_000, Strikes: 1, Issued: 1, Expires: 2}
-	sealed, err := protocol.Seal(key, &want)
+	id, _ := peer.IDFromPrivateKey(key)
+	pr := protocol.Rating{Worker: id, Speed: 1250, ReliabilityPPM: 990_000, Strikes: 1, Issued: 1, Expires: 2}
+	b, err := json.Marshal(&pr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := Statement{Rating: sealed}
-	r, signer, err := st.OpenRating()
-	if err != nil || *r != want || signer != verifier.String() {
-		t.Fatalf("OpenRating = %+v %q %v", r, signer, err)
+	var cr Rating
+	if err := json.Unmarshal(b, &cr); err != nil {
+		t.Fatal(err)
 	}
-	sealed[len(sealed)-1] ^= 1
-	if _, _, err := st.OpenRating(); err == nil {
-		t.Fatal("a tampered rating opened")
+	if want := (Rating{Worker: id.String(), Speed: 1250, ReliabilityPPM: 990_000, Strikes: 1, Issued: 1, Expires: 2}); cr != want {
+		t.Errorf("protocol.Rating %s decodes as %+v, want %+v", b, cr, want)
+	}
+	for s := 0; s <= 255; s++ {
+		if got, want := JobStatus(s).String(), protocol.ResultStatus(s).String(); got != want {
+			t.Errorf("JobStatus(%d) = %q, protocol says %q", s, got, want)
+		}
 	}
 }
 

@@ -28,6 +28,10 @@
 // escrow of unfinished tasks is refunded.
 //
 // The remaining methods are thin wrappers of the API's endpoints. Money is
-// integer micro-units ([protocol.Micros]) and speed is milli standard units
-// ([protocol.Speed]) everywhere in this package.
+// integer micro-units ([units.Micros]) and speed is milli standard units
+// ([units.Speed]) everywhere in this package.
+//
+// The package is light: it imports the standard library and
+// protocol/units only, not the network stack (libp2p, protobuf, CIDs),
+// so a program that only submits work pulls in a few packages.
 package client

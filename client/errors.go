@@ -121,6 +121,8 @@ func (e *TaskError) Error() string {
 		b.WriteString("invalid module")
 	case StatusMissingImport:
 		b.WriteString("module imports what the sandbox does not provide")
+	case StatusWorkLimit:
+		b.WriteString("job exceeded its work budget")
 	case StatusFetchFailed:
 		b.WriteString("workers could not fetch the module or input")
 	default:

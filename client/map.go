@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/protocol/units"
 )
 
 // Limits of how Map sends inputs: an input up to MaxInlineInput bytes is
@@ -34,12 +34,12 @@ const (
 
 // MapOptions are the terms of a map. MaxPrice is required.
 type MapOptions struct {
-	Name      string          // a label shown in listings
-	MaxPrice  protocol.Micros // maximum price per hour of a worker's machine
-	MinSpeed  protocol.Speed  // minimum worker speed; 0 means any
-	Replicas  int             // workers per input; 0 means 2 (the minimum)
-	Timeout   time.Duration   // running time limit per job; 0 means the node's default (2h)
-	MaxMemory uint64          // memory cap per job in bytes; 0 means the node's default
+	Name      string        // a label shown in listings
+	MaxPrice  units.Micros  // maximum price per hour of a worker's machine
+	MinSpeed  units.Speed   // minimum worker speed; 0 means any
+	Replicas  int           // workers per input; 0 means 2 (the minimum)
+	Timeout   time.Duration // running time limit per job; 0 means the node's default (2h)
+	MaxMemory uint64        // memory cap per job in bytes; 0 means the node's default
 	// Progress, when set, is called after every answer of the node (at
 	// least every 5 s while the group runs), from the goroutine running
 	// the map.
@@ -54,11 +54,11 @@ type Progress struct {
 	Verified int    // verified by the verifier (including jobs that trapped or exited non-zero)
 	Failed   int    // failed by the verifier (e.g. no eligible workers)
 	Canceled int
-	Errors   int             // finished results that carry an error (failed, canceled, trap, non-zero exit, ...)
-	Spent    protocol.Micros // charged so far
-	Elapsed  time.Duration   // since the group was submitted
-	Rate     float64         // finished tasks per second so far
-	ETA      time.Duration   // estimated time to finish; 0 when unknown or done
+	Errors   int           // finished results that carry an error (failed, canceled, trap, non-zero exit, ...)
+	Spent    units.Micros  // charged so far
+	Elapsed  time.Duration // since the group was submitted
+	Rate     float64       // finished tasks per second so far
+	ETA      time.Duration // estimated time to finish; 0 when unknown or done
 }
 
 // Finished is the number of inputs whose result is final.
@@ -72,7 +72,7 @@ type Result struct {
 	ExitCode uint32
 	Status   string // how the job ended: ok, exit, trap, timeout, ... ("" when it did not run)
 	Message  string // the sandbox's description of a trap or limit
-	Charged  protocol.Micros
+	Charged  units.Micros
 	// Err is nil when the job exited 0. Otherwise it is a *TaskError (a
 	// trap, a non-zero exit, a limit, a task failed by the verifier or
 	// canceled), or, for an input that had not finished when Map returned,
@@ -303,7 +303,7 @@ type watcher struct {
 	delivered int
 	counts    map[string]int // delivered results by state
 	errs      int
-	charged   protocol.Micros
+	charged   units.Micros
 }
 
 func newWatcher(c *Client, id string, total int, start time.Time, progress func(Progress), fn func(Result)) *watcher {

@@ -1,9 +1,10 @@
 package client
 
 import (
+	"fmt"
 	"time"
 
-	"github.com/aspen-market/aspen/protocol"
+	"github.com/aspen-market/aspen/protocol/units"
 )
 
 // Task states, as reported by the node for each task of a group.
@@ -26,6 +27,7 @@ const (
 	StatusInvalidModule = "invalid-module" // module does not compile
 	StatusMissingImport = "missing-import" // module imports what the sandbox does not give
 	StatusFetchFailed   = "fetch-failed"   // workers could not fetch module or input
+	StatusWorkLimit     = "work-limit"     // metered work reached the job's work budget
 )
 
 // Finished reports whether a task in this state will not change any more.
@@ -35,14 +37,14 @@ func Finished(state string) bool {
 
 // Info describes a node (GET /v1/info).
 type Info struct {
-	PeerID   string           `json:"peer_id"`
-	Addrs    []string         `json:"addrs"`
-	Role     string           `json:"role"` // worker, consumer or both
-	Verifier string           `json:"verifier"`
-	MinPrice protocol.Micros  `json:"min_price,omitempty"` // worker: per hour
-	Slots    int              `json:"slots,omitempty"`
-	Rating   *protocol.Rating `json:"rating,omitempty"` // worker: the verifier's rating
-	Version  string           `json:"version"`
+	PeerID   string       `json:"peer_id"`
+	Addrs    []string     `json:"addrs"`
+	Role     string       `json:"role"` // worker, consumer or both
+	Verifier string       `json:"verifier"`
+	MinPrice units.Micros `json:"min_price,omitempty"` // worker: per hour
+	Slots    int          `json:"slots,omitempty"`
+	Rating   *Rating      `json:"rating,omitempty"` // worker: the verifier's rating
+	Version  string       `json:"version"`
 }
 
 // SubmitRequest is the body of POST /v1/groups. Money and speed are decimal
@@ -73,28 +75,28 @@ type SubmitResponse struct {
 
 // Group is a job group's record and progress (GET /v1/groups/{id}).
 type Group struct {
-	ID         string          `json:"id"`
-	Name       string          `json:"name,omitempty"`
-	Module     string          `json:"module"`
-	ModuleSize uint64          `json:"module_size"`
-	Tasks      int             `json:"tasks"`
-	MaxPrice   protocol.Micros `json:"max_price"`
-	MinSpeed   protocol.Speed  `json:"min_speed"`
-	Replicas   int             `json:"replicas"`
-	TimeoutMS  uint64          `json:"timeout_ms"`
-	MaxMemory  uint64          `json:"max_memory"`
-	Created    int64           `json:"created"`   // unix ms
-	Submitted  int             `json:"submitted"` // tasks acknowledged by the verifier
-	Error      string          `json:"error,omitempty"`
+	ID         string       `json:"id"`
+	Name       string       `json:"name,omitempty"`
+	Module     string       `json:"module"`
+	ModuleSize uint64       `json:"module_size"`
+	Tasks      int          `json:"tasks"`
+	MaxPrice   units.Micros `json:"max_price"`
+	MinSpeed   units.Speed  `json:"min_speed"`
+	Replicas   int          `json:"replicas"`
+	TimeoutMS  uint64       `json:"timeout_ms"`
+	MaxMemory  uint64       `json:"max_memory"`
+	Created    int64        `json:"created"`   // unix ms
+	Submitted  int          `json:"submitted"` // tasks acknowledged by the verifier
+	Error      string       `json:"error,omitempty"`
 
-	Pending  int             `json:"pending"`
-	Fetching int             `json:"fetching"`
-	Verified int             `json:"verified"`
-	Failed   int             `json:"failed"`
-	Canceled int             `json:"canceled"`
-	Spent    protocol.Micros `json:"spent"`
-	Done     bool            `json:"done"`
-	State    string          `json:"state"` // running, canceling, verified, finished with failures
+	Pending  int          `json:"pending"`
+	Fetching int          `json:"fetching"`
+	Verified int          `json:"verified"`
+	Failed   int          `json:"failed"`
+	Canceled int          `json:"canceled"`
+	Spent    units.Micros `json:"spent"`
+	Done     bool         `json:"done"`
+	State    string       `json:"state"` // running, canceling, verified, finished with failures
 }
 
 // Finished is the number of tasks that will not change any more.
@@ -105,35 +107,35 @@ func (g *Group) CreatedTime() time.Time { return time.UnixMilli(g.Created) }
 
 // Task is one task of a group (GET /v1/groups/{id}/tasks).
 type Task struct {
-	Index    uint32                `json:"index"`
-	Input    string                `json:"input"` // CID
-	Size     uint64                `json:"size"`
-	Data     []byte                `json:"data,omitempty"` // the input itself when small (≤ 4 KiB)
-	State    string                `json:"state"`
-	Reason   string                `json:"reason,omitempty"`
-	Status   protocol.ResultStatus `json:"status"`
-	ExitCode uint32                `json:"exit_code"`
-	Result   string                `json:"result,omitempty"` // CID of the encoded output
-	Holders  []string              `json:"holders,omitempty"`
-	Charged  protocol.Micros       `json:"charged"`
-	Replicas uint16                `json:"replicas,omitempty"`
-	Updated  int64                 `json:"updated"` // unix ms
+	Index    uint32       `json:"index"`
+	Input    string       `json:"input"` // CID
+	Size     uint64       `json:"size"`
+	Data     []byte       `json:"data,omitempty"` // the input itself when small (≤ 4 KiB)
+	State    string       `json:"state"`
+	Reason   string       `json:"reason,omitempty"`
+	Status   JobStatus    `json:"status"`
+	ExitCode uint32       `json:"exit_code"`
+	Result   string       `json:"result,omitempty"` // CID of the encoded output
+	Holders  []string     `json:"holders,omitempty"`
+	Charged  units.Micros `json:"charged"`
+	Replicas uint16       `json:"replicas,omitempty"`
+	Updated  int64        `json:"updated"` // unix ms
 }
 
 // TaskResult is one entry of GET /v1/groups/{id}/results: a task's state
 // and, when verified, its output.
 type TaskResult struct {
-	Index    uint32          `json:"index"`
-	Seq      uint32          `json:"seq,omitempty"` // finish number: the Seq-th task of the group to finish (0: not finished)
-	State    string          `json:"state"`
-	Reason   string          `json:"reason,omitempty"`
-	Status   string          `json:"status,omitempty"` // when verified: ok, exit, trap, ...
-	ExitCode uint32          `json:"exit_code"`
-	Message  string          `json:"message,omitempty"`
-	Stdout   []byte          `json:"stdout,omitempty"`
-	Stderr   []byte          `json:"stderr,omitempty"`
-	Result   string          `json:"result,omitempty"`
-	Charged  protocol.Micros `json:"charged"`
+	Index    uint32       `json:"index"`
+	Seq      uint32       `json:"seq,omitempty"` // finish number: the Seq-th task of the group to finish (0: not finished)
+	State    string       `json:"state"`
+	Reason   string       `json:"reason,omitempty"`
+	Status   string       `json:"status,omitempty"` // when verified: ok, exit, trap, ...
+	ExitCode uint32       `json:"exit_code"`
+	Message  string       `json:"message,omitempty"`
+	Stdout   []byte       `json:"stdout,omitempty"`
+	Stderr   []byte       `json:"stderr,omitempty"`
+	Result   string       `json:"result,omitempty"`
+	Charged  units.Micros `json:"charged"`
 }
 
 // ResultsPage answers GET /v1/groups/{id}/results?since=CURSOR: results
@@ -160,61 +162,76 @@ type Peer struct {
 
 // Offer is a worker's offer seen on gossip (GET /v1/offers).
 type Offer struct {
-	Worker   string           `json:"worker"`
-	MinPrice protocol.Micros  `json:"min_price"` // per hour
-	Capacity uint32           `json:"capacity"`
-	Slots    uint32           `json:"slots"`
-	Rating   *protocol.Rating `json:"rating,omitempty"`
-	Expires  int64            `json:"expires"` // unix ms
-	Seen     int64            `json:"seen"`    // unix ms
+	Worker   string       `json:"worker"`
+	MinPrice units.Micros `json:"min_price"` // per hour
+	Capacity uint32       `json:"capacity"`
+	Slots    uint32       `json:"slots"`
+	Rating   *Rating      `json:"rating,omitempty"`
+	Expires  int64        `json:"expires"` // unix ms
+	Seen     int64        `json:"seen"`    // unix ms
 }
 
 // Job is one replica a worker ran (GET /v1/jobs): its job history.
 type Job struct {
-	Assignment string                `json:"assignment"`
-	Group      string                `json:"group"`
-	Index      uint32                `json:"index"`
-	Replica    uint16                `json:"replica"`
-	Consumer   string                `json:"consumer"`
-	Price      protocol.Micros       `json:"price"` // per hour
-	Status     protocol.ResultStatus `json:"status"`
-	StatusText string                `json:"status_text"`
-	ExitCode   uint32                `json:"exit_code"`
-	ExecMicros uint64                `json:"exec_micros"`
-	Result     string                `json:"result"`
-	Started    int64                 `json:"started"`  // unix ms
-	Finished   int64                 `json:"finished"` // unix ms
+	Assignment string       `json:"assignment"`
+	Group      string       `json:"group"`
+	Index      uint32       `json:"index"`
+	Replica    uint16       `json:"replica"`
+	Consumer   string       `json:"consumer"`
+	Price      units.Micros `json:"price"` // per hour
+	Status     JobStatus    `json:"status"`
+	StatusText string       `json:"status_text"`
+	ExitCode   uint32       `json:"exit_code"`
+	ExecMicros uint64       `json:"exec_micros"`
+	Result     string       `json:"result"`
+	Started    int64        `json:"started"`  // unix ms
+	Finished   int64        `json:"finished"` // unix ms
 	// Value is what the job is worth if the verifier pays it in full; the
 	// verifier's Statement is authoritative.
-	Value protocol.Micros `json:"value"`
+	Value units.Micros `json:"value"`
 }
 
 // Statement is the verifier's signed account statement for the node
 // (GET /v1/balance), relayed by the node. Amounts are micro-units.
 type Statement struct {
-	Peer    string          `json:"Peer"`
-	Balance protocol.Micros `json:"Balance"` // consumer: available
-	Escrow  protocol.Micros `json:"Escrow"`  // consumer: held for running work
-	Spent   protocol.Micros `json:"Spent"`   // consumer: charged so far
-	Earned  protocol.Micros `json:"Earned"`  // worker: earned in total
-	Pending protocol.Micros `json:"Pending"` // worker: earned, not yet paid out
-	PaidOut protocol.Micros `json:"PaidOut"` // worker: paid out
-	Strikes uint32          `json:"Strikes"`
-	Rating  []byte          `json:"Rating,omitempty"` // sealed protocol.Rating, when a rated worker
-	Issued  int64           `json:"Issued"`           // unix ms
+	Peer    string       `json:"Peer"`
+	Balance units.Micros `json:"Balance"` // consumer: available
+	Escrow  units.Micros `json:"Escrow"`  // consumer: held for running work
+	Spent   units.Micros `json:"Spent"`   // consumer: charged so far
+	Earned  units.Micros `json:"Earned"`  // worker: earned in total
+	Pending units.Micros `json:"Pending"` // worker: earned, not yet paid out
+	PaidOut units.Micros `json:"PaidOut"` // worker: paid out
+	Strikes uint32       `json:"Strikes"`
+	// Rating is the worker's rating sealed (signed) by the verifier, when a
+	// rated worker: protocol.OpenAs checks the signature and decodes it
+	// (that package brings the network stack, which this one does not).
+	Rating []byte `json:"Rating,omitempty"`
+	Issued int64  `json:"Issued"` // unix ms
 }
 
-// OpenRating checks the signature of the statement's sealed rating and
-// returns it with its signer's peer ID (which should be the verifier's, see
-// Info.Verifier). It returns nil, "", nil when there is no rating.
-func (s *Statement) OpenRating() (*protocol.Rating, string, error) {
-	if len(s.Rating) == 0 {
-		return nil, "", nil
+// Rating is the verifier's rating of a worker, as the node shows it in
+// Info and Offer (the JSON form of protocol.Rating).
+type Rating struct {
+	Worker         string      `json:"Worker"`
+	Speed          units.Speed `json:"Speed"`          // milli standard units: 1000 is the reference machine
+	ReliabilityPPM uint32      `json:"ReliabilityPPM"` // trust rating, 0..1_000_000
+	Strikes        uint32      `json:"Strikes"`
+	Issued         int64       `json:"Issued"`  // unix ms
+	Expires        int64       `json:"Expires"` // unix ms
+}
+
+// JobStatus is how a job run ended, as a number on the wire (the API's
+// form of protocol.ResultStatus); String gives the names of the Status*
+// constants.
+type JobStatus uint8
+
+// jobStatusNames are protocol.ResultStatus's names, by value.
+var jobStatusNames = [...]string{StatusOK, StatusExit, StatusTrap, StatusTimeout, StatusMemoryLimit, StatusOutputLimit,
+	StatusInvalidModule, StatusMissingImport, StatusFetchFailed, StatusWorkLimit}
+
+func (s JobStatus) String() string {
+	if int(s) < len(jobStatusNames) {
+		return jobStatusNames[s]
 	}
-	var r protocol.Rating
-	signer, err := protocol.OpenAs(s.Rating, &r)
-	if err != nil {
-		return nil, "", err
-	}
-	return &r, signer.String(), nil
+	return fmt.Sprintf("status(%d)", uint8(s))
 }

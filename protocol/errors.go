@@ -1,12 +1,16 @@
 package protocol
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/aspen-market/aspen/protocol/units"
+)
 
 // Sentinel errors of the protocol package. Decoding errors wrap ErrMalformed
 // so a caller can tell bad input from other failures with errors.Is.
 var (
-	ErrBadAmount    = errors.New("protocol: bad amount")
-	ErrBadSpeed     = errors.New("protocol: bad speed")
+	ErrBadAmount    = units.ErrBadAmount
+	ErrBadSpeed     = units.ErrBadSpeed
 	ErrMalformed    = errors.New("protocol: malformed message")
 	ErrTooLarge     = errors.New("protocol: message too large")
 	ErrBadSignature = errors.New("protocol: bad signature")

@@ -74,7 +74,7 @@ func printStatement(w io.Writer, st *client.Statement, info *client.Info) {
 		row("pending payout", st.Pending)
 		row("paid out", st.PaidOut)
 		row("strikes", st.Strikes)
-		r, signer, err := st.OpenRating()
+		r, signer, err := openRating(st)
 		switch {
 		case err != nil:
 			fmt.Fprintf(w, "  rating: unreadable (%v)\n", err)
@@ -90,7 +90,23 @@ func printStatement(w io.Writer, st *client.Statement, info *client.Info) {
 	}
 }
 
-func ratingLine(r *protocol.Rating) string {
+// openRating checks the signature of the statement's sealed rating and
+// returns it with its signer's peer ID (which should be the verifier's); nil,
+// "", nil when there is none.
+func openRating(st *client.Statement) (*client.Rating, string, error) {
+	if len(st.Rating) == 0 {
+		return nil, "", nil
+	}
+	var r protocol.Rating
+	signer, err := protocol.OpenAs(st.Rating, &r)
+	if err != nil {
+		return nil, "", err
+	}
+	return &client.Rating{Worker: r.Worker.String(), Speed: r.Speed, ReliabilityPPM: r.ReliabilityPPM, Strikes: r.Strikes,
+		Issued: r.Issued, Expires: r.Expires}, signer.String(), nil
+}
+
+func ratingLine(r *client.Rating) string {
 	s := fmt.Sprintf("speed %s, reliability %.1f%%, %d strikes", r.Speed, float64(r.ReliabilityPPM)/1e4, r.Strikes)
 	if r.Expires > 0 {
 		s += ", valid until " + time.UnixMilli(r.Expires).UTC().Format("2006-01-02 15:04 UTC")

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/aspen-market/aspen/client"
 	"github.com/aspen-market/aspen/protocol"
 )
 
@@ -97,5 +98,29 @@ func TestBalanceErrors(t *testing.T) {
 	t.Setenv("ASPEN_TOKEN", "")
 	if code, _, errs := runCmd(context.Background(), cmdBalance, []string{"--data", dir}, ""); code != 1 || !strings.Contains(errs, "is the node running?") {
 		t.Errorf("no node: exit %d, %s", code, errs)
+	}
+}
+
+func TestOpenRating(t *testing.T) {
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, _ := peer.IDFromPrivateKey(key)
+	sealed, err := protocol.Seal(key, &protocol.Rating{Worker: verifier, Speed: 1250, ReliabilityPPM: 990_000, Strikes: 1, Issued: 1, Expires: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, signer, err := openRating(&client.Statement{Rating: sealed})
+	want := client.Rating{Worker: verifier.String(), Speed: 1250, ReliabilityPPM: 990_000, Strikes: 1, Issued: 1, Expires: 2}
+	if err != nil || *r != want || signer != verifier.String() {
+		t.Fatalf("openRating = %+v %q %v", r, signer, err)
+	}
+	if r, s, err := openRating(&client.Statement{}); r != nil || s != "" || err != nil {
+		t.Fatalf("no rating: %v %q %v", r, s, err)
+	}
+	sealed[len(sealed)-1] ^= 1
+	if _, _, err := openRating(&client.Statement{Rating: sealed}); err == nil {
+		t.Fatal("a tampered rating opened")
 	}
 }

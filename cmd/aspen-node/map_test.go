@@ -159,7 +159,7 @@ func newAPIDouble(t *testing.T) *apiDouble {
 		for i, tr := range g.entries() {
 			t := client.Task{Index: uint32(i), State: tr.State, Reason: tr.Reason, ExitCode: tr.ExitCode, Charged: tr.Charged}
 			if tr.Status == client.StatusExit {
-				t.Status, t.Replicas = protocol.StatusExit, 2
+				t.Status, t.Replicas = client.JobStatus(protocol.StatusExit), 2
 			}
 			out = append(out, t)
 		}
