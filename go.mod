@@ -1,6 +1,6 @@
 module github.com/aspen-market/aspen
 
-go 1.26.8
+go 1.26.6
 
 require (
 	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327
