@@ -44,7 +44,8 @@ type Info struct {
 	MinPrice units.Micros `json:"min_price,omitempty"` // worker: per hour
 	Slots    int          `json:"slots,omitempty"`
 	Rating   *Rating      `json:"rating,omitempty"` // worker: the verifier's rating
-	Version  string       `json:"version"`
+	Version  string       `json:"version"`          // the API's version
+	Build    string       `json:"build,omitempty"`  // the node binary's build: module version, Go version, commit
 }
 
 // SubmitRequest is the body of POST /v1/groups. Money and speed are decimal

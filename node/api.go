@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aspen-market/aspen/internal/apitoken"
+	"github.com/aspen-market/aspen/internal/buildinfo"
 	"github.com/aspen-market/aspen/node/dashboard"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/store"
@@ -132,12 +133,14 @@ type Info struct {
 	MinPrice protocol.Micros  `json:"min_price,omitempty"`
 	Slots    int              `json:"slots,omitempty"`
 	Rating   *protocol.Rating `json:"rating,omitempty"`
-	Version  string           `json:"version"`
+	Version  string           `json:"version"` // the API's version
+	Build    string           `json:"build"`   // the binary's build: module version, Go version, commit
 }
 
 // Info returns the node's description.
 func (n *Node) Info() Info {
-	in := Info{PeerID: n.id.String(), Role: n.cfg.Role.String(), Verifier: n.cfg.Verifier.ID.String(), Version: "v1"}
+	in := Info{PeerID: n.id.String(), Role: n.cfg.Role.String(), Verifier: n.cfg.Verifier.ID.String(), Version: "v1",
+		Build: buildinfo.Read().String()}
 	for _, a := range n.Addrs() {
 		in.Addrs = append(in.Addrs, a.String())
 	}
