@@ -38,6 +38,7 @@ func TestCLITable(t *testing.T) {
 		{[]string{"start", "--log-format", "xml"}, "bad log format", `log format "xml"`, 2},
 		{[]string{"start", "--log-level", "loud"}, "bad log level", `log level "loud"`, 2},
 		{[]string{"start", "--api", "nope"}, "bad API address", `--api "nope"`, 2},
+		{[]string{"init", "--api", "0.0.0.0:7340"}, "API on every interface", "loopback address only", 2},
 		{[]string{"start", "--lisen", "/ip4/127.0.0.1/tcp/0"}, "mistyped flag", "did you mean --listen?", 2},
 
 		{[]string{"credit"}, "nothing to credit", "missing PEER AMOUNT", 2},

@@ -204,8 +204,12 @@ func validateAddrs(listen []string, api string) error {
 		}
 	}
 	if api != "" && api != "off" {
-		if _, _, err := net.SplitHostPort(api); err != nil {
-			return fmt.Errorf("--api %q: want HOST:PORT, e.g. 127.0.0.1:7400: %w", api, err)
+		host, _, err := net.SplitHostPort(api)
+		if err != nil {
+			return fmt.Errorf("--api %q: want HOST:PORT, e.g. 127.0.0.1:7340: %w", api, err)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("--api %q: the operator API listens on a loopback address only, e.g. 127.0.0.1:7340", api)
 		}
 	}
 	return nil
