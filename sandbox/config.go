@@ -42,13 +42,34 @@ const (
 	maxTimeout = 7 * 24 * time.Hour
 )
 
+// WorkPerSecond is the number of standard work units a machine of speed
+// 1.0 performs in a second. A job's work (Result.Work) and budget
+// (Job.WorkBudget, Config.WorkBudget) are in these units; see
+// docs/sandbox.md for what they count and how they were calibrated.
+const WorkPerSecond = 1_000_000_000
+
+// MaxWorkBudget bounds Config.WorkBudget and Job.WorkBudget: about 9 years
+// of a speed-1.0 machine.
+const MaxWorkBudget = 1 << 58
+
+// DefaultWorkBudget is Config.WorkBudget's default: the default time limit,
+// 2 hours, of a speed-1.0 machine (7.2e12 units).
+const DefaultWorkBudget = 2 * 60 * 60 * WorkPerSecond
+
 // Config configures a Sandbox. Start from DefaultConfig.
 type Config struct {
 	// MaxMemory caps a job's linear memory in bytes (rounded down to whole
 	// 64 KiB wasm pages). Growing past it fails the job with
 	// StatusMemoryLimit. At most 4 GiB.
 	MaxMemory uint64
-	// Timeout caps a job's running time (compile time excluded).
+	// WorkBudget caps a job's metered work in standard work units (see
+	// WorkPerSecond): a job that needs more stops with StatusWorkLimit at
+	// the same point on every machine. This is a job's limit; Timeout is
+	// only a safety net.
+	WorkBudget uint64
+	// Timeout caps a job's running time (compile time excluded) on the wall
+	// clock: a safety net against a stuck host, not a job's limit (a
+	// time-out, unlike a work limit, depends on the machine).
 	Timeout time.Duration
 	// CompileTimeout caps compiling a module that is not cached yet. A
 	// module whose compile runs past it, or crashes the executor, is
@@ -82,13 +103,14 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns: 256 MiB memory, 2 h time limit, 2 min compile
-// limit, 64 MiB stdout,
-// 64 KiB stderr, a temporary cache directory, 64 cached modules per
+// DefaultConfig returns: 256 MiB memory, a work budget of 7.2e12 units
+// (2 h of a speed-1.0 machine), 2 h time limit, 2 min compile limit, 64 MiB
+// stdout, 64 KiB stderr, a temporary cache directory, 64 cached modules per
 // executor, Subprocess isolation, 1 slot, niceness 19.
 func DefaultConfig() Config {
 	return Config{
 		MaxMemory:      256 << 20,
+		WorkBudget:     DefaultWorkBudget,
 		Timeout:        2 * time.Hour,
 		CompileTimeout: 2 * time.Minute,
 		MaxStdout:      64 << 20,
@@ -108,6 +130,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.MaxMemory < pageSize || c.MaxMemory > maxWasmMemory:
 		return bad("MaxMemory %d outside [64KiB, 4GiB]", c.MaxMemory)
+	case c.WorkBudget == 0 || c.WorkBudget > MaxWorkBudget:
+		return bad("WorkBudget %d outside [1, %d]", c.WorkBudget, uint64(MaxWorkBudget))
 	case c.Timeout <= 0 || c.Timeout > maxTimeout:
 		return bad("Timeout %s outside (0, %s]", c.Timeout, maxTimeout)
 	case c.CompileTimeout <= 0 || c.CompileTimeout > maxTimeout:

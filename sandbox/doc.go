@@ -9,10 +9,16 @@
 // (sleeps return at once and advance it), random_get returns a fixed
 // ChaCha8 stream, and there are no threads. Two runs of the same job
 // therefore produce byte-identical stdout on every machine. A job's result
-// is its stdout, exit status and (truncated) stderr.
+// is its stdout, exit status, (truncated) stderr and metered work: every
+// module is instrumented before it is compiled (internal/wasmmeter) so that
+// its run counts a weighted sum of the WebAssembly operations it executes,
+// the same on every machine, in standard work units (WorkPerSecond of them
+// are a second of a speed-1.0 machine).
 //
-// Limits per job: linear memory (MaxMemory), running time (Timeout), stdout
-// (MaxStdout; exceeding it fails the job) and stderr (MaxStderr; truncated).
+// Limits per job: work (WorkBudget; a job that needs more stops with
+// StatusWorkLimit at the same point everywhere), linear memory (MaxMemory),
+// wall-clock running time (Timeout, a safety net), stdout (MaxStdout;
+// exceeding it fails the job) and stderr (MaxStderr; truncated).
 // By default jobs run in a pool of long-lived executor child processes (a
 // re-exec of the current binary, see RunChildIfRequested): a child that
 // exceeds its time limit is killed with SIGKILL and replaced, which enforces

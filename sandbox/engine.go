@@ -17,6 +17,8 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/aspen-market/aspen/internal/wasmmeter"
 )
 
 // engine compiles and runs modules with one wazero runtime. Executor
@@ -64,6 +66,7 @@ type limits struct {
 	memory uint64 // bytes, multiple of pageSize
 	stdout int
 	stderr int
+	work   uint64 // standard work units, in [1, MaxWorkBudget]
 }
 
 // newEngine creates a runtime whose compiled code is cached in cacheDir
@@ -272,16 +275,31 @@ func (e *engine) add(m *module) {
 	}
 }
 
-// check guards bin, compiles it and refuses what the sandbox cannot run
-// (see checkGuarded); wasm is what the guard made of bin.
+// check guards bin, meters it, compiles it and refuses what the sandbox
+// cannot run (see checkGuarded); wasm is what the guard and the metering
+// pass made of bin.
 func (e *engine) check(ctx context.Context, bin []byte, memCap uint64) (wasm []byte, cm wazero.CompiledModule, f *failure) {
 	wasm, info, err := guard(bin)
 	if err != nil {
 		return nil, nil, &failure{StatusInvalidModule, clip(strings.TrimPrefix(err.Error(), errMalformed.Error()+": "))}
 	}
+	if wasm, err = meter(wasm); err != nil {
+		return nil, nil, &failure{StatusInvalidModule, clip(strings.TrimPrefix(err.Error(), wasmmeter.ErrMalformed.Error()+": "))}
+	}
+	info.hasStart = false // exported instead: it runs in run, after the budget is set
 	cm, f = e.checkGuarded(ctx, wasm, info, memCap, true)
 	return wasm, cm, f
 }
+
+// meter instruments a guarded module to count its work (internal/wasmmeter).
+func meter(wasm []byte) ([]byte, error) {
+	out, _, err := wasmmeter.Instrument(wasm)
+	return out, err
+}
+
+// errUnmetered reports a compiled module without the work counter, which
+// only a damaged module record could give.
+var errUnmetered = errors.New("compiled module has no work counter")
 
 // checkGuarded compiles a guarded module and refuses what the sandbox
 // cannot run: invalid wasm, anything imported but WASI preview 1
@@ -401,23 +419,54 @@ func (e *engine) run(m *module, input []byte, lim limits) (Result, error) {
 		WithRandSource(newRandSource())
 	ctx := experimental.WithMemoryAllocator(context.Background(), alloc)
 
-	// The run is instantiation (with a start section, if any) and _start,
-	// timed on the thread that runs it (see jobClock).
+	// The run is instantiation, the module's start function (if it had a
+	// start section: the metering pass exports it instead, so that it runs
+	// under the budget) and _start, timed on the thread that runs it (see
+	// jobClock). The counter holds the budget not yet spent, in ticks.
+	budget := lim.work * wasmmeter.TicksPerUnit
+	var counter api.MutableGlobal
 	clock := startClock()
 	mod, err := e.instantiate(ctx, m.cm, cfg)
 	if err == nil {
-		err = call(ctx, mod.ExportedFunction("_start"))
+		var ok bool
+		if counter, ok = mod.ExportedGlobal(wasmmeter.CounterExport).(api.MutableGlobal); !ok {
+			clock.stop()
+			_ = mod.Close(ctx)
+			return Result{}, errUnmetered
+		}
+		counter.Set(budget)
+		if start := mod.ExportedFunction(wasmmeter.StartExport); start != nil {
+			err = call(ctx, start)
+		}
+		if err == nil {
+			err = call(ctx, mod.ExportedFunction("_start"))
+		}
 	}
 	dur := clock.stop()
+	overran := false
+	res := Result{Stdout: stdout.buf, Stderr: stderr.buf, Duration: dur}
+	if counter != nil {
+		left := int64(counter.Get())
+		if overran = left < 0; overran {
+			res.Work = lim.work
+		} else {
+			res.Work = (budget - uint64(left) + wasmmeter.TicksPerUnit - 1) / wasmmeter.TicksPerUnit
+		}
+	}
 	if mod != nil {
 		_ = mod.Close(ctx)
 	}
 
-	res := Result{Stdout: stdout.buf, Stderr: stderr.buf, Duration: dur}
 	var exit *sys.ExitError
 	switch {
 	case alloc.exceeded && alloc.hostErr != nil:
 		return Result{}, fmt.Errorf("%w: growing a job's memory to %s: %w", errHostMemory, formatSize(alloc.requested), alloc.hostErr)
+	case overran:
+		// However the run ended (the check's unreachable, or anything else
+		// between two checks), it spent more than its budget: the same
+		// outcome on every machine.
+		res.Status = StatusWorkLimit
+		res.Message = workLimitMessage(lim.work)
 	case alloc.exceeded && alloc.initial && mod == nil:
 		// As when compiling under this cap: the message must not depend on
 		// whether the module was compiled here under a larger one.
@@ -444,6 +493,10 @@ func (e *engine) run(m *module, input []byte, lim limits) (Result, error) {
 		res.Message = trapMessage(err)
 	}
 	return res, nil
+}
+
+func workLimitMessage(budget uint64) string {
+	return fmt.Sprintf("work limit %d exceeded", budget)
 }
 
 func initialMemoryMessage(size, limit uint64) string {

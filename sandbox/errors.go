@@ -12,6 +12,8 @@ var (
 	ErrTrap = errors.New("sandbox: job trapped")
 	// ErrTimeout: the job ran past its time limit and was stopped.
 	ErrTimeout = errors.New("sandbox: time limit exceeded")
+	// ErrWorkLimit: the job's work passed its budget and it was stopped.
+	ErrWorkLimit = errors.New("sandbox: work limit exceeded")
 	// ErrMemoryLimit: the job tried to grow its memory past its cap.
 	ErrMemoryLimit = errors.New("sandbox: memory limit exceeded")
 	// ErrOutputLimit: the job wrote more than its stdout cap.

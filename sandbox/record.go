@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/aspen-market/aspen/internal/wasmmeter"
 	"github.com/aspen-market/aspen/protocol"
 )
 
@@ -42,22 +44,26 @@ const (
 )
 
 // recordMagic starts every record; change it when the guard changes what
-// it makes of a module.
-const recordMagic = "aspen-sandbox-module-record-v1\n"
+// it makes of a module. v2: the recorded binary is metered (v1 records,
+// unmetered, are deleted when met).
+const recordMagic = "aspen-sandbox-module-record-v2\n"
 
-// recordKey ties records to the wazero version that checked them.
+// recordKey ties records to the wazero version that checked them and the
+// metering pass that instrumented them (whose version changes when what a
+// module counts does).
 var recordKey = func() string {
+	meter := fmt.Sprintf(" wasmmeter@%d", wasmmeter.Version)
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
 			if d.Path == "github.com/tetratelabs/wazero" {
 				if d.Replace != nil {
 					d = d.Replace
 				}
-				return d.Path + "@" + d.Version
+				return d.Path + "@" + d.Version + meter
 			}
 		}
 	}
-	return "wazero@unknown"
+	return "wazero@unknown" + meter
 }()
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -66,7 +72,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type record struct {
 	id     string
 	memCap uint64 // the memory cap it was checked under
-	wasm   []byte // the guard's output
+	wasm   []byte // the guard's output, metered: what is compiled
 }
 
 // recorded reports whether modules with this ID get records: only blob
@@ -168,6 +174,8 @@ func (e *engine) fromRecord(ctx context.Context, id string, memCap uint64) (*mod
 		_ = os.Remove(path)
 		return nil, false
 	}
+	// The recorded binary is metered already: guarded again (what the guard
+	// makes of its own output is that output), not metered again.
 	wasm, info, err := guard(r.wasm)
 	if err != nil {
 		_ = os.Remove(path)

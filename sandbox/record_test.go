@@ -1,10 +1,12 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/aspen-market/aspen/internal/wasmasm"
@@ -131,5 +133,46 @@ func TestInitialMemoryMessage(t *testing.T) {
 				t.Fatalf("compiled before under a larger cap: %q", r.Message)
 			}
 		})
+	}
+}
+
+// TestUnmeteredRecordsNotUsed: a record written before metering (format
+// v1), or by another version of the metering pass, is never compiled: the
+// module is metered again from its bytes and its record replaced.
+func TestUnmeteredRecordsNotUsed(t *testing.T) {
+	mod := countdown(1000)
+	id := protocol.BlobCID(mod).String()
+	want := ceilUnits(countdownTicks(1000))
+	older := []func([]byte) []byte{
+		func(b []byte) []byte { // format v1, which held the unmetered binary
+			return bytes.Replace(b, []byte(recordMagic), []byte("aspen-sandbox-module-record-v1\n"), 1)
+		},
+		func(b []byte) []byte { // another version of the pass
+			return bytes.Replace(b, []byte(recordKey), []byte(strings.Replace(recordKey, "wasmmeter@", "wasmmeter@9", 1)), 1)
+		},
+	}
+	for i, age := range older {
+		dir := t.TempDir()
+		path := recordPath(filepath.Join(dir, recordsDir), id)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, age(encodeRecord(record{id: id, memCap: 256 << 20, wasm: mod})), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s := newSandbox(t, Subprocess, func(c *Config) { c.CacheDir = dir })
+		loads := 0
+		r := run(t, s, Job{ModuleID: id, LoadModule: func() ([]byte, error) { loads++; return mod, nil }})
+		wantStatus(t, r, StatusOK)
+		if loads != 1 || r.Work != want {
+			t.Fatalf("record %d: %d loads, work %d (want 1, %d)", i, loads, r.Work, want)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec, ok := decodeRecord(b, true); !ok || bytes.Equal(rec.wasm, mod) {
+			t.Fatalf("record %d was not replaced by a metered one", i)
+		}
 	}
 }

@@ -25,8 +25,13 @@ type Job struct {
 	LoadModule func() ([]byte, error)
 	// Input is the job's stdin.
 	Input []byte
-	// Timeout lowers Config.Timeout for this job.
+	// Timeout lowers Config.Timeout for this job: the wall-clock safety net
+	// (see WorkBudget for the job's limit).
 	Timeout time.Duration
+	// WorkBudget lowers Config.WorkBudget for this job: the most standard
+	// work units it may spend. A job that needs more stops with
+	// StatusWorkLimit, at the same point on every machine.
+	WorkBudget uint64
 	// MaxMemory lowers Config.MaxMemory for this job.
 	MaxMemory uint64
 }
@@ -44,6 +49,8 @@ const (
 	StatusOutputLimit                 // wrote more stdout than its cap
 	StatusInvalidModule               // module refused: not a valid WASI command
 	StatusMissingImport               // module refused: imports something not provided (Message names it)
+	_                                 // 8 is protocol.StatusFetchFailed, which the sandbox never returns
+	StatusWorkLimit                   // stopped when its work passed its budget
 	numStatus
 )
 
@@ -56,16 +63,21 @@ var statusNames = [...]string{
 	StatusOutputLimit:   "output-limit",
 	StatusInvalidModule: "invalid-module",
 	StatusMissingImport: "missing-import",
+	StatusWorkLimit:     "work-limit",
 }
 
 // String returns the status's short name: "ok", "exit", "trap", "timeout",
-// "memory-limit", "output-limit", "invalid-module" or "missing-import".
+// "memory-limit", "output-limit", "invalid-module", "missing-import" or
+// "work-limit".
 func (s Status) String() string {
-	if s < numStatus {
+	if s.valid() {
 		return statusNames[s]
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
+
+// valid reports whether s is one of the statuses above.
+func (s Status) valid() bool { return s < numStatus && statusNames[s] != "" }
 
 // Result is the outcome of one job.
 type Result struct {
@@ -88,6 +100,12 @@ type Result struct {
 	// load; elsewhere it is wall-clock time. After a time-out it is the
 	// time limit.
 	Duration time.Duration
+	// Work is the job's metered work in standard work units (WorkPerSecond
+	// of them are a second of a speed-1.0 machine): the same for every run
+	// of the job on every machine, whatever its status. After
+	// StatusWorkLimit it is the budget; it is 0 after a time-out and for a
+	// module refused before it ran.
+	Work uint64
 }
 
 // MaxMessage bounds Result.Message.
@@ -111,6 +129,8 @@ func (r Result) Err() error {
 		return &JobError{Status: r.Status, msg: "job trapped: " + orUnknown(r.Message), sentinel: ErrTrap}
 	case StatusTimeout:
 		return &JobError{Status: r.Status, msg: orDefault(r.Message, "time limit exceeded"), sentinel: ErrTimeout}
+	case StatusWorkLimit:
+		return &JobError{Status: r.Status, msg: orDefault(r.Message, "work limit exceeded"), sentinel: ErrWorkLimit}
 	case StatusMemoryLimit:
 		return &JobError{Status: r.Status, msg: orDefault(r.Message, "memory limit exceeded"), sentinel: ErrMemoryLimit}
 	case StatusOutputLimit:

@@ -201,9 +201,12 @@ func (s *Sandbox) Run(ctx context.Context, job Job) (Result, error) {
 	if job.Timeout > 0 && job.Timeout < timeout {
 		timeout = job.Timeout
 	}
-	lim := limits{memory: s.cfg.MaxMemory, stdout: s.cfg.MaxStdout, stderr: s.cfg.MaxStderr}
+	lim := limits{memory: s.cfg.MaxMemory, stdout: s.cfg.MaxStdout, stderr: s.cfg.MaxStderr, work: s.cfg.WorkBudget}
 	if job.MaxMemory > 0 && job.MaxMemory < lim.memory {
 		lim.memory = job.MaxMemory
+	}
+	if job.WorkBudget > 0 && job.WorkBudget < lim.work {
+		lim.work = job.WorkBudget
 	}
 	lim.memory &^= pageSize - 1
 	if lim.memory == 0 {

@@ -639,6 +639,12 @@ func TestModuleCacheEviction(t *testing.T) {
 
 func TestStatusStrings(t *testing.T) {
 	for st := StatusOK; st < numStatus; st++ {
+		if st == 8 { // protocol.StatusFetchFailed: never a sandbox result
+			if st.valid() || st.String() != "status(8)" {
+				t.Errorf("status 8 is %q", st)
+			}
+			continue
+		}
 		if strings.HasPrefix(st.String(), "status(") {
 			t.Errorf("status %d has no name", st)
 		}

@@ -34,7 +34,8 @@ import (
 //
 // The child exits when its stdin closes.
 
-const wireVersion = 2
+// wireVersion 3: runs carry a work budget, results the metered work.
+const wireVersion = 3
 
 type msgType uint8
 
@@ -227,11 +228,12 @@ func encodeEmpty(t msgType) []byte { return newEncoder(t, 0).frame(0) }
 // encodeRunHeader encodes a run request without its input bytes, which the
 // caller writes right after the returned frame.
 func encodeRunHeader(r runReq) []byte {
-	e := newEncoder(msgRun, 40+len(r.moduleID))
+	e := newEncoder(msgRun, 48+len(r.moduleID))
 	e.str(r.moduleID)
 	e.u64(r.lim.memory)
 	e.u64(uint64(r.lim.stdout))
 	e.u64(uint64(r.lim.stderr))
+	e.u64(r.lim.work)
 	e.lenPrefix(len(r.input))
 	return e.frame(len(r.input))
 }
@@ -241,11 +243,13 @@ func decodeRun(p []byte) (runReq, error) {
 	r := runReq{moduleID: d.str()}
 	r.lim.memory = d.u64()
 	stdout, stderr := d.u64(), d.u64()
+	r.lim.work = d.u64()
 	r.input = d.bytes()
 	if err := d.finish(); err != nil {
 		return runReq{}, err
 	}
-	if stdout > maxOutputCap || stderr > maxOutputCap || r.lim.memory > maxWasmMemory {
+	if stdout > maxOutputCap || stderr > maxOutputCap || r.lim.memory > maxWasmMemory ||
+		r.lim.work == 0 || r.lim.work > MaxWorkBudget {
 		return runReq{}, fmt.Errorf("%w: limits out of range", errWire)
 	}
 	r.lim.stdout, r.lim.stderr = int(stdout), int(stderr)
@@ -299,17 +303,18 @@ func decodeCompiled(p []byte) (compiledMsg, error) {
 	if err := d.finish(); err != nil {
 		return compiledMsg{}, err
 	}
-	if c.status >= numStatus || len(c.message) > MaxMessage {
+	if !c.status.valid() || len(c.message) > MaxMessage {
 		return compiledMsg{}, fmt.Errorf("%w: bad compiled message", errWire)
 	}
 	return c, nil
 }
 
 func encodeResult(r Result) []byte {
-	e := newEncoder(msgResult, 45+len(r.Message)+len(r.Stdout)+len(r.Stderr))
+	e := newEncoder(msgResult, 53+len(r.Message)+len(r.Stdout)+len(r.Stderr))
 	e.u8(uint8(r.Status))
 	e.u32(r.ExitCode)
 	e.u64(uint64(r.Duration))
+	e.u64(r.Work)
 	e.str(r.Message)
 	e.bytes(r.Stdout)
 	e.bytes(r.Stderr)
@@ -318,13 +323,13 @@ func encodeResult(r Result) []byte {
 
 func decodeResult(p []byte) (Result, error) {
 	d := decoder{b: p}
-	r := Result{Status: Status(d.u8()), ExitCode: d.u32(), Duration: time.Duration(d.u64()), Message: d.str()}
+	r := Result{Status: Status(d.u8()), ExitCode: d.u32(), Duration: time.Duration(d.u64()), Work: d.u64(), Message: d.str()}
 	r.Stdout = d.bytes()
 	r.Stderr = d.bytes()
 	if err := d.finish(); err != nil {
 		return Result{}, err
 	}
-	if r.Status >= numStatus || r.Duration < 0 || len(r.Message) > MaxMessage {
+	if !r.Status.valid() || r.Duration < 0 || r.Work > MaxWorkBudget || len(r.Message) > MaxMessage {
 		return Result{}, fmt.Errorf("%w: bad result", errWire)
 	}
 	if len(r.Stdout) == 0 {

@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 	"pgregory.net/rapid"
 
 	"github.com/aspen-market/aspen/internal/wasmasm"
+	"github.com/aspen-market/aspen/internal/wasmmeter"
 )
 
 type fataler interface {
@@ -34,18 +37,19 @@ func payload(t fataler, frame []byte) (msgType, []byte) {
 func TestWireRoundTrip(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		res := Result{
-			Status:   Status(rapid.IntRange(0, int(numStatus)-1).Draw(t, "status")),
+			Status:   rapid.SampledFrom([]Status{StatusOK, StatusExit, StatusTrap, StatusTimeout, StatusMemoryLimit, StatusOutputLimit, StatusInvalidModule, StatusMissingImport, StatusWorkLimit}).Draw(t, "status"),
 			ExitCode: rapid.Uint32().Draw(t, "exit"),
 			Stdout:   rapid.SliceOfN(rapid.Byte(), 1, 100).Draw(t, "stdout"),
 			Stderr:   rapid.SliceOfN(rapid.Byte(), 1, 100).Draw(t, "stderr"),
 			Message:  rapid.StringN(0, 50, MaxMessage).Draw(t, "message"),
 			Duration: time.Duration(rapid.Int64Range(0, 1<<62).Draw(t, "duration")),
+			Work:     rapid.Uint64Range(0, MaxWorkBudget).Draw(t, "work"),
 		}
 		typ, p := payload(t, encodeResult(res))
 		got, err := decodeResult(p)
 		if typ != msgResult || err != nil || got.Status != res.Status || got.ExitCode != res.ExitCode ||
 			!bytes.Equal(got.Stdout, res.Stdout) || !bytes.Equal(got.Stderr, res.Stderr) ||
-			got.Message != res.Message || got.Duration != res.Duration {
+			got.Message != res.Message || got.Duration != res.Duration || got.Work != res.Work {
 			t.Fatalf("result %+v decoded as %+v (%v)", res, got, err)
 		}
 
@@ -55,6 +59,7 @@ func TestWireRoundTrip(t *testing.T) {
 				memory: rapid.Uint64Range(0, maxWasmMemory).Draw(t, "mem"),
 				stdout: rapid.IntRange(0, maxOutputCap).Draw(t, "out"),
 				stderr: rapid.IntRange(0, maxOutputCap).Draw(t, "err"),
+				work:   rapid.Uint64Range(1, MaxWorkBudget).Draw(t, "work"),
 			},
 			input: rapid.SliceOf(rapid.Byte()).Draw(t, "input"),
 		}
@@ -132,7 +137,7 @@ func TestReadFrameGrowsWithTheBytes(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	_, p := payload(f, encodeResult(Result{Status: StatusExit, ExitCode: 3, Stdout: []byte("out"), Message: "m"}))
 	f.Add(p)
-	_, p = payload(f, append(encodeRunHeader(runReq{moduleID: "m", lim: limits{65536, 10, 10}, input: []byte("in")}), "in"...))
+	_, p = payload(f, append(encodeRunHeader(runReq{moduleID: "m", lim: limits{65536, 10, 10, 1000}, input: []byte("in")}), "in"...))
 	f.Add(p)
 	_, p = payload(f, encodeCompiled(compiledMsg{status: StatusMissingImport, message: "env.f"}))
 	f.Add(p)
@@ -167,7 +172,7 @@ func FuzzDecode(f *testing.F) {
 // valid hello: it must end with an error or EOF, never panic or hang.
 func FuzzServe(f *testing.F) {
 	tiny := tinyHello()
-	good := append(encodeRunHeader(runReq{moduleID: "t", lim: limits{1 << 20, 100, 100}}), encodeModuleHeader(len(tiny))...)
+	good := append(encodeRunHeader(runReq{moduleID: "t", lim: limits{1 << 20, 100, 100, DefaultWorkBudget}}), encodeModuleHeader(len(tiny))...)
 	good = append(good, tiny...)
 	f.Add(good)
 	f.Add(append(encodeCompileHeader(compileReq{moduleID: "x", memCap: 1 << 20, module: []byte("junk")}), "junk"...))
@@ -235,6 +240,52 @@ func FuzzGuard(f *testing.F) {
 		again, info2, err := guard(out)
 		if err != nil || !bytes.Equal(again, out) || len(info2.imports) != len(info.imports) || info2.hasStart != info.hasStart {
 			t.Fatalf("guard is not idempotent: %v", err)
+		}
+	})
+}
+
+// FuzzMeter: behind the guard, the metering pass never panics, refuses
+// with ErrMalformed, and what it makes of a module is valid to wazero
+// exactly when the guarded module is: the inserted code is valid wherever
+// the original was, and never makes invalid code valid (code that names
+// the counter, a scratch local, or a start function of the wrong type).
+func FuzzMeter(f *testing.F) {
+	f.Add(tinyHello())
+	start := uint32(1)
+	f.Add(wasmasm.Module{
+		Types: []wasmasm.FuncType{tVoid}, Funcs: []uint32{0, 0}, Start: &start,
+		Globals: []wasmasm.Global{{Type: wasmasm.I64, Mutable: true, Init: []byte{wasmasm.OpI64Const, 1}}},
+		Exports: []wasmasm.Export{wasmasm.FuncExport("_start", 0)},
+		Codes: [][]byte{wasmasm.NewCode().GlobalGet(0).Op(wasmasm.OpDrop).Body(),
+			wasmasm.NewCode().Block().Loop().I32Const(1).BrIf(1).Br(0).End().End().Body()},
+	}.Bytes())
+	f.Add(startModule(nil, nil, wasmasm.NewCode().I32Const(0).I32Const(7).I32Const(9).Op(wasmasm.OpPrefixFC, 11, 0).
+		Op(0xfd, 12).Op(make([]byte, 16)...).Op(0xfd, 0xba, 0x01, wasmasm.OpDrop).
+		I32Const(1).If().Op(wasmasm.OpNop).Else().I32Const(2).MemoryGrow().Op(wasmasm.OpDrop).End().Body()))
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().WithCoreFeatures(api.CoreFeaturesV2))
+	defer rt.Close(ctx)
+	valid := func(bin []byte) error {
+		cm, err := rt.CompileModule(ctx, bin)
+		if err == nil {
+			cm.Close(ctx)
+		}
+		return err
+	}
+	f.Fuzz(func(t *testing.T, bin []byte) {
+		guarded, _, err := guard(bin)
+		if err != nil {
+			return
+		}
+		metered, err := meter(guarded)
+		if err != nil {
+			if !errors.Is(err, wasmmeter.ErrMalformed) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("refusal %q", err)
+			}
+			return
+		}
+		if errIn, errOut := valid(guarded), valid(metered); (errIn == nil) != (errOut == nil) {
+			t.Fatalf("guarded module valid: %v; metered: %v", errIn, errOut)
 		}
 	})
 }

@@ -101,6 +101,7 @@ func TestCLITable(t *testing.T) {
 		{[]string{"exec", mod, mod}, "two modules", "unexpected argument", 2},
 		{[]string{"exec", mod, "--max-memory", "lots"}, "bad size", "--max-memory", 2},
 		{[]string{"exec", mod, "--timeout", "0s"}, "zero timeout", "--timeout must be positive", 2},
+		{[]string{"exec", mod, "--work-budget", "0"}, "zero work budget", "--work-budget must be between 1 and", 2},
 		{[]string{"exec", mod, "--output", "xml"}, "unknown output", `--output "xml"`, 2},
 		{[]string{"exec", filepath.Join(dir, "absent.wasm")}, "module missing", "no such file", 1},
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,14 +20,16 @@ import (
 const execLong = `Runs one job locally in the sandbox a worker uses (an executor child
 process): the module gets the input on stdin (FILE, or this command's stdin)
 and nothing else. The job's stdout and stderr are copied to ours. If the job
-fails (non-zero exit, trap, time or memory limit, output limit, invalid
+fails (non-zero exit, trap, work, time or memory limit, output limit, invalid
 module or missing import) a one-line reason is printed and the exit status is
-1. Compiled modules are cached in --cache-dir, so the second run of a module
-starts at once.
+1. Last, its metered work is printed on stderr, "work: N units (S standard
+s)", the same on every machine (with --work, N alone); not after a time-out
+or a refused module. Compiled modules are cached in --cache-dir, so the
+second run of a module starts at once.
 
 With --output json or yaml, the job's outcome is one record on stdout instead:
-status (verified: it exited 0; failed), error, job, exit_code, stdout, stderr
-and seconds (the guest's running time).`
+status (verified: it exited 0; failed), error, job, exit_code, stdout, stderr,
+seconds (the guest's running time) and work (its metered work in units).`
 
 func execCommand() *cobra.Command {
 	def := sandbox.DefaultConfig()
@@ -40,7 +43,9 @@ func execCommand() *cobra.Command {
 	fs := cmd.Flags()
 	var (
 		inputFile = fs.String("input", "", "give the job `FILE` on stdin (default: this command's stdin)")
-		timeout   = fs.Duration("timeout", def.Timeout, "running time limit, e.g. 2s, 10m")
+		budget    = fs.Uint64("work-budget", def.WorkBudget, "work limit in standard `UNITS` (1e9 are a second of a speed-1.0 machine)")
+		workOnly  = fs.Bool("work", false, "report the job's work on stderr as the number of units alone")
+		timeout   = fs.Duration("timeout", def.Timeout, "wall-clock safety net, e.g. 2s, 10m (the job's limit is its work budget)")
 		maxMemory = fs.String("max-memory", "256MiB", "memory cap, e.g. 512KiB, 256MiB, 1GiB or bytes")
 		maxStdout = fs.String("max-stdout", "64MiB", "stdout cap; more fails the job")
 		cacheDir  = fs.String("cache-dir", defaultExecCache(), "compiled module cache `DIR` (empty: a temporary one)")
@@ -60,16 +65,27 @@ func execCommand() *cobra.Command {
 		if *timeout <= 0 {
 			return cli.Usagef("--timeout must be positive")
 		}
+		if *budget == 0 || *budget > sandbox.MaxWorkBudget {
+			return cli.Usagef("--work-budget must be between 1 and %d", uint64(sandbox.MaxWorkBudget))
+		}
 		return output.Validate()
 	}
 	cmd.RunE = func(cmd *cobra.Command, pos []string) error {
 		ctx, stdin, stdout, stderr := cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
-		return cli.Exit(execJob(ctx, pos[0], *inputFile, *timeout, mem, out, *cacheDir, *verbose, output, stdin, stdout, stderr))
+		lim := execLimits{timeout: *timeout, work: *budget, memory: mem, stdout: out}
+		return cli.Exit(execJob(ctx, pos[0], *inputFile, lim, *cacheDir, *verbose, *workOnly, output, stdin, stdout, stderr))
 	}
 	return cmd
 }
 
-func execJob(ctx context.Context, modulePath, inputFile string, timeout time.Duration, mem, out uint64, cacheDir string, verbose bool,
+// execLimits are exec's job limits.
+type execLimits struct {
+	timeout        time.Duration
+	work           uint64
+	memory, stdout uint64
+}
+
+func execJob(ctx context.Context, modulePath, inputFile string, lim execLimits, cacheDir string, verbose, workOnly bool,
 	output cli.Output, stdin io.Reader, stdout, stderr io.Writer) int {
 	def := sandbox.DefaultConfig()
 	fail := func(err error) int {
@@ -95,9 +111,10 @@ func execJob(ctx context.Context, modulePath, inputFile string, timeout time.Dur
 	cfg.Isolation = sandbox.Subprocess
 	cfg.Slots = 1
 	cfg.Nice = 0
-	cfg.Timeout = timeout
-	cfg.MaxMemory = mem
-	cfg.MaxStdout = int(out)
+	cfg.Timeout = lim.timeout
+	cfg.WorkBudget = lim.work
+	cfg.MaxMemory = lim.memory
+	cfg.MaxStdout = int(lim.stdout)
 	cfg.CacheDir = cacheDir
 	sb, err := sandbox.New(cfg)
 	if err != nil {
@@ -125,10 +142,30 @@ func execJob(ctx context.Context, modulePath, inputFile string, timeout time.Dur
 		fmt.Fprintf(stderr, "aspen-node exec: %s, exit status %d, guest time %s, stdout %d bytes\n",
 			res.Status, res.ExitCode, res.Duration, len(res.Stdout))
 	}
+	code := 0
 	if err := res.Err(); err != nil {
-		return fail(err)
+		code = fail(err)
 	}
-	return 0
+	// The work last, so that a script can take the last line.
+	switch res.Status {
+	case sandbox.StatusTimeout, sandbox.StatusInvalidModule, sandbox.StatusMissingImport: // nothing was metered
+	default:
+		if workOnly {
+			fmt.Fprintf(stderr, "%d\n", res.Work)
+		} else {
+			fmt.Fprintf(stderr, "aspen-node exec: work: %d units (%s standard s)\n", res.Work, standardSeconds(res.Work))
+		}
+	}
+	return code
+}
+
+// standardSeconds renders work as the exact decimal seconds a speed-1.0
+// machine takes for it: 123456789 → "0.123456789".
+func standardSeconds(work uint64) string {
+	const per = sandbox.WorkPerSecond
+	s := fmt.Sprintf("%d.%09d", work/per, work%per)
+	s = strings.TrimRight(s, "0")
+	return strings.TrimSuffix(s, ".")
 }
 
 // execRecord is exec's --output json or yaml.
@@ -142,10 +179,11 @@ type execRecord struct {
 	Stderr       string  `json:"stderr,omitempty" yaml:"stderr,omitempty"`
 	StderrBase64 string  `json:"stderr_base64,omitempty" yaml:"stderr_base64,omitempty"`
 	Seconds      float64 `json:"seconds" yaml:"seconds"`
+	Work         uint64  `json:"work" yaml:"work"` // metered, standard units
 }
 
 func writeExecRecord(stdout, stderr io.Writer, output cli.Output, res sandbox.Result) int {
-	rec := execRecord{Status: inputVerified, Job: res.Status.String(), ExitCode: res.ExitCode, Seconds: res.Duration.Seconds()}
+	rec := execRecord{Status: inputVerified, Job: res.Status.String(), ExitCode: res.ExitCode, Seconds: res.Duration.Seconds(), Work: res.Work}
 	rec.Stdout, rec.StdoutBase64 = textOrBase64(res.Stdout)
 	rec.Stderr, rec.StderrBase64 = textOrBase64(res.Stderr)
 	code := 0

@@ -84,6 +84,12 @@ func TestExec(t *testing.T) {
 		{"bad size", "", []string{primesFile, "--max-memory", "lots"}, 2, "", ""},
 		{"missing file", "", []string{filepath.Join(t.TempDir(), "absent.wasm")}, 1, "", "no such file or directory\n"},
 		{"verbose", "1 10", []string{primesFile, "-v"}, 0, "4\n", "aspen-node exec: ok, exit status 0"},
+		{"work", "1 10", []string{primesFile}, 0, "4\n", " standard s)\n"},
+		{"work limit", "", []string{execFile(t, "loop.wasm", loopWasm), "--work-budget", "1000"}, 1, "",
+			"aspen-node exec: work limit 1000 exceeded\naspen-node exec: work: 1000 units (0.000001 standard s)\n"},
+		{"work only", "", []string{execFile(t, "loop.wasm", loopWasm), "--work-budget", "1000", "--work"}, 1, "",
+			"aspen-node exec: work limit 1000 exceeded\n1000\n"},
+		{"bad budget", "", []string{primesFile, "--work-budget", "0"}, 2, "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -98,5 +104,35 @@ func TestExec(t *testing.T) {
 				t.Fatalf("usage error without usage: %q", r.stderr)
 			}
 		})
+	}
+}
+
+// TestExecWorkIsDeterministic: the work exec reports is the same on every
+// run, from a cold cache and a warm one.
+func TestExecWorkIsDeterministic(t *testing.T) {
+	primes, err := examples.Module("primes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := execFile(t, "primes.wasm", primes)
+	cache := t.TempDir()
+	var works []string
+	for range 2 {
+		r := runExec(t, "1 100000", cache, file, "--work")
+		if r.code != 0 || r.stdout != "9592\n" {
+			t.Fatalf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+		}
+		works = append(works, r.stderr)
+	}
+	if works[0] != works[1] || works[0] == "0\n" || strings.ContainsAny(strings.TrimSuffix(works[0], "\n"), " \n") {
+		t.Fatalf("work %q then %q", works[0], works[1])
+	}
+}
+
+func TestStandardSeconds(t *testing.T) {
+	for work, want := range map[uint64]string{0: "0", 1: "0.000000001", 123456789: "0.123456789", 7_200_000_000_000: "7200", 1_500_000_000: "1.5"} {
+		if got := standardSeconds(work); got != want {
+			t.Errorf("%d: %q, want %q", work, got, want)
+		}
 	}
 }

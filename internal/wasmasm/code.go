@@ -18,12 +18,15 @@ const (
 	OpLocalGet    byte = 0x20
 	OpLocalSet    byte = 0x21
 	OpLocalTee    byte = 0x22
+	OpGlobalGet   byte = 0x23
+	OpGlobalSet   byte = 0x24
 	OpI32Load     byte = 0x28
 	OpI32Load8U   byte = 0x2d
 	OpI32Store    byte = 0x36
 	OpMemorySize  byte = 0x3f
 	OpMemoryGrow  byte = 0x40
 	OpI32Const    byte = 0x41
+	OpI64Const    byte = 0x42
 	OpI32Eqz      byte = 0x45
 	OpI32Eq       byte = 0x46
 	OpI32Ne       byte = 0x47
@@ -71,6 +74,18 @@ func (c *Code) I32Const(v int32) *Code {
 	return c
 }
 
+// I64Const appends i64.const v.
+func (c *Code) I64Const(v int64) *Code {
+	*c = AppendSleb(append(*c, OpI64Const), v)
+	return c
+}
+
+// GlobalGet appends global.get i (imported globals count first).
+func (c *Code) GlobalGet(i uint32) *Code { return c.opU(OpGlobalGet, i) }
+
+// GlobalSet appends global.set i.
+func (c *Code) GlobalSet(i uint32) *Code { return c.opU(OpGlobalSet, i) }
+
 // LocalGet appends local.get i (parameters are the first locals).
 func (c *Code) LocalGet(i uint32) *Code { return c.opU(OpLocalGet, i) }
 
@@ -91,6 +106,9 @@ func (c *Code) Loop() *Code { return c.Op(OpLoop, BlockVoid) }
 
 // If appends if with no result; close it with End.
 func (c *Code) If() *Code { return c.Op(OpIf, BlockVoid) }
+
+// Else appends else, between the arms of an if.
+func (c *Code) Else() *Code { return c.Op(OpElse) }
 
 // End appends end, closing a block, loop or if.
 func (c *Code) End() *Code { return c.Op(OpEnd) }

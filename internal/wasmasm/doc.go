@@ -6,7 +6,7 @@
 // It owns three things:
 //
 //   - a module builder, [Module]: function types, imports, functions,
-//     tables, one memory, exports, a start function, code bodies and
+//     tables, one memory, globals, exports, a start function, code bodies and
 //     active data segments, encoded by [Module.Bytes] in section order,
 //     leaving out the sections it has nothing for;
 //   - an instruction builder, [Code]: the few instructions such modules

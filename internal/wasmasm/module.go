@@ -27,6 +27,7 @@ const (
 	SecFunction byte = 3
 	SecTable    byte = 4
 	SecMemory   byte = 5
+	SecGlobal   byte = 6
 	SecExport   byte = 7
 	SecStart    byte = 8
 	SecCode     byte = 10
@@ -72,6 +73,20 @@ func MemoryExport(name string, idx uint32) Export {
 	return Export{Name: name, Kind: KindMemory, Index: idx}
 }
 
+// Global is a global of value type Type, mutable or not, whose initial
+// value is the constant expression Init (its instructions, without the
+// final end).
+type Global struct {
+	Type    byte
+	Mutable bool
+	Init    []byte
+}
+
+// GlobalExport exports global idx as name (imported globals count first).
+func GlobalExport(name string, idx uint32) Export {
+	return Export{Name: name, Kind: KindGlobal, Index: idx}
+}
+
 // Data is an active data segment: Bytes copied into memory 0 at Offset
 // when the module is instantiated.
 type Data struct {
@@ -87,6 +102,7 @@ type Module struct {
 	Funcs   []uint32 // type index of each defined function
 	Tables  [][]byte // table type of each defined table (see [Table])
 	Memory  []byte   // limits of the one memory (see [Limits]); nil for none
+	Globals []Global
 	Exports []Export
 	Start   *uint32  // index of the start function; nil for none
 	Codes   [][]byte // body of each defined function (see [Code.Body])
@@ -131,6 +147,13 @@ func (m Module) Bytes() []byte {
 	if m.Memory != nil {
 		vecSection(SecMemory, [][]byte{m.Memory})
 	}
+	vecSection(SecGlobal, each(m.Globals, func(g Global) []byte {
+		mut := byte(0)
+		if g.Mutable {
+			mut = 1
+		}
+		return append(append([]byte{g.Type, mut}, g.Init...), OpEnd)
+	}))
 	vecSection(SecExport, each(m.Exports, func(e Export) []byte {
 		return AppendUleb(append(Name(e.Name), e.Kind), uint64(e.Index))
 	}))
