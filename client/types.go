@@ -46,6 +46,22 @@ type Info struct {
 	Rating   *Rating      `json:"rating,omitempty"` // worker: the verifier's rating
 	Version  string       `json:"version"`          // the API's version
 	Build    string       `json:"build,omitempty"`  // the node binary's build: module version, Go version, commit
+	Network  Network      `json:"network"`          // how peers reach it
+}
+
+// Network is how peers reach the node and how it is connected to the
+// verifier (GET /v1/info "network"; docs/operations.md, "Ports, NAT and
+// relays").
+type Network struct {
+	Status       string    `json:"status"`  // public, private (behind NAT) or unknown
+	Inbound      string    `json:"inbound"` // how peers reach it: direct, relayed, none or unknown
+	Public       []string  `json:"public,omitempty"`
+	Reachable    []string  `json:"reachable,omitempty"`
+	Unreachable  []string  `json:"unreachable,omitempty"`
+	Relays       []string  `json:"relays,omitempty"` // relayed addresses (reservations held)
+	AutoNAT      string    `json:"autonat"`
+	Since        time.Time `json:"since"`
+	VerifierPath string    `json:"verifier_path"` // direct, hole-punched, relayed or none
 }
 
 // SubmitRequest is the body of POST /v1/groups. Money and speed are decimal

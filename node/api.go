@@ -135,12 +135,14 @@ type Info struct {
 	Rating   *protocol.Rating `json:"rating,omitempty"`
 	Version  string           `json:"version"` // the API's version
 	Build    string           `json:"build"`   // the binary's build: module version, Go version, commit
+	// Network: how peers reach the node and its path to the verifier.
+	Network Network `json:"network"`
 }
 
 // Info returns the node's description.
 func (n *Node) Info() Info {
 	in := Info{PeerID: n.id.String(), Role: n.cfg.Role.String(), Verifier: n.cfg.Verifier.ID.String(), Version: "v1",
-		Build: buildinfo.Read().String()}
+		Build: buildinfo.Read().String(), Network: n.Network()}
 	for _, a := range n.Addrs() {
 		in.Addrs = append(in.Addrs, a.String())
 	}

@@ -56,8 +56,12 @@ type Config struct {
 	// Bootstrap peers (multiaddrs with /p2p/ID) connected at start.
 	Bootstrap []string
 	// Verifier is the pinned verifier: its peer ID (required) and addrs.
-	// The node trusts no other verifier key.
+	// The node trusts no other verifier key. With addrs it is also the
+	// node's relay when the node is behind NAT.
 	Verifier peer.AddrInfo
+	// Relays are more circuit relays (multiaddrs with /p2p/ID, run by the
+	// operator) the node reserves a slot on when it is behind NAT.
+	Relays []string
 	// Role: worker, consumer or both.
 	Role Role
 	// MinPrice is the worker's minimum price per hour.

@@ -210,6 +210,9 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 	if spec.MaxMemory == 0 {
 		spec.MaxMemory = n.cfg.Sandbox.MaxMemory
 	}
+	if why, bad := n.Unreachable(); bad {
+		n.log.Warn("submitting a group workers may not be able to fetch from", "why", why)
+	}
 	// A small module is stored with the group's record below (one fsync
 	// for both); a larger one as a blob file of its own first.
 	smallModule := len(spec.Module) <= n.store.InlineMax()
@@ -797,6 +800,7 @@ func (c *consumer) fetchLoop() {
 		for _, h := range f.task.Holders {
 			if p, err := peer.Decode(h); err == nil {
 				holders = append(holders, p)
+				n.host.AddRelayedAddrs(p, 10*time.Minute) // a worker behind NAT
 			}
 		}
 		backoff := 500 * time.Millisecond

@@ -145,6 +145,21 @@ func New(cfg Config) (*Node, error) {
 		pcfg.Bootstrap = append(pcfg.Bootstrap, ai)
 	}
 	pcfg.Pinned = []peer.AddrInfo{cfg.Verifier}
+	if len(cfg.Verifier.Addrs) > 0 {
+		pcfg.Relays = append(pcfg.Relays, cfg.Verifier)
+	}
+	for _, r := range cfg.Relays {
+		ai, err := p2p.ParseAddrInfo(r)
+		if err == nil && len(ai.Addrs) == 0 {
+			err = fmt.Errorf("%w: no address", p2p.ErrBadAddr)
+		}
+		if err != nil {
+			n.store.Close()
+			n.sb.Close()
+			return nil, fmt.Errorf("node: relay %q: %w", r, err)
+		}
+		pcfg.Relays = append(pcfg.Relays, ai)
+	}
 	pcfg.Blobs = blobStore{n.store}
 	pcfg.BlobAuth = n.blobAllowed
 	pcfg.Logger = cfg.Logger

@@ -312,6 +312,9 @@ func (w *worker) addConsumerAddrs(asg *protocol.Assignment) {
 	if len(addrs) > 0 {
 		w.n.host.Libp2p().Peerstore().AddAddrs(asg.Consumer, addrs, 10*time.Minute)
 	}
+	// A consumer behind NAT is reached through the relays (its announced
+	// addresses may predate its reservation).
+	w.n.host.AddRelayedAddrs(asg.Consumer, 10*time.Minute)
 }
 
 func (w *worker) runLoop() {

@@ -216,6 +216,12 @@ func New(cfg Config) (*Verifier, error) {
 	pcfg.Logger = cfg.Logger
 	pcfg.RequestTimeout = cfg.RequestTimeout
 	pcfg.Now = cfg.Now
+	// Nodes behind NAT learn it from the verifier (AutoNAT) and are
+	// reached through it (a limited circuit relay, for peers it knows).
+	pcfg.NATService = true
+	relay := p2p.DefaultRelayLimits()
+	relay.AllowReserve = v.relayAllowed
+	pcfg.RelayService = &relay
 	if v.host, err = p2p.New(pcfg); err != nil {
 		return nil, fmt.Errorf("verifier: host: %w", err)
 	}
@@ -227,11 +233,29 @@ func New(cfg Config) (*Verifier, error) {
 	dcfg.Key = deskKey
 	dcfg.BlobAuth = v.deskBlobAllowed
 	dcfg.ListenAddrs = deskListen(pcfg.ListenAddrs)
+	dcfg.NATService, dcfg.RelayService = false, nil
 	if v.desk, err = p2p.New(dcfg); err != nil {
 		return nil, fmt.Errorf("verifier: benchmark desk host: %w", err)
 	}
 	ok = true
 	return v, nil
+}
+
+// relayAllowed says whether p may hold a slot on the verifier's relay: a
+// registered worker, or a consumer with money in its account or escrow.
+func (v *Verifier) relayAllowed(p peer.ID) bool {
+	v.mu.Lock()
+	_, ok := v.workers[p]
+	v.mu.Unlock()
+	if ok {
+		return true
+	}
+	for _, acct := range []string{acctConsumer(p.String()), acctEscrow(p.String())} {
+		if b, err := v.led.Balance(acct); err == nil && b > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // closeParts closes whatever New opened.

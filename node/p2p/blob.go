@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	relayclient "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 
 	"github.com/aspen-market/aspen/protocol"
 )
@@ -276,21 +277,30 @@ func (e *badRangeError) Error() string {
 	return fmt.Sprintf("p2p: bad range (blob is %d bytes)", e.size)
 }
 
-// permanent reports whether err means the peer will never serve this blob.
+// permanent reports whether err means the peer will not serve this blob in
+// this fetch (it lacks it, it lies, or only a relay too small leads to it).
 func permanent(err error) bool {
 	var br *badRangeError
-	return errors.Is(err, ErrBlobNotFound) || errors.Is(err, protocol.ErrMalformed) || errors.As(err, &br)
+	return errors.Is(err, ErrBlobNotFound) || errors.Is(err, protocol.ErrMalformed) || errors.Is(err, ErrRelayLimit) || errors.As(err, &br)
 }
 
-// openRange asks p for n bytes of c from off (n == 0: to the end) and reads
-// the response head. ctx cancellation resets the stream.
-func (h *Host) openRange(ctx context.Context, p peer.ID, c cid.Cid, off, n int64, why *BlobReason) (*rangeStream, error) {
-	octx, cancel := context.WithTimeout(ctx, h.cfg.BlobIdleTimeout)
+// openRange asks p for n bytes of c from off (n == 0: to the end, which
+// the caller expects to be about want bytes, or any size when want < 0) and
+// reads the response head. ctx cancellation resets the stream.
+func (h *Host) openRange(ctx context.Context, p peer.ID, c cid.Cid, off, n, want int64, why *BlobReason) (*rangeStream, error) {
+	if n > 0 {
+		want = n
+	}
+	octx, cancel := context.WithTimeout(ctx, max(h.cfg.BlobIdleTimeout, h.cfg.DirectConnWait+h.cfg.DialTimeout))
 	defer cancel()
-	s, err := h.h.NewStream(octx, p, ProtoBlobID)
+	s, err := h.openBlobStream(octx, p, want)
 	if err != nil {
+		if errors.Is(err, ErrRelayLimit) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("%w: open blob stream to %s: %v", ErrStream, p, err)
 	}
+	h.notePath(p, h.pathOf(s.Conn()), "blobs")
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	fail := func(err error) (*rangeStream, error) {
 		stop()
@@ -326,7 +336,7 @@ func (h *Host) openRange(ctx context.Context, p peer.ID, c cid.Cid, off, n int64
 	default:
 		return fail(fmt.Errorf("%w: %s refused blob request: status %d", protocol.ErrMalformed, p, head.Status))
 	}
-	want := n
+	want = n
 	if n == 0 {
 		want = int64(head.Size) - off
 	}
@@ -348,4 +358,85 @@ func (r *rangeStream) read(p []byte, idle time.Duration) (int, error) {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
+}
+
+// blobStreamOverhead is what one blob stream adds to its bytes on a
+// relayed connection (frames, yamux headers), counted against the budget.
+const blobStreamOverhead = 4 << 10
+
+// relayHeadroom is kept free of blob bytes on every relayed connection for
+// identify, hole punching and ping.
+const relayHeadroom = 64 << 10
+
+// openBlobStream opens a blob stream to p for a response of about want
+// bytes (want < 0: unknown). A direct connection is used when there is one
+// or one can be dialled. When the only way is through a relay, a response
+// within Config.RelayBlobMax and the relayed connection's remaining data
+// limit goes through it; a larger one waits up to Config.DirectConnWait for
+// a direct connection (hole punching, the peer dialling back) and fails
+// with ErrRelayLimit if none comes.
+func (h *Host) openBlobStream(ctx context.Context, p peer.ID, want int64) (network.Stream, error) {
+	if h.PathTo(p) == PathNone {
+		if err := h.h.Connect(ctx, peer.AddrInfo{ID: p}); err != nil {
+			return nil, err
+		}
+	}
+	if h.PathTo(p) != PathRelayed {
+		return h.h.NewStream(ctx, p, ProtoBlobID)
+	}
+	if want >= 0 && want <= h.cfg.RelayBlobMax {
+		s, err := h.h.NewStream(network.WithAllowLimitedConn(ctx, "aspen: blob within the relay limit"), p, ProtoBlobID)
+		if err != nil {
+			return nil, err
+		}
+		c := s.Conn()
+		if !c.Stat().Limited || h.budget.take(c, want+blobStreamOverhead) {
+			return s, nil
+		}
+		s.Reset()
+	}
+	h.log.Info("blob too large for the relayed connection; waiting for a direct connection (hole punching)",
+		"peer", p, "bytes", want, "relay_blob_max", h.cfg.RelayBlobMax, "wait", h.cfg.DirectConnWait)
+	wctx, cancel := context.WithTimeout(ctx, h.cfg.DirectConnWait)
+	defer cancel()
+	s, err := h.h.NewStream(wctx, p, ProtoBlobID)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		err = fmt.Errorf("%w: %s: %d bytes (relayed up to %d), none within %v: %v", ErrRelayLimit, p, want, h.cfg.RelayBlobMax, h.cfg.DirectConnWait, err)
+		h.log.Warn("no direct connection for a blob too large for the relay", "peer", p, "err", err)
+		return nil, err
+	}
+	return s, nil
+}
+
+// relayBudget counts the blob bytes requested over each relayed
+// connection: a relay resets a connection once it has carried its data
+// limit, so requests beyond what is left would break mid-way.
+type relayBudget struct {
+	mu   sync.Mutex
+	used map[network.Conn]int64
+}
+
+// take reserves n bytes on c if they fit under its relay's data limit
+// (minus relayHeadroom); a relay that announced no limit is not counted.
+func (b *relayBudget) take(c network.Conn, n int64) bool {
+	limit, ok := c.Stat().Extra[relayclient.StatLimitData].(uint64)
+	if !ok || limit == 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used[c]+n > int64(limit)-relayHeadroom {
+		return false
+	}
+	b.used[c] += n
+	return true
+}
+
+func (b *relayBudget) forget(c network.Conn) {
+	b.mu.Lock()
+	delete(b.used, c)
+	b.mu.Unlock()
 }

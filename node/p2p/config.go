@@ -8,6 +8,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -108,6 +109,35 @@ type Config struct {
 	// MaxFetches bounds concurrent FetchBlob calls; more wait.
 	MaxFetches int
 
+	// NAT traversal (docs/p2p.md, "Reachability"). AutoNAT v1 and v2
+	// (clients), circuit relay v2 (client), identify's observed addresses
+	// and DCUtR hole punching are always on for a host New builds.
+	//
+	// Relays are circuit relay v2 relays (the pinned verifier, relays the
+	// operator runs): once AutoNAT finds the host unreachable it reserves
+	// a slot on them and advertises /p2p-circuit addresses through them.
+	Relays []peer.AddrInfo
+	// RelayService, when set, makes the host a circuit relay v2 for other
+	// peers, within these limits (the verifier, operator relays).
+	RelayService *RelayLimits
+	// NATService answers other peers' AutoNAT dial-back requests (on the
+	// verifier; rate-limited by libp2p).
+	NATService bool
+	// ForceReachability, when not ReachabilityUnknown, replaces AutoNAT
+	// v1's verdict (ReachabilityPrivate: reserve relay slots at once).
+	ForceReachability network.Reachability
+	// RelayBlobMax is the most bytes one blob stream may carry over a
+	// relayed connection; a larger range waits up to DirectConnWait for a
+	// direct connection (hole punching or the peer dialling back) instead.
+	// The relay's own per-connection data limit also applies.
+	RelayBlobMax int64
+	// DirectConnWait bounds how long a blob stream too large for a relayed
+	// connection waits for a direct one.
+	DirectConnWait time.Duration
+	// OnReachability, when set, is called (from one goroutine, in order)
+	// each time the host's reachability summary changes.
+	OnReachability func(Reachability)
+
 	// Logger receives structured logs; nil discards them.
 	Logger *slog.Logger
 	// Metrics, when set, receives libp2p's Prometheus metrics.
@@ -125,6 +155,10 @@ const (
 	DefaultConnHigh       = 512
 	DefaultBlobChunkSize  = 4 << 20
 	DefaultMaxBlobStreams = 64
+	// DefaultRelayBlobMax is Config.RelayBlobMax's default: half of
+	// DefaultRelayLimits' data limit, leaving room for identify, hole
+	// punching and a second small blob on the same relayed connection.
+	DefaultRelayBlobMax = 512 << 10
 )
 
 // DefaultConfig returns the defaults (Key still to be set).
@@ -152,6 +186,8 @@ func DefaultConfig() Config {
 		BlobRetries:        3,
 		BlobParallel:       8,
 		MaxFetches:         32,
+		RelayBlobMax:       DefaultRelayBlobMax,
+		DirectConnWait:     20 * time.Second,
 	}
 }
 
@@ -220,6 +256,23 @@ func (c *Config) Validate() error {
 		return bad("blob idle timeout %v", c.BlobIdleTimeout)
 	case c.BlobRetries < 1 || c.BlobParallel < 1 || c.MaxFetches < 1:
 		return bad("blob retries %d, parallel %d, fetches %d", c.BlobRetries, c.BlobParallel, c.MaxFetches)
+	case c.RelayBlobMax < 0 || c.DirectConnWait <= 0:
+		return bad("relay blob max %d, direct connection wait %v", c.RelayBlobMax, c.DirectConnWait)
+	}
+	switch c.ForceReachability {
+	case network.ReachabilityUnknown, network.ReachabilityPublic, network.ReachabilityPrivate:
+	default:
+		return bad("forced reachability %v", c.ForceReachability)
+	}
+	for _, pi := range c.Relays {
+		if pi.ID == "" {
+			return bad("relay without ID")
+		}
+	}
+	if c.RelayService != nil {
+		if err := c.RelayService.validate(); err != nil {
+			return bad("relay service: %v", err)
+		}
 	}
 	return nil
 }

@@ -16,6 +16,10 @@
 //     BlobSource for the peers a BlobAuthFunc allows, and a client (FetchBlob) that streams a blob into a
 //     BlobSink, chunked, resumable, from several peers in parallel, and
 //     verified against its CID;
+//   - NAT traversal: AutoNAT v1 and v2, circuit relay v2 (client, and a
+//     limited relay service when configured), autorelay on static relays,
+//     DCUtR hole punching, and a reachability summary (Reachability,
+//     PathTo); blobs take a relayed connection only within its limits;
 //   - signed request/response streams (Handle, Request) carrying the
 //     per-task traffic between nodes and the verifier.
 //

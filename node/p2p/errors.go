@@ -34,6 +34,10 @@ var (
 	ErrBlobBusy = errors.New("p2p: blob server busy")
 	// ErrBlobFetch: a blob could not be fetched from any peer.
 	ErrBlobFetch = errors.New("p2p: blob fetch failed")
+	// ErrRelayLimit: a blob range is too large for the relayed connection
+	// that is the only way to its peer, and no direct connection (hole
+	// punching, the peer dialling back) came up in time.
+	ErrRelayLimit = errors.New("p2p: over the relayed connection's limit and no direct connection")
 	// ErrIgnore may be wrapped by a Config.ValidateOffer/ValidateBid hook
 	// error to drop a message without penalising the peer that relayed it.
 	ErrIgnore = errors.New("p2p: ignore message")

@@ -115,9 +115,12 @@ type fetchReader interface {
 // size and go parallel for big blobs.
 func (h *Host) fetchOnce(ctx context.Context, c cid.Cid, peers []peer.ID, sink BlobSink, maxSize int64, why *BlobReason) (int64, []peer.ID, error) {
 	var fr fetchReader
-	if len(peers) == 1 {
+	if len(peers) == 1 && (maxSize <= h.cfg.RelayBlobMax || h.PathTo(peers[0]) == PathDirect || h.PathTo(peers[0]) == PathHolePunched) {
 		fr = h.newSeqReader(ctx, c, peers, maxSize, -1, why)
 	} else {
+		// Several peers, or one that may only be reachable through a
+		// relay: learn the size first (one byte), so that a small blob
+		// can take a relayed connection.
 		size, ordered, err := h.probeSize(ctx, c, peers, why)
 		if err != nil {
 			return 0, nil, err
@@ -153,7 +156,7 @@ func (h *Host) probeSize(ctx context.Context, c cid.Cid, peers []peer.ID, why *B
 	var lastErr error
 	notFound := 0
 	for i, p := range peers {
-		rs, err := h.openRange(ctx, p, c, 0, 1, why)
+		rs, err := h.openRange(ctx, p, c, 0, 1, 1, why)
 		var br *badRangeError
 		switch {
 		case err == nil:
@@ -299,7 +302,11 @@ func (r *seqReader) open() error {
 			r.cur++
 			continue
 		}
-		rs, err := r.h.openRange(r.ctx, p, r.c, r.pos, 0, r.why)
+		want := r.maxSize
+		if r.size >= 0 {
+			want = r.size - r.pos
+		}
+		rs, err := r.h.openRange(r.ctx, p, r.c, r.pos, 0, want, r.why)
 		if err == nil && r.size >= 0 && rs.size != r.size {
 			rs.close(false)
 			err = fmt.Errorf("%w: %s says %s is %d bytes, others %d", protocol.ErrMalformed, p, r.c, rs.size, r.size)
@@ -464,7 +471,7 @@ func (r *chunkReader) fetchChunk(p peer.ID, ch *chunk, tries *peerTries) error {
 		if err := r.ctx.Err(); err != nil {
 			return err
 		}
-		rs, err := r.h.openRange(r.ctx, p, r.c, ch.off+ch.got, ch.n-ch.got, r.why)
+		rs, err := r.h.openRange(r.ctx, p, r.c, ch.off+ch.got, ch.n-ch.got, ch.n-ch.got, r.why)
 		if err == nil && rs.size != r.size {
 			rs.close(false)
 			err = fmt.Errorf("%w: %s says %s is %d bytes, others %d", protocol.ErrMalformed, p, r.c, rs.size, r.size)

@@ -17,10 +17,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
@@ -67,6 +69,10 @@ type Host struct {
 	notifiee     *network.NotifyBundle
 	handlerMu    sync.Mutex
 	handlers     map[string]struct{}
+
+	reach  reach
+	relay  io.Closer // the relay service, when offered
+	budget relayBudget
 }
 
 // New builds the host from cfg: it starts listening, joins the gossip
@@ -96,6 +102,12 @@ func New(cfg Config) (*Host, error) {
 		wake:     make(chan struct{}, 1),
 		handlers: make(map[string]struct{}),
 	}
+	hs.reach.punched = make(map[peer.ID]bool)
+	hs.reach.paths = make(map[peer.ID]Path)
+	hs.budget.used = make(map[network.Conn]int64)
+	if cfg.OnReachability != nil {
+		hs.reach.watchers = append(hs.reach.watchers, cfg.OnReachability)
+	}
 	if hs.now == nil {
 		hs.now = time.Now
 	}
@@ -105,7 +117,7 @@ func New(cfg Config) (*Host, error) {
 	if cfg.Host != nil {
 		hs.h = cfg.Host
 	} else {
-		h, err := buildHost(&cfg)
+		h, err := buildHost(&cfg, punchTracer{hs})
 		if err != nil {
 			hs.cancel()
 			return nil, err
@@ -122,12 +134,31 @@ func New(cfg Config) (*Host, error) {
 	}
 	hs.notifiee = &network.NotifyBundle{
 		DisconnectedF: func(_ network.Network, c network.Conn) {
-			if hs.pinned[c.RemotePeer()] || len(hs.h.Network().Peers()) == 0 {
+			hs.budget.forget(c)
+			p := c.RemotePeer()
+			if hs.h.Network().Connectedness(p) != network.Connected {
+				hs.reach.mu.Lock()
+				delete(hs.reach.punched, p)
+				delete(hs.reach.paths, p)
+				hs.reach.mu.Unlock()
+			}
+			if hs.pinned[p] || len(hs.h.Network().Peers()) == 0 {
 				hs.nudge()
 			}
 		},
 	}
 	hs.h.Network().Notify(hs.notifiee)
+	if cfg.RelayService != nil {
+		r, err := startRelay(hs.h, *cfg.RelayService)
+		if err != nil {
+			hs.shutdown()
+			return nil, err
+		}
+		hs.relay = r
+		hs.log.Info("offering a relay service", "max_duration", cfg.RelayService.Duration, "max_bytes", cfg.RelayService.Data,
+			"max_reservations", cfg.RelayService.MaxReservations)
+	}
+	hs.goTracked(func() { hs.watchReachability(hs.ctx) })
 
 	if err := hs.initGossip(); err != nil {
 		hs.shutdown()
@@ -141,7 +172,7 @@ func New(cfg Config) (*Host, error) {
 	return hs, nil
 }
 
-func buildHost(cfg *Config) (host.Host, error) {
+func buildHost(cfg *Config, tracer holepunch.EventTracer) (host.Host, error) {
 	rmOpts := []rcmgr.Option{}
 	if cfg.Metrics == nil {
 		rmOpts = append(rmOpts, rcmgr.WithMetricsDisabled())
@@ -169,11 +200,33 @@ func buildHost(cfg *Config) (host.Host, error) {
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.WithDialTimeout(cfg.DialTimeout),
+		// NAT traversal: AutoNAT v2 tests each public address; the relay
+		// transport (a default) dials and accepts relayed connections;
+		// DCUtR turns them into direct ones where the NATs allow.
+		libp2p.EnableAutoNATv2(),
 	}
 	if cfg.Metrics != nil {
-		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Metrics))
+		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Metrics),
+			libp2p.EnableHolePunching(holepunch.WithMetricsAndEventTracer(
+				holepunch.NewMetricsTracer(holepunch.WithRegisterer(cfg.Metrics)), tracer)))
 	} else {
-		opts = append(opts, libp2p.DisableMetrics())
+		opts = append(opts, libp2p.DisableMetrics(), libp2p.EnableHolePunching(holepunch.WithTracer(tracer)))
+	}
+	if cfg.NATService {
+		opts = append(opts, libp2p.EnableNATService())
+	}
+	switch cfg.ForceReachability {
+	case network.ReachabilityPublic:
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case network.ReachabilityPrivate:
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	if len(cfg.Relays) > 0 {
+		opts = append(opts, libp2p.EnableAutoRelayWithStaticRelays(cfg.Relays,
+			// Reserve as soon as AutoNAT says private, and retry a relay
+			// that refused within the reconnect bound, not libp2p's hour.
+			autorelay.WithBootDelay(0), autorelay.WithBackoff(max(cfg.ReconnectMax, 10*time.Second)),
+			autorelay.WithMinInterval(max(cfg.ReconnectMin, time.Second))))
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
@@ -227,6 +280,11 @@ func (h *Host) shutdown() error {
 	h.cancel() // stops pubsub's goroutines
 	h.pool.closeAll()
 	var err error
+	if h.relay != nil {
+		if e := h.relay.Close(); e != nil {
+			err = fmt.Errorf("p2p: close relay service: %w", e)
+		}
+	}
 	if h.h != nil {
 		h.h.Network().StopNotify(h.notifiee)
 		if e := h.h.Close(); e != nil {
