@@ -150,7 +150,7 @@ func (h *Host) notePath(p peer.ID, path Path, what string) {
 	}
 	h.reach.mu.Unlock()
 	if prev != path {
-		h.log.Info("blob path", "peer", p, "path", string(path), "for", what)
+		h.log.Info("blob path", "with", p, "path", string(path), "for", what)
 	}
 }
 
