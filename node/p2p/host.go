@@ -158,6 +158,7 @@ func New(cfg Config) (*Host, error) {
 		hs.log.Info("offering a relay service", "max_duration", cfg.RelayService.Duration, "max_bytes", cfg.RelayService.Data,
 			"max_reservations", cfg.RelayService.MaxReservations)
 	}
+	hs.reach.cur = Reachability{Status: ReachUnknown, Inbound: InboundUnknown, AutoNAT: ReachUnknown, Since: hs.now()}
 	hs.goTracked(func() { hs.watchReachability(hs.ctx) })
 
 	if err := hs.initGossip(); err != nil {

@@ -266,7 +266,7 @@ func (h *Host) updateReach() {
 	}
 	prev := h.reach.cur
 	r.Since = prev.Since
-	if r.Status != prev.Status || r.Inbound != prev.Inbound || r.Since.IsZero() {
+	if r.Status != prev.Status || r.Inbound != prev.Inbound {
 		r.Since = h.now()
 	}
 	changed := r.Status != prev.Status || r.Inbound != prev.Inbound ||
