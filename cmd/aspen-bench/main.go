@@ -47,6 +47,7 @@ var figures = []figure{
 	{6, "gossip", figGossip},
 	{7, "ledger", figLedger},
 	{8, "memory", figMemory},
+	{9, "metered work", figMetering},
 }
 
 // env is what figures share: flags, a scratch directory, a logger.
