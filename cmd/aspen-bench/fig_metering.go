@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,16 +24,18 @@ import (
 // alternating, timed by the thread's CPU clock over _start alone
 // (instantiation is the same on both sides, and the guard's data-segment
 // coalescing, which the sandbox also applies, would only change that).
-// Target: metered ≤ 1.15× unmetered. It also reports the metered work
-// and the units per second this machine performs (what speed 1.0 =
-// WorkPerSecond calibrates against), and the pass's own time on a 2 MB
-// Go-built module.
+// Target: metered ≤ 1.15× unmetered on every kernel (issue 14; figure 1
+// exempts hashchain from its native target because Go's native SHA-256 is
+// assembly, which does not apply here: both sides are wasm). It also
+// reports the metered work and the units per second this machine performs
+// (what speed 1.0 = WorkPerSecond calibrates against), and the pass's own
+// time on a 2 MB Go-built module against the cold compile that follows it.
 func figMetering(ctx context.Context, e *env) ([]Row, error) {
 	reps := 7
 	if e.quick {
 		reps = 2
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCoreFeatures(api.CoreFeaturesV2))
+	rt := wazero.NewRuntimeWithConfig(ctx, meteringRuntimeConfig())
 	defer rt.Close(ctx)
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	var rows []Row
@@ -80,41 +83,86 @@ func figMetering(ctx context.Context, e *env) ([]Row, error) {
 		perSec := float64(units) / metered.min().Seconds()
 		row := Row{Figure: "9 " + k.name + ": metered run time (_start, thread CPU)", Value: ms(metered.min()), Unit: "ms"}.
 			withBaseline(ms(plain.min()), "ms", "unmetered").
-			note("best of %d; medians %.1f vs %.1f ms = %.3f×", len(metered), ms(metered.pct(0.5)), ms(plain.pct(0.5)),
-				float64(metered.pct(0.5))/float64(plain.pct(0.5))).
+			note("best of %d; medians %.1f vs %.1f ms = %.3f×; paired runs' ratios %s", len(metered), ms(metered.pct(0.5)), ms(plain.pct(0.5)),
+				float64(metered.pct(0.5))/float64(plain.pct(0.5)), pairedRatios(metered, plain)).
 			note("work %d units (%d ticks): this machine %.2fe9 units/s metered, %.2fe9 per unmetered second (speed %.2f at %d units/s)",
 				units, ticks, perSec/1e9, float64(units)/plain.min().Seconds()/1e9, float64(units)/plain.min().Seconds()/sandbox.WorkPerSecond,
 				sandbox.WorkPerSecond)
-		if k.integer {
-			row = row.target("ratio", "<=", 1.15)
-		} else {
-			row = row.note("reference: no target")
-		}
-		rows = append(rows, row)
+		rows = append(rows, row.target("ratio", "<=", 1.15))
 	}
 
-	// The pass itself, on the 2 MB module figure 2 compiles.
+	row, err := meteringPass(ctx, reps+3)
+	return append(rows, row), err
+}
+
+// pairedRatios summarises a[i]/b[i] over runs made one after the other,
+// which share the machine's load: min, median and max.
+func pairedRatios(a, b durations) string {
+	r := make([]float64, len(a))
+	for i := range a {
+		r[i] = float64(a[i]) / float64(b[i])
+	}
+	slices.Sort(r)
+	return fmt.Sprintf("%.3f–%.3f×, median %.3f×", r[0], r[len(r)-1], r[(len(r)-1)/2])
+}
+
+// meteringRuntimeConfig is the sandbox's runtime configuration (sandbox
+// newEngine) without its compilation cache.
+func meteringRuntimeConfig() wazero.RuntimeConfig {
+	return wazero.NewRuntimeConfig().WithDebugInfoEnabled(false).WithCoreFeatures(api.CoreFeaturesV2)
+}
+
+// meteringPass times the pass itself on the 2 MB module figure 2
+// compiles, against the cold compile of the unmetered module (what a
+// sandbox without metering would do first), alternating with it and with
+// the cold compile of the metered module, which the sandbox now does
+// instead: a cold start pays the pass plus the difference of the two
+// compiles. Each compile is a fresh runtime with no cache; all wall clock.
+func meteringPass(ctx context.Context, n int) (Row, error) {
 	bin, err := examples.Module("primes")
 	if err != nil {
-		return rows, err
+		return Row{}, err
 	}
-	var pass durations
-	var st wasmmeter.Stats
-	var size int
-	for range reps + 3 {
+	compile := func(wasm []byte) (time.Duration, error) {
+		rt := wazero.NewRuntimeWithConfig(ctx, meteringRuntimeConfig())
+		defer rt.Close(ctx)
 		t0 := time.Now()
-		met, s, err := wasmmeter.Instrument(bin)
+		cm, err := rt.CompileModule(ctx, wasm)
+		d := time.Since(t0)
+		if err != nil {
+			return 0, err
+		}
+		return d, cm.Close(ctx)
+	}
+	var pass, plain, metered durations
+	var st wasmmeter.Stats
+	var met []byte
+	for range n {
+		d, err := compile(bin)
+		if err != nil {
+			return Row{}, fmt.Errorf("compile primes: %w", err)
+		}
+		plain = append(plain, d)
+		t0 := time.Now()
+		met, st, err = wasmmeter.Instrument(bin)
 		pass = append(pass, time.Since(t0))
 		if err != nil {
-			return rows, err
+			return Row{}, err
 		}
-		st, size = s, len(met)
+		if d, err = compile(met); err != nil {
+			return Row{}, fmt.Errorf("compile metered primes: %w", err)
+		}
+		metered = append(metered, d)
 	}
-	rows = append(rows, Row{Figure: "9 metering pass on a Go-built module (primes, wall)", Value: ms(pass.min()), Unit: "ms"}.
-		note("median %.1f ms; %.2f MB in, %.2f MB out (+%.0f%%); %d functions, %d charges, %d checks, %d sized charges",
-			ms(pass.pct(0.5)), float64(len(bin))/1e6, float64(size)/1e6, 100*float64(size-len(bin))/float64(len(bin)),
-			st.Functions, st.Charges, st.Checks, st.Sized))
-	return rows, nil
+	added := pass.min() + metered.min() - plain.min()
+	return Row{Figure: "9 metering pass on a Go-built module (primes, 2 MB, wall)", Value: ms(pass.min()), Unit: "ms"}.
+		withBaseline(ms(plain.min()), "ms", "cold compile, unmetered").
+		note("best of %d, median %.1f ms; %.2f MB in, %.2f MB out (+%.0f%%); %d functions, %d charges, %d checks, %d sized charges",
+			len(pass), ms(pass.pct(0.5)), float64(len(bin))/1e6, float64(len(met))/1e6, 100*float64(len(met)-len(bin))/float64(len(bin)),
+			st.Functions, st.Charges, st.Checks, st.Sized).
+		note("cold compile of the metered module %.0f ms (median %.0f; unmetered median %.0f): a cold start pays the pass plus %.0f ms more compiling, %.0f ms in all (%.2f× the unmetered compile)",
+			ms(metered.min()), ms(metered.pct(0.5)), ms(plain.pct(0.5)), ms(metered.min()-plain.min()), ms(added),
+			float64(plain.min()+added)/float64(plain.min())), nil
 }
 
 // runStart instantiates cm with input on stdin, sets its work counter if
