@@ -5,6 +5,10 @@ import (
 	"fmt"
 )
 
+// mergeLoopHeaders enables endLoop's move of loop header costs (a
+// variable so that tests can compare with and without).
+var mergeLoopHeaders = true
+
 // maxLocals bounds a function's locals (the sandbox's guard allows 50,000);
 // it keeps the scratch locals' indices far from overflow.
 const maxLocals = 1 << 24
@@ -135,6 +139,18 @@ type ctrl struct {
 	targeted bool // a live branch targets its label
 	elseSeen bool
 	thenCur  int // an if's then arm's last metered block at else (-1: dead)
+	// A loop's header block, the block it is entered from, whether a
+	// br_if or br_table targets it, and where its back edges start in
+	// fnMeter.backs.
+	header, entry int
+	condBack      bool
+	backStart     int
+}
+
+// backEdge is a live br to a loop: the loop's index in fnMeter.ctrls and
+// the metered block the br ends.
+type backEdge struct {
+	loop, site int
 }
 
 // fnMeter instruments function bodies; its buffers are reused.
@@ -143,6 +159,7 @@ type fnMeter struct {
 	counter []byte // the counter's global index, LEB128
 	sites   []site
 	ctrls   []ctrl
+	backs   []backEdge
 	buf     []byte
 }
 
@@ -159,15 +176,71 @@ func (f *fnMeter) addDyn(at int, d *dynCost) {
 	f.sites = append(f.sites, site{at: at, dyn: d})
 }
 
-// label marks the target of a branch of depth l.
-func (f *fnMeter) label(l uint32, live bool) error {
+// label marks the target of a branch of depth l from the live block cur
+// (-1: dead code), unconditional or not.
+func (f *fnMeter) label(l uint32, cur int, unconditional bool) error {
 	if uint64(l) >= uint64(len(f.ctrls)) {
 		return fmt.Errorf("branch depth %d out of range", l)
 	}
-	if live {
-		f.ctrls[len(f.ctrls)-1-int(l)].targeted = true
+	if cur >= 0 {
+		i := len(f.ctrls) - 1 - int(l)
+		c := &f.ctrls[i]
+		c.targeted = true
+		if c.op == 0x03 {
+			if unconditional {
+				f.backs = append(f.backs, backEdge{i, cur})
+			} else {
+				c.condBack = true
+			}
+		}
 	}
 	return nil
+}
+
+// endLoop moves the cost of loop c's header block, when that is exact, to
+// the blocks that enter it: the block before the loop, and each block
+// that ends with a br back to it. Each of those always continues into the
+// header (unless the run stops inside it), so the count is unchanged, and
+// a loop iteration pays one charge less. The budget check moves with the
+// cost to the back edges: every cycle through the header still passes a
+// check. Not when a br_if or br_table jumps back (the header is then
+// entered from a block that may go elsewhere), nor when the header block
+// jumps back to itself. A loop nothing jumps back to is no cycle: its
+// header needs no check.
+func (f *fnMeter) endLoop(c ctrl, idx int, st *Stats) {
+	own := f.backs[c.backStart:]
+	kept := c.backStart
+	var mine []int
+	for _, b := range own {
+		if b.loop == idx {
+			mine = append(mine, b.site)
+		} else { // an enclosing loop's
+			f.backs[kept] = b
+			kept++
+		}
+	}
+	f.backs = f.backs[:kept]
+	h := &f.sites[c.header]
+	switch {
+	case c.condBack:
+		return
+	case len(mine) == 0:
+		h.check = false
+		return
+	}
+	for _, b := range mine {
+		if b == c.header {
+			return
+		}
+	}
+	cost := h.cost
+	h.cost, h.check = 0, false
+	f.sites[c.entry].cost += cost
+	for _, b := range mine {
+		f.sites[b].cost += cost
+		f.sites[b].check = true
+	}
+	st.LoopsMerged++
 }
 
 // instrument appends to out the code section entry (size and body) of
@@ -189,7 +262,7 @@ func (f *fnMeter) instrument(out, body []byte, params int, st *Stats) ([]byte, e
 	}
 	decls := body[declStart : len(body)-len(r.b)]
 	code := r.b
-	if err := f.scan(code, locals); err != nil {
+	if err := f.scan(code, locals, st); err != nil {
 		return nil, err
 	}
 
@@ -335,9 +408,10 @@ func appendSleb(b []byte, v int64) []byte {
 
 // scan decodes code (a function's instructions) and records in f.sites
 // where charges go. locals is the function's number of locals.
-func (f *fnMeter) scan(code []byte, locals uint64) error {
+func (f *fnMeter) scan(code []byte, locals uint64, st *Stats) error {
 	f.sites = f.sites[:0]
-	f.ctrls = append(f.ctrls[:0], ctrl{op: opFunc, thenCur: -1})
+	f.backs = f.backs[:0]
+	f.ctrls = append(f.ctrls[:0], ctrl{op: opFunc, thenCur: -1, header: -1, entry: -1})
 	cur := f.newSite(0, true) // function entry: charge and check
 	m := f.m
 	p := 0
@@ -374,10 +448,12 @@ func (f *fnMeter) scan(code []byte, locals uint64) error {
 				return bad(at, "bad block type")
 			}
 			p += n
-			f.ctrls = append(f.ctrls, ctrl{op: op, dead: !live, thenCur: -1})
+			c := ctrl{op: op, dead: !live, thenCur: -1, header: -1, entry: cur, backStart: len(f.backs)}
 			if live && info.kind != kBlock {
 				cur = f.newSite(p, info.kind == kLoop)
+				c.header = cur
 			}
+			f.ctrls = append(f.ctrls, c)
 		case kElse:
 			c := &f.ctrls[len(f.ctrls)-1]
 			if c.op != 0x04 || c.elseSeen {
@@ -400,6 +476,9 @@ func (f *fnMeter) scan(code []byte, locals uint64) error {
 			if c.dead {
 				cur = -1
 				break
+			}
+			if c.op == 0x03 && mergeLoopHeaders {
+				f.endLoop(c, len(f.ctrls), st)
 			}
 			// The paths that reach the code after end: falling through
 			// (from cur, and from the then arm of an if with else), the
@@ -432,7 +511,7 @@ func (f *fnMeter) scan(code []byte, locals uint64) error {
 			if !ok {
 				return bad(at, "bad label")
 			}
-			if err := f.label(l, live); err != nil {
+			if err := f.label(l, cur, info.kind == kBr); err != nil {
 				return bad(at, err.Error())
 			}
 			switch {
@@ -451,7 +530,7 @@ func (f *fnMeter) scan(code []byte, locals uint64) error {
 				if !ok {
 					return bad(at, "bad label")
 				}
-				if err := f.label(l, live); err != nil {
+				if err := f.label(l, cur, false); err != nil {
 					return bad(at, err.Error())
 				}
 			}

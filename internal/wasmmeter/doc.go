@@ -27,17 +27,27 @@
 // not charged. At the start of each block the pass inserts code that
 // subtracts the block's total cost from the counter. At function entries
 // and loop headers (every cycle of control flow passes through one, and
-// every cycle costs at least one unit) it then checks the counter and
+// every cycle costs at least one tick) it then checks the counter and
 // executes unreachable if it is negative: a run that overspends its budget
 // stops there, at the same instruction on every machine. Between checks
 // the guest runs only forward code of bounded length, so it can overspend
 // by at most that much; the host treats a final counter below zero as
 // "work limit" however the run ended.
 //
-// The count is exact by this definition: each executed block is charged
-// its whole cost once when entered, so a run that stops inside a block
-// (a trap, proc_exit, a host refusal) has been charged for the rest of
-// that block too, identically on every machine.
+// One refinement saves a charge per loop iteration: when every jump back
+// to a loop is an unconditional br (as in the block dispatcher Go's
+// compiler writes around every function with a loop), the loop header's
+// block costs nothing itself; its cost is added to the block before the
+// loop and to each block that ends with such a br, since each always
+// continues into the header, and the check moves with it to those blocks
+// (every cycle still passes one).
+//
+// The count is exact: a run that completes is charged exactly the cost of
+// the instructions it executed, identically on every machine. Charges are
+// made ahead, at block starts, so a run that stops inside a block (a trap,
+// proc_exit, a host refusal, the work limit) has been charged for the rest
+// of that block too, and, if that block ends by jumping back to its loop,
+// for the loop header's block: deterministic as well.
 //
 // # Cost table
 //

@@ -15,7 +15,7 @@ const (
 	StartExport = "aspen:start"
 	// Version changes whenever the pass or its costs change what a module
 	// counts, so that caches of instrumented modules can be keyed by it.
-	Version = 1
+	Version = 2
 )
 
 // TicksPerUnit is how many ticks, the counter's unit, make one standard
@@ -52,6 +52,9 @@ type Stats struct {
 	Charges   int // metered blocks charged
 	Checks    int // budget checks (function entries, loop headers)
 	Sized     int // run-time charges by a size operand
+	// LoopsMerged counts loops whose header block's cost moved to the
+	// blocks that enter it (see the package documentation).
+	LoopsMerged int
 }
 
 // Section ids.

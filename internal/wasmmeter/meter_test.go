@@ -232,8 +232,9 @@ func TestBudgetStopsLoops(t *testing.T) {
 	}
 }
 
-// TestExamples: a Go-built example gives the same output metered, and the
-// same count on every run. (The sandbox's tests run the others.)
+// TestExamples: a Go-built example gives the same output metered and
+// unmetered, and the same count with loop headers merged or not. (The
+// sandbox's tests run the others.)
 func TestExamples(t *testing.T) {
 	rt := newRuntime(t)
 	for _, c := range []struct{ name, input, out string }{
@@ -251,9 +252,15 @@ func TestExamples(t *testing.T) {
 			t.Fatalf("%s: stats %+v", c.name, st)
 		}
 		a := runInstrumented(t, rt, met, 1<<50, c.input)
-		b := runInstrumented(t, rt, met, 1<<50, c.input)
+		mergeLoopHeaders = false
+		unmerged, _, err := Instrument(bin)
+		mergeLoopHeaders = true
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := runInstrumented(t, rt, unmerged, 1<<50, c.input)
 		if a.spent != b.spent || a.out != b.out || a.spent < 1e6 {
-			t.Fatalf("%s: runs spent %d and %d ticks, wrote %q and %q", c.name, a.spent, b.spent, a.out, b.out)
+			t.Fatalf("%s: runs spent %d and %d ticks (loop headers merged, not), wrote %q and %q", c.name, a.spent, b.spent, a.out, b.out)
 		}
 		if c.out != "" && a.out != c.out {
 			t.Fatalf("%s: wrote %q, want %q", c.name, a.out, c.out)
@@ -414,6 +421,76 @@ func BenchmarkInstrument(b *testing.B) {
 	for b.Loop() {
 		if _, _, err := Instrument(bin); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestLoopMergeExact: moving a loop header's cost to the blocks that enter
+// it changes where charges are made, never what a run that completes is
+// charged: the same ticks with and without, on loop shapes where it
+// applies and where it must not.
+func TestLoopMergeExact(t *testing.T) {
+	rt := newRuntime(t)
+	i32 := w.Local{Count: 2, Type: w.I32}
+	// A dispatcher as Go's compiler writes: a loop around a br_table, each
+	// case jumping back with br. 2 + 5×(3+4+5) + 3 = 65 ticks.
+	dispatch := w.NewCode().I32Const(5).LocalSet(0)
+	dispatch.Block().Loop()
+	dispatch.LocalGet(0).Op(w.OpI32Eqz).BrIf(1)
+	dispatch.Block().Block().LocalGet(0).I32Const(1).Op(0x71).Op(0x0e, 1, 0, 1).End() // i32.and; br_table [0] 1
+	dispatch.LocalGet(0).I32Const(1).Op(w.OpI32Sub).LocalSet(0).Br(1).End()
+	dispatch.LocalGet(0).I32Const(1).Op(w.OpI32Sub).LocalSet(0).Br(0)
+	dispatch.End().End()
+	// Nested loops: the inner one counts local 1 down from 3, the outer
+	// local 0 from 4; the inner header's block jumps to the outer loop.
+	nested := w.NewCode().I32Const(4).LocalSet(0)
+	nested.Block().Loop() // outer
+	nested.LocalGet(0).Op(w.OpI32Eqz).BrIf(1)
+	nested.LocalGet(0).I32Const(1).Op(w.OpI32Sub).LocalSet(0).I32Const(3).LocalSet(1)
+	nested.Loop()                                      // inner
+	nested.LocalGet(1).Op(w.OpI32Eqz).If().Br(2).End() // inner done: back to the outer loop
+	nested.LocalGet(1).I32Const(1).Op(w.OpI32Sub).LocalSet(1).Br(0)
+	nested.End().End().End()
+	// A loop that jumps back with br_if: not merged.
+	brIf := w.NewCode().I32Const(7).LocalSet(0)
+	brIf.Loop().LocalGet(0).I32Const(1).Op(w.OpI32Sub).LocalTee(0).BrIf(0).End()
+	for _, c := range []struct {
+		name   string
+		code   *w.Code
+		ticks  int64
+		merged int
+	}{
+		{"dispatcher", dispatch, 65, 1},
+		{"nested loops", nested, 0, 2},
+		{"br_if back edge", brIf, 2 + 7*5, 0},
+	} {
+		bin := w.Command(nil, nil, 1, c.code.Body(i32))
+		var spent [2]int64
+		for i, merge := range []bool{false, true} {
+			mergeLoopHeaders = merge
+			met, st, err := Instrument(bin)
+			mergeLoopHeaders = true
+			if err != nil {
+				t.Fatal(err)
+			}
+			if merge && st.LoopsMerged != c.merged {
+				t.Errorf("%s: %d loops merged, want %d", c.name, st.LoopsMerged, c.merged)
+			}
+			o := runInstrumented(t, rt, met, 1<<40, "")
+			if o.err != nil {
+				t.Fatalf("%s: %v", c.name, o.err)
+			}
+			spent[i] = o.spent
+			// The budget still stops the run exactly there.
+			if o := runInstrumented(t, rt, met, o.spent, ""); o.spent != spent[i] || o.err != nil {
+				t.Fatalf("%s, merge %v: budget %d: spent %d, %v", c.name, merge, spent[i], o.spent, o.err)
+			}
+			if o := runInstrumented(t, rt, met, o.spent-1, ""); o.spent <= spent[i]-1 {
+				t.Fatalf("%s, merge %v: budget %d: spent %d", c.name, merge, spent[i]-1, o.spent)
+			}
+		}
+		if spent[0] != spent[1] || c.ticks != 0 && spent[0] != c.ticks {
+			t.Errorf("%s: %d ticks unmerged, %d merged; want %d", c.name, spent[0], spent[1], c.ticks)
 		}
 	}
 }
