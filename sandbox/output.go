@@ -29,6 +29,11 @@ func (r Result) Output() protocol.Output {
 		o.Status = protocol.StatusInvalidModule
 	case StatusMissingImport:
 		o.Status = protocol.StatusMissingImport
+	case StatusWorkLimit:
+		// The protocol has no work-limit status yet (it will be 9, as
+		// here): until it does, a trap whose message is "work limit N
+		// exceeded", as deterministic as the status.
+		o.Status = protocol.StatusTrap
 	default:
 		o.Status = protocol.StatusTrap
 	}

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/aspen-market/aspen/internal/wasmasm"
 	"github.com/aspen-market/aspen/internal/wasmmeter"
+	"github.com/aspen-market/aspen/protocol"
 )
 
 // countdown is a module whose _start counts local 0 down from n, then
@@ -214,5 +216,17 @@ func TestTimeoutStaysASafetyNet(t *testing.T) {
 	wantStatus(t, r, StatusTimeout)
 	if r.Work != 0 || !strings.Contains(r.Message, "time limit") {
 		t.Fatalf("work %d, message %q", r.Work, r.Message)
+	}
+}
+
+// TestWorkLimitOutput: a work-limited run's output, what replicas compare,
+// is the same on every run and says why it stopped.
+func TestWorkLimitOutput(t *testing.T) {
+	s := newSandbox(t, InProcess, nil)
+	job := Job{Module: countdown(1000), WorkBudget: 10}
+	a, b := run(t, s, job).Output(), run(t, s, job).Output()
+	if a.Status != protocol.StatusTrap || a.Message != "work limit 10 exceeded" ||
+		!bytes.Equal(protocol.EncodeOutput(&a), protocol.EncodeOutput(&b)) {
+		t.Fatalf("outputs %+v and %+v", a, b)
 	}
 }
