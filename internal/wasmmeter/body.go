@@ -9,6 +9,11 @@ import (
 // variable so that tests can compare with and without).
 var mergeLoopHeaders = true
 
+// perInstruction, set by tests only, charges every instruction on its own
+// just before it runs: a count exact by construction, the oracle the
+// metered blocks are checked against.
+var perInstruction = false
+
 // maxLocals bounds a function's locals (the sandbox's guard allows 50,000);
 // it keeps the scratch locals' indices far from overflow.
 const maxLocals = 1 << 24
@@ -435,6 +440,9 @@ func (f *fnMeter) scan(code []byte, locals uint64, st *Stats) error {
 		p++
 		info := ops[op]
 		live := cur >= 0
+		if perInstruction && live {
+			cur = f.newSite(at, false)
+		}
 		if live {
 			f.sites[cur].cost += int64(info.cost)
 		}
