@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,13 +55,7 @@ func TestNAT(t *testing.T) {
 		n.start()
 	}
 	v.waitWorkers(t, 2*time.Minute, pub, w2)
-	for _, n := range []*labNode{c1, c3, w2} {
-		n.waitNetwork(t, 90*time.Second, "private, reachable through the relay", func(nw client.Network) bool {
-			return nw.Status == "private" && nw.Inbound == "relayed" && nw.VerifierPath == "direct"
-		})
-	}
-	pub.waitNetwork(t, 90*time.Second, "public", func(nw client.Network) bool { return nw.Status == "public" && nw.Inbound == "direct" })
-	t.Logf("namespace network up in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("workers rated %s after the start", time.Since(start).Round(time.Millisecond))
 
 	var rows []natRow
 	defer func() {
@@ -79,7 +76,9 @@ func TestNAT(t *testing.T) {
 
 	// 1. Consumer behind an endpoint-independent NAT; one public worker,
 	// one behind another endpoint-independent NAT. The module (2.3 MB,
-	// over the relay limit) is in no worker's store.
+	// over the relay limit) is in no worker's store. The consumer maps as
+	// soon as the workers are rated, as README says (start, then map): if
+	// AutoNAT has not spoken yet, its submit waits for a relay slot.
 	t.Run("EIM", func(t *testing.T) {
 		j := primesJob(6, 300_000, "1.00")
 		took, out := c1.mapJob(t, j)
@@ -92,20 +91,55 @@ func TestNAT(t *testing.T) {
 		if pubPath != "direct" {
 			t.Errorf("the public worker fetched the module from c1 over %q, want direct (c1 dials back)", pubPath)
 		}
+		waited := "submitted at once (its relay slot was already reserved)"
+		if m := regexp.MustCompile(`msg="reachability known; submitting" .*waited=(\S+)`).FindStringSubmatch(c1.output()); m != nil {
+			waited = "its submit waited " + m[1] + " for AutoNAT's verdict and a relay slot"
+		}
 		rows = append(rows, natRow{
-			Scenario: "consumer behind NAT maps 6 inputs (primes, module 2.3 MB in no worker's store); workers: one public, one behind NAT (both NATs endpoint-independent)",
-			Outcome:  fmt.Sprintf("%d/%d results correct, in order", verifiedCount(g), len(j.inputs)),
+			Scenario: "consumer behind NAT maps 6 inputs (primes, module 2.3 MB in no worker's store) right after the workers are rated; workers: one public, one behind NAT (both NATs endpoint-independent)",
+			Outcome:  fmt.Sprintf("%d/%d results correct, in order; %s", verifiedCount(g), len(j.inputs), waited),
 			Path:     fmt.Sprintf("module to the public worker: %s (the consumer dialled back); to the worker behind NAT: %s", pubPath, w2Path),
 			Took:     took,
 		})
-		runs, paid := replicasOf(g, w2.id)
-		if runs == 0 || paid == 0 {
-			t.Errorf("w2 ran %d replicas, %d paid", runs, paid)
+		runs, agreed, verdicts := replicasOf(g, w2.id)
+		if runs == 0 || agreed != runs {
+			t.Errorf("w2 ran %d replicas, %d with the verified result (%s)", runs, agreed, verdicts)
 		}
 		rows = append(rows, natRow{
 			Scenario: "worker behind NAT (endpoint-independent) takes and completes jobs",
-			Outcome:  fmt.Sprintf("w2 ran %d replicas of the group above, %d paid; results reached the verifier over its own outbound connection", runs, paid),
-			Path:     "to the verifier: " + w2.network(t).VerifierPath,
+			Outcome: fmt.Sprintf("w2 ran %d replicas of the group above, %d with the verified result (judged: %s); results reached the verifier over its own outbound connection",
+				runs, agreed, verdicts),
+			Path: "to the verifier: " + w2.network(t).VerifierPath,
+			Took: took,
+		})
+	})
+
+	for _, n := range []*labNode{c1, c3, w2} {
+		n.waitNetwork(t, 90*time.Second, "private, reachable through the relay", func(nw client.Network) bool {
+			return nw.Status == "private" && nw.Inbound == "relayed" && nw.VerifierPath == "direct"
+		})
+	}
+	pub.waitNetwork(t, 90*time.Second, "public", func(nw client.Network) bool { return nw.Status == "public" && nw.Inbound == "direct" })
+	// What the user sees: aspen-node start says it.
+	for _, n := range []*labNode{c1, c3, w2} {
+		if !strings.Contains(n.output(), "network: behind NAT: peers reach it through 2 relayed address(es)") {
+			t.Errorf("%s's start output does not say it is behind NAT and relayed:\n%s", n.label, n.tail(40))
+		}
+	}
+	if !strings.Contains(pub.output(), "network: public: peers dial it directly") {
+		t.Errorf("pub's start output does not say it is public:\n%s", pub.tail(40))
+	}
+	t.Logf("namespace network up in %s", time.Since(start).Round(time.Millisecond))
+	t.Run("Doctor", func(t *testing.T) {
+		// aspen-node doctor next to the running consumer.
+		out, code, took := c1.doctor(t, v)
+		if code != 0 || !strings.Contains(out, "[ok  ] reachability: behind NAT") || !strings.Contains(out, "(the running node)") {
+			t.Errorf("doctor of the running c1 exited %d:\n%s", code, out)
+		}
+		rows = append(rows, natRow{
+			Scenario: "`aspen-node doctor` next to the running consumer behind NAT",
+			Outcome:  fmt.Sprintf("exit %d; %s", code, doctorSummary(out)),
+			Path:     "-",
 			Took:     took,
 		})
 	})
@@ -114,8 +148,29 @@ func TestNAT(t *testing.T) {
 	// cannot work, so the small module goes through the verifier's relay.
 	t.Run("Symmetric", func(t *testing.T) {
 		w2.stop()
+		// aspen-node doctor on the stopped w2 probes as w2 (while w4 starts).
+		type doc struct {
+			out  string
+			code int
+			took time.Duration
+		}
+		docDone := make(chan doc, 1)
+		go func() {
+			out, code, took := w2.doctor(t, v)
+			docDone <- doc{out, code, took}
+		}()
 		w4 := newLabNode(t, w4h, filepath.Join(dir, "w4"), "w4", v, "worker", "1.00")
 		w4.start()
+		d := <-docDone
+		if d.code != 0 || !strings.Contains(d.out, "[ok  ] reachability: behind NAT") || !strings.Contains(d.out, "(a probe with the node's identity)") {
+			t.Errorf("doctor of the stopped w2 exited %d:\n%s", d.code, d.out)
+		}
+		rows = append(rows, natRow{
+			Scenario: "`aspen-node doctor` for a stopped worker behind NAT (a probe with its identity)",
+			Outcome:  fmt.Sprintf("exit %d; %s", d.code, doctorSummary(d.out)),
+			Path:     "-",
+			Took:     d.took,
+		})
 		v.waitWorkers(t, 2*time.Minute, w4)
 		w4.waitNetwork(t, 90*time.Second, "private, reachable through the relay", func(nw client.Network) bool {
 			return nw.Status == "private" && nw.Inbound == "relayed"
@@ -131,15 +186,15 @@ func TestNAT(t *testing.T) {
 		if w4Path != "relayed" {
 			t.Errorf("w4 fetched the module from c3 (both behind symmetric NATs) over %q, want relayed", w4Path)
 		}
-		runs, paid := replicasOf(g, w4.id)
-		if runs == 0 || paid == 0 {
-			t.Errorf("w4 ran %d replicas, %d paid", runs, paid)
+		runs, agreed, verdicts := replicasOf(g, w4.id)
+		if runs == 0 || agreed != runs {
+			t.Errorf("w4 ran %d replicas, %d with the verified result (%s)", runs, agreed, verdicts)
 		}
 		nw := c3.network(t)
 		rows = append(rows, natRow{
 			Scenario: fmt.Sprintf("consumer and worker each behind a symmetric NAT map 6 inputs (module %d bytes, within the relay's limit)", len(j.module)),
-			Outcome: fmt.Sprintf("%d/%d results correct; w4 ran %d replicas, %d paid; c3 reports %s/%s (%d relayed addresses)",
-				verifiedCount(g), len(j.inputs), runs, paid, nw.Status, nw.Inbound, len(nw.Relays)),
+			Outcome: fmt.Sprintf("%d/%d results correct; w4 ran %d replicas, %d with the verified result (judged: %s); c3 reports %s/%s (%d relayed addresses)",
+				verifiedCount(g), len(j.inputs), runs, agreed, verdicts, nw.Status, nw.Inbound, len(nw.Relays)),
 			Path: fmt.Sprintf("module to the worker behind symmetric NAT: %s; to the public worker: %s", w4Path, pubPath),
 			Took: took,
 		})
@@ -175,7 +230,11 @@ func renderNATTable(rows []natRow, total time.Duration) string {
 	fmt.Fprintf(&b, "NAT scenarios — %s, total %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), total.Round(time.Second))
 	b.WriteString("| scenario | outcome | path used | time |\n|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", esc(r.Scenario), esc(r.Outcome), esc(r.Path), r.Took.Round(100*time.Millisecond))
+		took := r.Took.Round(100 * time.Millisecond)
+		if r.Took < time.Second {
+			took = r.Took.Round(10 * time.Millisecond)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", esc(r.Scenario), esc(r.Outcome), esc(r.Path), took)
 	}
 	return b.String()
 }
@@ -389,6 +448,52 @@ func (n *labNode) mapJob(t *testing.T, j job) (time.Duration, string) {
 	return took, out.String()
 }
 
+// doctor runs `aspen-node doctor` for the node inside its namespace and
+// returns its stdout, exit status and how long it took.
+func (n *labNode) doctor(t *testing.T, v *labVerifier) (string, int, time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := n.h.command(ctx, nodeBin(t), "doctor", "--data", n.data, "--verifier", v.addr, "--wait", "60s")
+	cmd.Env = cleanEnv()
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	began := time.Now()
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Errorf("aspen-node doctor in %s: %v\n%s", n.label, err, errb.String())
+		code = -1
+	}
+	return out.String() + errb.String(), code, time.Since(began)
+}
+
+// doctorSummary is each check's name and verdict, with the reachability
+// detail up to its first semicolon.
+func doctorSummary(out string) string {
+	var parts []string
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(l, "[") {
+			continue
+		}
+		verdict, rest, _ := strings.Cut(strings.TrimPrefix(l, "["), "] ")
+		name, detail, _ := strings.Cut(rest, ": ")
+		switch name {
+		case "clock":
+			detail, _, _ = strings.Cut(detail, ";")
+			name += " " + strings.TrimSpace(detail)
+		case "reachability":
+			status, _, _ := strings.Cut(detail, ":")
+			_, path, _ := strings.Cut(detail, "; verifier connection: ")
+			path, _, _ = strings.Cut(path, " ")
+			name += fmt.Sprintf(" %s, relayed, verifier connection %s", status, path)
+		}
+		parts = append(parts, strings.TrimSpace(verdict)+" "+name)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // checkMapOutput compares what map printed with the job run in the test's
 // own sandbox, input by input, in order (map prints each input's stdout
 // ending in a newline).
@@ -429,18 +534,26 @@ func verifiedCount(g verifier.GroupInfo) int {
 	return n
 }
 
-// replicasOf counts a worker's replicas in a group and the paid ones.
-func replicasOf(g verifier.GroupInfo, id peer.ID) (runs, paid int) {
+// replicasOf counts a worker's replicas in a group, those that reported
+// the verified result, and says how they were judged ("6 paid", "4 paid,
+// 2 too-slow").
+func replicasOf(g verifier.GroupInfo, id peer.ID) (runs, agreed int, verdicts string) {
+	count := map[string]int{}
 	for _, ti := range g.Tasks {
 		for _, r := range ti.Replicas {
 			if r.Worker != id.String() {
 				continue
 			}
 			runs++
-			if r.Verdict == "paid" {
-				paid++
+			if r.Agreed {
+				agreed++
 			}
+			count[r.Verdict]++
 		}
 	}
-	return runs, paid
+	var parts []string
+	for _, v := range slices.Sorted(maps.Keys(count)) {
+		parts = append(parts, fmt.Sprintf("%d %s", count[v], v))
+	}
+	return runs, agreed, strings.Join(parts, ", ")
 }

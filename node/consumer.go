@@ -210,6 +210,7 @@ func (c *consumer) submit(ctx context.Context, spec GroupSpec) (protocol.ID, err
 	if spec.MaxMemory == 0 {
 		spec.MaxMemory = n.cfg.Sandbox.MaxMemory
 	}
+	n.awaitReachable(ctx)
 	if why, bad := n.Unreachable(); bad {
 		n.log.Warn("submitting a group workers may not be able to fetch from", "why", why)
 	}

@@ -60,6 +60,11 @@ func TestCLITable(t *testing.T) {
 		{[]string{"start", "--role", "consumer"}, "no verifier", "no verifier configured", 2},
 		{[]string{"start", "--verifier", vaddr, "--role", "banana"}, "unknown role", `--role "banana"`, 2},
 		{[]string{"start", "now"}, "argument", `unexpected argument "now"`, 2},
+		{[]string{"init", "--relay", "/ip4/1.2.3.4/tcp/1"}, "relay without peer ID", `--relay "/ip4/1.2.3.4/tcp/1": want an address ending in /p2p/ID`, 2},
+		{[]string{"doctor", "now"}, "argument", `unexpected argument "now"`, 2},
+		{[]string{"doctor", "--output", "csv"}, "unknown output", `--output "csv"`, 2},
+		{[]string{"doctor"}, "no verifier", "no verifier configured", 2},
+		{[]string{"doctor", "--verifier", vaddr}, "no data directory", "what to do: run 'aspen-node init", 1},
 
 		{[]string{"devnet", "--workers", "1"}, "one worker", "at least 2 workers", 2},
 		{[]string{"devnet", "--example", "fibonacci"}, "unknown example", `--example "fibonacci": want one of`, 2},

@@ -22,7 +22,7 @@ that buys them, or both. 'aspen-node devnet' runs a whole local network and an
 example job; 'aspen-node init' and 'aspen-node start' run a node of a real one.`,
 	})
 	root.AddCommand(initCommand(), startCommand(), devnetCommand(), mapCommand(), groupsCommand(),
-		resultsCommand(), balanceCommand(), execCommand())
+		resultsCommand(), balanceCommand(), execCommand(), doctorCommand())
 	return root
 }
 

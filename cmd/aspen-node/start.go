@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -29,7 +30,8 @@ import (
 type fileConfig struct {
 	Listen    []string `json:"listen"`
 	Bootstrap []string `json:"bootstrap,omitempty"`
-	Verifier  string   `json:"verifier"` // multiaddr with /p2p/ID, or a bare peer ID
+	Relays    []string `json:"relays,omitempty"` // operator relays (multiaddrs with /p2p/ID), besides the verifier
+	Verifier  string   `json:"verifier"`         // multiaddr with /p2p/ID, or a bare peer ID
 	Role      string   `json:"role"`
 	MinPrice  string   `json:"min_price"` // per hour, decimal
 	Slots     int      `json:"slots"`
@@ -60,7 +62,7 @@ func envOr(key, def string) string {
 type nodeFlags struct {
 	data, verifier, role, minPrice, owner, api, maxMemory string
 	slots                                                 int
-	listen, bootstrap                                     []string
+	listen, bootstrap, relays                             []string
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -74,6 +76,7 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.maxMemory, "max-memory", "", "memory cap per job, e.g. 256MiB")
 	fs.StringArrayVar(&f.listen, "listen", nil, "libp2p listen multiaddr (repeatable)")
 	fs.StringArrayVar(&f.bootstrap, "bootstrap", nil, "bootstrap peer multiaddr (repeatable)")
+	fs.StringArrayVar(&f.relays, "relay", nil, "an operator's relay, multiaddr with /p2p/ID, used behind NAT besides the verifier (repeatable)")
 }
 
 func registerLogFlags(fs *pflag.FlagSet, format, level *string) {
@@ -108,6 +111,9 @@ func (f *nodeFlags) merge(fc *fileConfig) {
 	}
 	if len(f.bootstrap) > 0 {
 		fc.Bootstrap = f.bootstrap
+	}
+	if len(f.relays) > 0 {
+		fc.Relays = f.relays
 	}
 }
 
@@ -236,6 +242,15 @@ func validateFileConfig(fc fileConfig, needVerifier bool) error {
 			return fmt.Errorf("--bootstrap %q: want a multiaddr ending in /p2p/ID: %w", b, err)
 		}
 	}
+	for _, r := range fc.Relays {
+		a, err := ma.NewMultiaddr(r)
+		if err == nil {
+			_, err = peer.AddrInfoFromP2pAddr(a)
+		}
+		if err != nil || !strings.HasPrefix(r, "/") || strings.HasPrefix(r, "/p2p/") {
+			return fmt.Errorf("--relay %q: want an address ending in /p2p/ID, e.g. /ip4/203.0.113.8/tcp/4001/p2p/12D3KooW...", r)
+		}
+	}
 	if fc.API != "" {
 		if _, _, err := net.SplitHostPort(fc.API); err != nil {
 			return fmt.Errorf("--api %q: want HOST:PORT, e.g. 127.0.0.1:7341: %w", fc.API, err)
@@ -308,6 +323,7 @@ func buildNodeConfig(fc fileConfig, data string, log *slog.Logger) (node.Config,
 	cfg.APIAddr = fc.API
 	cfg.Listen = fc.Listen
 	cfg.Bootstrap = fc.Bootstrap
+	cfg.Relays = fc.Relays
 	if fc.MaxMemory != "" {
 		if cfg.Sandbox.MaxMemory, err = parseSize(fc.MaxMemory); err != nil {
 			return cfg, err
@@ -325,7 +341,9 @@ func startCommand() *cobra.Command {
 		Short: "run the node (worker, consumer or both)",
 		Long: `Runs the node from its data directory's config.json (see 'aspen-node init'),
 with flags and ASPEN_* environment variables overriding it, until Ctrl-C or
-SIGTERM. It prints the peer ID, the listen addresses and a dashboard link.`,
+SIGTERM. It prints the peer ID, the listen addresses and a dashboard link,
+then a "network:" line each time its reachability changes: public, behind
+NAT and reachable through a relay, or unreachable (with what to do).`,
 		Args: cli.NoArgs,
 		PreRunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
@@ -367,7 +385,11 @@ SIGTERM. It prints the peer ID, the listen addresses and a dashboard link.`,
 				fmt.Fprintf(stdout, "local API: http://%s (token in %s)\n", n.APIAddr(), filepath.Join(f.data, node.TokenFile))
 				fmt.Fprintf(stdout, "dashboard: http://%s/#token=%s\n", n.APIAddr(), n.Token())
 			}
+			rp := &reachPrinter{w: stdout}
+			n.OnReachability(func(p2p.Reachability) { rp.print(n) })
+			rp.print(n)
 			<-ctx.Done()
+			rp.stop()
 			fmt.Fprintln(stdout, "shutting down")
 			return n.Close()
 		},
@@ -375,4 +397,32 @@ SIGTERM. It prints the peer ID, the listen addresses and a dashboard link.`,
 	f.register(cmd.Flags())
 	registerLogFlags(cmd.Flags(), &logFormat, &logLevel)
 	return cmd
+}
+
+// reachPrinter prints the node's reachability when it changes.
+type reachPrinter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	last    string
+	stopped bool
+}
+
+func (r *reachPrinter) print(n *node.Node) {
+	line := "network: " + n.Network().Summary()
+	if why, bad := n.Unreachable(); bad {
+		line += "\n  what to do: " + why
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped || line == r.last {
+		return
+	}
+	r.last = line
+	fmt.Fprintln(r.w, line)
+}
+
+func (r *reachPrinter) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
 }

@@ -154,6 +154,24 @@ func (h *Host) notePath(p peer.ID, path Path, what string) {
 	}
 }
 
+// NATPending reports whether AutoNAT's verdict is still out while the
+// host looks to be behind NAT: it reaches a peer on a public address from
+// a private one. (On loopback or a LAN nothing is public: never pending.)
+func (h *Host) NATPending() bool {
+	if h.Reachability().Status != ReachUnknown {
+		return false
+	}
+	for _, c := range h.h.Network().Conns() {
+		if c.Stat().Limited {
+			continue
+		}
+		if manet.IsPublicAddr(c.RemoteMultiaddr()) && !manet.IsPublicAddr(c.LocalMultiaddr()) {
+			return true
+		}
+	}
+	return false
+}
+
 // AddRelayedAddrs remembers, for ttl, that p may be reached through each
 // of Config.Relays: a peer behind NAT holds a reservation there, and the
 // addresses it announced may predate it. The dialler tries p's direct
