@@ -338,6 +338,7 @@
     renderSelf();
     poll(3000, async () => {
       const [peers, offers] = await Promise.all([A.api("/v1/peers"), A.api("/v1/offers")]);
+      renderSelf(); // info is refreshed every 5 s: reachability changes show
       renderPeers(peers || []);
       renderOffers(offers || []);
     });
@@ -349,6 +350,13 @@
     const kv = (k, v) => el("tr", {}, el("th", {}, k), el("td", {}, v));
     const rows = [kv("Peer ID", el("code", {}, info.peer_id)), kv("Role", info.role), kv("Verifier", el("code", {}, info.verifier)),
       kv("Listening", el("div", {}, ...(info.addrs || []).map((a) => el("div", {}, el("code", {}, a)))))];
+    const nw = info.network || {};
+    const reach = nw.status === "public" ? "public: peers dial it directly"
+      : nw.status === "private" && nw.inbound === "relayed" ? "behind NAT: peers reach it through a relay"
+      : nw.status === "private" ? "behind NAT, no relay slot yet: peers cannot reach it"
+      : "not determined yet";
+    rows.push(kv("Reachability", reach + (nw.verifier_path ? "; verifier connection: " + nw.verifier_path : "")));
+    if ((nw.relays || []).length) rows.push(kv("Relayed addresses", el("div", {}, ...nw.relays.map((a) => el("div", {}, el("code", {}, a))))));
     if (isWorker()) rows.push(kv("Minimum price", money(info.min_price || 0) + " per hour"), kv("Slots", String(info.slots || 1)));
     $("#self-table").tBodies[0].replaceChildren(...rows);
   }
