@@ -326,28 +326,25 @@ func scForge(t *testing.T, n *network, r *row) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var seen bool
-	waitFor(t, 30*time.Second, "the forger's offer to reach the consumer", func() (bool, error) {
+	// Gossip admits only offers with a rating from the pinned verifier: the
+	// consumer rejects this one (the forger's score falls) and never
+	// shows it.
+	rejected := gossipCounts(t, n.c)["rejected"]
+	waitFor(t, 30*time.Second, "the consumer to reject the forger's offer", func() (bool, error) {
 		_ = f.PublishOffer(ctx, &protocol.Offer{MinPrice: 1, Capacity: 1, Slots: 1, Rating: rating,
 			Expires: time.Now().Add(time.Minute).UnixMilli()})
-		offers, err := n.c.client().Offers(ctx)
-		if err != nil {
-			return false, err
-		}
-		for _, o := range offers {
-			if o.Worker == f.ID().String() {
-				seen = true
-				if o.Rating != nil {
-					t.Errorf("the consumer shows the forged rating %+v", o.Rating)
-				}
-				return true, nil
-			}
-		}
-		return false, nil
+		return gossipCounts(t, n.c)["rejected"] > rejected, nil
 	})
-	if seen {
-		notes = append(notes, "offer with a self-signed rating: shown unrated")
+	offers, err := n.c.client().Offers(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	for _, o := range offers {
+		if o.Worker == f.ID().String() {
+			t.Errorf("the consumer shows the forger's offer %+v", o)
+		}
+	}
+	notes = append(notes, "offer with a self-signed rating: rejected by gossip admission")
 	if _, ok := n.v.worker(f.ID()); ok {
 		t.Errorf("the verifier lists the forger as a worker")
 	}
@@ -439,7 +436,9 @@ func (g *rawGossip) publish(ctx context.Context, topic string, b []byte) error {
 // gossipCounts reads a node's gossip validation counters from /metrics.
 func gossipCounts(t testing.TB, nd *nodeProc) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + nd.apiAddr + "/metrics")
+	req, _ := http.NewRequest("GET", "http://"+nd.apiAddr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+nd.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,7 +20,9 @@ import (
 
 // metric reads one unlabelled gauge from a node's /metrics.
 func metric(nd *nodeProc, name string) float64 {
-	resp, err := http.Get("http://" + nd.apiAddr + "/metrics")
+	req, _ := http.NewRequest("GET", "http://"+nd.apiAddr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+nd.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0
 	}

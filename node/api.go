@@ -22,8 +22,10 @@ import (
 )
 
 // The local HTTP API, versioned under /v1. Every request needs the bearer
-// token from the data directory (Authorization: Bearer TOKEN). SPEC.md
-// lists the endpoints; the client package wraps them.
+// token from the data directory (Authorization: Bearer TOKEN); /metrics
+// takes that token or the read-only one in metrics.token. It listens on
+// loopback unless Config.APIAllowRemote. SPEC.md lists the endpoints; the
+// client package wraps them.
 
 // LoadOrCreateToken reads the API token file, creating a random one
 // (mode 0600) when it does not exist.
@@ -69,6 +71,8 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/balance", n.apiBalance)
 	mux.HandleFunc("GET /v1/jobs", n.apiJobs)
 	api, ui := n.auth(mux), dashboard.Handler()
+	mh := n.metrics.handler()
+	metrics := apitoken.Require(n.token, apitoken.Require(n.metricsToken, n.refuse, mh).ServeHTTP, mh)
 	// The dashboard's static files are public; everything under /v1 needs
 	// the token.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -77,9 +81,9 @@ func (n *Node) Handler() http.Handler {
 			return
 		}
 		if r.URL.Path == "/metrics" {
-			// Prometheus scrapes without the token; the API listens on
-			// loopback only.
-			n.metrics.handler().ServeHTTP(w, r)
+			// The API token, or the read-only metrics token (Prometheus'
+			// credentials_file).
+			metrics.ServeHTTP(w, r)
 			return
 		}
 		ui.ServeHTTP(w, r)
@@ -87,9 +91,11 @@ func (n *Node) Handler() http.Handler {
 }
 
 func (n *Node) auth(next http.Handler) http.Handler {
-	return apitoken.Require(n.token, func(w http.ResponseWriter, r *http.Request) {
-		writeErr(w, http.StatusUnauthorized, errors.New("missing or wrong API token"))
-	}, next)
+	return apitoken.Require(n.token, n.refuse, next)
+}
+
+func (n *Node) refuse(w http.ResponseWriter, _ *http.Request) {
+	writeErr(w, http.StatusUnauthorized, errors.New("missing or wrong API token"))
 }
 
 // APIError is the JSON body of every error response.

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -72,8 +73,15 @@ type Config struct {
 	QueueDepth int
 	// Owner labels the worker's owner (payout account) for the verifier.
 	Owner string
-	// APIAddr is the local HTTP API address ("" disables the API).
+	// APIAddr is the local HTTP API address ("" disables the API). It
+	// must be a loopback address (127.0.0.0/8, ::1 or "localhost") unless
+	// APIAllowRemote is set.
 	APIAddr string
+	// APIAllowRemote lets APIAddr be any address (e.g. 0.0.0.0 inside a
+	// container whose port is published on the host's loopback). The API
+	// is still token-protected, but the token then travels in clear
+	// HTTP over that network.
+	APIAllowRemote bool
 	// OfferInterval is how often a worker re-announces its offer.
 	OfferInterval time.Duration
 	// HeartbeatInterval is how often a worker heartbeats to the verifier.
@@ -124,6 +132,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: queue depth must be at least 1", ErrBadRequest)
 	case c.OfferInterval <= 0 || c.HeartbeatInterval <= 0 || c.RequestTimeout <= 0:
 		return fmt.Errorf("%w: intervals must be positive", ErrBadRequest)
+	}
+	if c.APIAddr != "" && !c.APIAllowRemote {
+		host, _, err := net.SplitHostPort(c.APIAddr)
+		if err != nil {
+			return fmt.Errorf("%w: API address %q: %v", ErrBadRequest, c.APIAddr, err)
+		}
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("%w: API address %q is not a loopback address (the API would be reachable from other machines); use 127.0.0.1, or allow it explicitly (APIAllowRemote, aspen-node --api-allow-remote)", ErrBadRequest, c.APIAddr)
+		}
 	}
 	return c.Sandbox.Validate()
 }

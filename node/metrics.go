@@ -58,7 +58,8 @@ type nodeCollector struct{ n *Node }
 var (
 	descTasks  = prometheus.NewDesc("aspen_node_tasks", "Consumer tasks by state (pending, fetching, verified, failed, canceled).", []string{"state"}, nil)
 	descHeld   = prometheus.NewDesc("aspen_node_held_replicas", "Replicas a worker holds (accepted, not yet reported).", nil, nil)
-	descGossip = prometheus.NewDesc("aspen_node_gossip_messages_total", "Gossip messages by validation result.", []string{"result"}, nil)
+	descGossip = prometheus.NewDesc("aspen_node_gossip_messages_total", "Gossip messages by validation result (accepted, rejected, ignored; relay_dropped: over a relay's rate, dropped before validation).", []string{"result"}, nil)
+	descTables = prometheus.NewDesc("aspen_node_gossip_table_entries", "Entries of the node's bounded gossip tables (signers: per-signer replay/rate state; relays: per-relay rate state; offers: offers kept).", []string{"table"}, nil)
 	descPeers  = prometheus.NewDesc("aspen_node_peers", "Connected peers.", nil, nil)
 	descSpeed  = prometheus.NewDesc("aspen_node_rated_speed", "The worker's speed rating from the verifier (1.0 = reference machine).", nil, nil)
 	descSpent  = prometheus.NewDesc("aspen_node_spent_micros", "Micro-units this consumer was charged for verified tasks.", nil, nil)
@@ -67,7 +68,7 @@ var (
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTasks, descHeld, descGossip, descPeers, descSpeed, descSpent, descStore, descWait} {
+	for _, d := range []*prometheus.Desc{descTasks, descHeld, descGossip, descTables, descPeers, descSpeed, descSpent, descStore, descWait} {
 		ch <- d
 	}
 }
@@ -102,6 +103,13 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(gs.Accepted), "accepted")
 	ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(gs.Rejected), "rejected")
 	ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(gs.Ignored), "ignored")
+	ch <- prometheus.MustNewConstMetric(descGossip, prometheus.CounterValue, float64(gs.RelayDropped), "relay_dropped")
+	n.offersMu.Lock()
+	offers := len(n.offers)
+	n.offersMu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descTables, prometheus.GaugeValue, float64(gs.Signers), "signers")
+	ch <- prometheus.MustNewConstMetric(descTables, prometheus.GaugeValue, float64(gs.Relays), "relays")
+	ch <- prometheus.MustNewConstMetric(descTables, prometheus.GaugeValue, float64(offers), "offers")
 	ch <- prometheus.MustNewConstMetric(descPeers, prometheus.GaugeValue, float64(len(n.host.Peers())))
 	ss := n.store.Stats()
 	ch <- prometheus.MustNewConstMetric(descStore, prometheus.CounterValue, float64(ss.DurableWrites), "durable_writes")

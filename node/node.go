@@ -35,6 +35,8 @@ type Node struct {
 	host  *p2p.Host
 	sb    *sandbox.Sandbox
 	token string
+	// metricsToken opens /metrics only.
+	metricsToken string
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -53,9 +55,7 @@ type Node struct {
 	seq     *gossipSeq  // offer and bid Seq (seq.go)
 
 	offersMu sync.Mutex
-	offers   map[peer.ID]offerSeen
-	bidsMu   sync.Mutex
-	bids     map[protocol.ID]bidSeen
+	offers   map[peer.ID]offerSeen // at most maxOffers
 }
 
 type offerSeen struct {
@@ -64,18 +64,16 @@ type offerSeen struct {
 	Seen   time.Time
 }
 
-type bidSeen struct {
-	Bid  protocol.Bid
-	Seen time.Time
-}
-
 // Paths inside a data directory.
 const (
 	KeyFile   = "identity.key"
 	TokenFile = "api.token"
-	AddrFile  = "api.addr"
-	StoreDir  = "store"
-	CacheDir  = "wasm-cache"
+	// MetricsTokenFile holds a read-only token that opens /metrics only
+	// (for Prometheus' credentials_file); the API token opens it too.
+	MetricsTokenFile = "metrics.token"
+	AddrFile         = "api.addr"
+	StoreDir         = "store"
+	CacheDir         = "wasm-cache"
 )
 
 // New opens the node's data directory (creating the identity key and API
@@ -105,8 +103,12 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", shortID(id)), key: key, id: id, token: token,
-		offers: map[peer.ID]offerSeen{}, bids: map[protocol.ID]bidSeen{}}
+	mtoken, err := LoadOrCreateToken(filepath.Join(cfg.DataDir, MetricsTokenFile))
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", shortID(id)), key: key, id: id, token: token, metricsToken: mtoken,
+		offers: map[peer.ID]offerSeen{}}
 
 	scfg := store.DefaultConfig()
 	scfg.Dir = filepath.Join(cfg.DataDir, StoreDir)
@@ -160,6 +162,8 @@ func New(cfg Config) (*Node, error) {
 		}
 		pcfg.Relays = append(pcfg.Relays, ai)
 	}
+	// Gossip admits only offers the pinned verifier rated.
+	pcfg.RatingSigner = cfg.Verifier.ID
 	pcfg.Blobs = blobStore{n.store}
 	pcfg.BlobAuth = n.blobAllowed
 	pcfg.Logger = cfg.Logger
@@ -188,8 +192,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.host.Start(n.ctx); err != nil {
 		return fmt.Errorf("node: start host: %w", err)
 	}
+	// Bids are relayed (the verifier matches them) but not kept: nothing
+	// here reads them.
 	n.host.OnOffer(n.onOffer)
-	n.host.OnBid(n.onBid)
 	if len(n.cfg.Verifier.Addrs) > 0 {
 		cctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 		err := n.host.Connect(cctx, n.cfg.Verifier)
@@ -254,6 +259,9 @@ func (n *Node) APIAddr() string { return n.apiAddr }
 // Token is the API bearer token.
 func (n *Node) Token() string { return n.token }
 
+// MetricsToken is the read-only bearer token of /metrics.
+func (n *Node) MetricsToken() string { return n.metricsToken }
+
 // StoreStats returns the counters of the node's store: durable writes,
 // group commits and fsync rounds (exported as metrics).
 func (n *Node) StoreStats() store.Stats { return n.store.Stats() }
@@ -289,6 +297,11 @@ func (n *Node) requestVerifier(ctx context.Context, proto string, req, resp prot
 	return err
 }
 
+// maxOffers bounds the offers a node keeps (one per worker, the latest).
+// Only offers with a rating from the pinned verifier get here (gossip
+// admission), so this is a bound on rated workers seen, not on keys.
+const maxOffers = 4096
+
 func (n *Node) onOffer(from peer.ID, o *protocol.Offer, _ []byte) {
 	var r *protocol.Rating
 	if len(o.Rating) > 0 {
@@ -307,15 +320,35 @@ func (n *Node) onOffer(from peer.ID, o *protocol.Offer, _ []byte) {
 			}
 		}
 	}
+	if r == nil {
+		return // gossip admission checked it; a second look disagrees
+	}
+	now := n.now()
 	n.offersMu.Lock()
-	n.offers[o.Worker] = offerSeen{Offer: *o, Rating: r, Seen: n.now()}
-	n.offersMu.Unlock()
+	defer n.offersMu.Unlock()
+	if _, ok := n.offers[o.Worker]; !ok && len(n.offers) >= maxOffers {
+		n.evictOfferLocked(now.UnixMilli())
+	}
+	n.offers[o.Worker] = offerSeen{Offer: *o, Rating: r, Seen: now}
 }
 
-func (n *Node) onBid(from peer.ID, b *protocol.Bid, _ []byte) {
-	n.bidsMu.Lock()
-	n.bids[b.Group] = bidSeen{Bid: *b, Seen: n.now()}
-	n.bidsMu.Unlock()
+// evictOfferLocked makes room in a full offer table: expired offers go,
+// or else the one that expires first.
+func (n *Node) evictOfferLocked(nowMs int64) {
+	var first peer.ID
+	var firstExp int64
+	for w, o := range n.offers {
+		if o.Offer.Expires < nowMs {
+			delete(n.offers, w)
+			continue
+		}
+		if first == "" || o.Offer.Expires < firstExp {
+			first, firstExp = w, o.Offer.Expires
+		}
+	}
+	if len(n.offers) >= maxOffers {
+		delete(n.offers, first)
+	}
 }
 
 // localAddrs returns the node's multiaddrs as strings (for messages).

@@ -236,12 +236,34 @@ func TestGroupVerifiedAPIAndRestart(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("garbage JSON: status %d", resp.StatusCode)
 	}
-	metric := func(n *node.Node, name, label string) float64 {
-		t.Helper()
-		resp, err := http.Get("http://" + n.APIAddr() + "/metrics")
+	// /metrics takes the API token or the read-only metrics token, which
+	// opens nothing else.
+	for _, c := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/metrics", "", http.StatusUnauthorized},
+		{"/metrics", "wrong", http.StatusUnauthorized},
+		{"/metrics", nw.consumer.Token(), http.StatusOK},
+		{"/metrics", nw.consumer.MetricsToken(), http.StatusOK},
+		{"/v1/groups", nw.consumer.MetricsToken(), http.StatusUnauthorized},
+	} {
+		req, _ := http.NewRequest("GET", api+c.path, nil)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("GET %s with token %q: status %d, want %d", c.path, c.token, resp.StatusCode, c.want)
+		}
+	}
+	metric := func(n *node.Node, name, label string) float64 {
+		t.Helper()
+		resp := getMetrics(t, n)
 		defer resp.Body.Close()
 		p := expfmt.NewTextParser(model.UTF8Validation)
 		fams, err := p.TextToMetricFamilies(resp.Body)
@@ -346,5 +368,46 @@ func TestRefusals(t *testing.T) {
 		MaxPrice: 5_000_000, Replicas: 1, Timeout: time.Minute})
 	if !errors.Is(err, node.ErrBadRequest) {
 		t.Fatalf("one replica: %v", err)
+	}
+}
+
+// TestAPIBindsLoopback: the API address must be loopback unless remote
+// access is allowed explicitly; the refusal says how to allow it.
+func TestAPIBindsLoopback(t *testing.T) {
+	base := node.DefaultConfig()
+	base.DataDir = t.TempDir()
+	base.Verifier.ID = "12D3KooWRBy97UB99e3J6hiPesre1MZeuNQvfan4gBziswrRJsNK"
+	for _, c := range []struct {
+		addr   string
+		remote bool
+		ok     bool
+	}{
+		{"127.0.0.1:7341", false, true},
+		{"127.0.0.5:0", false, true},
+		{"[::1]:7341", false, true},
+		{"localhost:7341", false, true},
+		{"", false, true}, // API off
+		{"0.0.0.0:7341", false, false},
+		{":7341", false, false},
+		{"[::]:7341", false, false},
+		{"192.0.2.10:7341", false, false},
+		{"example.com:7341", false, false},
+		{"0.0.0.0:7341", true, true},
+		{"192.0.2.10:7341", true, true},
+	} {
+		cfg := base
+		cfg.APIAddr, cfg.APIAllowRemote = c.addr, c.remote
+		err := cfg.Validate()
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("%q (remote %v): %v", c.addr, c.remote, err)
+		case !c.ok && (err == nil || !errors.Is(err, node.ErrBadRequest) || !strings.Contains(err.Error(), "not a loopback address")):
+			t.Errorf("%q (remote %v): want a loopback refusal, got %v", c.addr, c.remote, err)
+		}
+	}
+	cfg := base
+	cfg.APIAddr = "0.0.0.0:0"
+	if _, err := node.New(cfg); err == nil {
+		t.Fatal("New accepted a non-loopback API address")
 	}
 }

@@ -53,13 +53,25 @@ func apiGet(t *testing.T, n *node.Node, path string, out any) (int, string) {
 	return resp.StatusCode, ""
 }
 
-// gauge reads one unlabelled gauge from n's /metrics.
-func gauge(t *testing.T, n *node.Node, name string) float64 {
+// getMetrics GETs n's /metrics with the read-only metrics token.
+func getMetrics(t *testing.T, n *node.Node) *http.Response {
 	t.Helper()
-	resp, err := http.Get("http://" + n.APIAddr() + "/metrics")
+	req, _ := http.NewRequest("GET", "http://"+n.APIAddr()+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+n.MetricsToken())
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: status %d", resp.StatusCode)
+	}
+	return resp
+}
+
+// gauge reads one unlabelled gauge from n's /metrics.
+func gauge(t *testing.T, n *node.Node, name string) float64 {
+	t.Helper()
+	resp := getMetrics(t, n)
 	defer resp.Body.Close()
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(resp.Body)

@@ -791,8 +791,8 @@ func (w *worker) offerLoop() {
 	t := time.NewTicker(n.cfg.OfferInterval)
 	defer t.Stop()
 	for {
-		_, sealed := w.Rating()
-		if sealed != nil {
+		// An expired rating is not quoted: peers would drop the offer.
+		if r, sealed := w.Rating(); sealed != nil && r.Expires > n.now().UnixMilli() {
 			free, slots := w.capacity()
 			// Seq survives restarts (seq.go): peers that saw our earlier
 			// offers take a restarted worker's new ones at once.

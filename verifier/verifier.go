@@ -213,6 +213,7 @@ func New(cfg Config) (*Verifier, error) {
 	}
 	pcfg.Blobs = blobStore{v.st}
 	pcfg.BlobAuth = v.mainBlobAllowed
+	pcfg.RatingSigner = id // gossip admits only offers this verifier rated
 	pcfg.Logger = cfg.Logger
 	pcfg.RequestTimeout = cfg.RequestTimeout
 	pcfg.Now = cfg.Now

@@ -59,6 +59,22 @@ type Config struct {
 	// when it comes straight from its author, penalised.
 	GossipRate  float64
 	GossipBurst int
+	// RatingSigner, when set, is the verifier whose sealed Rating an offer
+	// must carry, for the offer's worker: an offer without one, or with
+	// one another key sealed or for another worker, is rejected; one whose
+	// rating has expired is ignored. Checked before the offer's signer
+	// takes a place in the per-signer tables. Empty: no check (tests).
+	RatingSigner peer.ID
+	// RelayRate (messages per second) and RelayBurst bound what one peer
+	// may send us per topic, whoever signed it; a message beyond that is
+	// dropped before it is queued for validation, and each one lowers the
+	// peer's application score (see docs/p2p.md). An honest relay
+	// forwards about (workers / offer interval) / mesh degree offers per
+	// second: 100/s serves ~6,000 workers announcing every 10 s.
+	RelayRate  float64
+	RelayBurst int
+	// MaxTrackedRelays bounds the per-relay rate state.
+	MaxTrackedRelays int
 	// SeqWindow: a gossip message whose Seq is older than the signer's
 	// last but among its last SeqWindow messages is only ignored (it may
 	// have been reordered in flight); anything older is rejected. It
@@ -175,6 +191,9 @@ func DefaultConfig() Config {
 		GossipBurst:        10,
 		SeqWindow:          16,
 		MaxTrackedSigners:  65536,
+		RelayRate:          100,
+		RelayBurst:         200,
+		MaxTrackedRelays:   4096,
 		GossipBuffer:       1024,
 		ScoreInspectPeriod: time.Second,
 		RequestTimeout:     30 * time.Second,
@@ -238,6 +257,8 @@ func (c *Config) Validate() error {
 		return bad("gossip rate %v burst %d", c.GossipRate, c.GossipBurst)
 	case c.MaxTrackedSigners < 1:
 		return bad("max tracked signers %d", c.MaxTrackedSigners)
+	case !(c.RelayRate > 0) || c.RelayBurst < 1 || c.MaxTrackedRelays < 1:
+		return bad("relay rate %v burst %d, max tracked relays %d", c.RelayRate, c.RelayBurst, c.MaxTrackedRelays)
 	case c.GossipBuffer < 1:
 		return bad("gossip buffer %d", c.GossipBuffer)
 	case c.ScoreInspectPeriod <= 0:

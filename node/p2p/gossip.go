@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,17 +42,26 @@ var topicNames = [numKinds]string{protocol.TopicOffers, protocol.TopicBids}
 func (k topicKind) String() string { return topicNames[k] }
 
 // GossipStats counts validation outcomes of gossip messages (ours
-// included), per host since New.
+// included), per host since New, and the sizes of the validator's
+// bounded tables.
 type GossipStats struct {
 	Accepted, Rejected, Ignored uint64
+	// RelayDropped counts messages dropped over a relay's rate before
+	// validation (Config.RelayRate).
+	RelayDropped uint64
+	// Signers and Relays are the entries of the per-signer
+	// (Config.MaxTrackedSigners) and per-relay (MaxTrackedRelays) tables.
+	Signers, Relays int
 }
 
 // gossip is the Host's gossip state.
 type gossip struct {
-	ps     *pubsub.PubSub
-	topics [numKinds]*pubsub.Topic
-	guard  *seqGuard
-	scores atomic.Pointer[map[peer.ID]float64]
+	ps      *pubsub.PubSub
+	topics  [numKinds]*pubsub.Topic
+	guard   *seqGuard
+	relays  *relayGuard
+	ratings ratingCache
+	scores  atomic.Pointer[map[peer.ID]float64]
 
 	onOffer atomic.Pointer[OfferHandler]
 	onBid   atomic.Pointer[BidHandler]
@@ -60,6 +70,7 @@ type gossip struct {
 	lastSeq uint64
 
 	accepted, rejected, ignored atomic.Uint64
+	relayDropped                atomic.Uint64
 	logLimit                    logLimiter
 }
 
@@ -82,6 +93,19 @@ func (h *Host) initGossip() error {
 		params, thresholds = DefaultScoreParams()
 	}
 	h.guard = newSeqGuard(h.cfg.MaxTrackedSigners, h.cfg.GossipRate, float64(h.cfg.GossipBurst), h.cfg.SeqWindow)
+	h.relays = newRelayGuard(h.cfg.MaxTrackedRelays, h.cfg.RelayRate, float64(h.cfg.RelayBurst))
+	// The application score (P5) carries the relay penalty on top of
+	// whatever the configured parameters say.
+	p := *params
+	app := p.AppSpecificScore
+	p.AppSpecificScore = func(id peer.ID) float64 {
+		s := h.relays.penalty(id, time.Now())
+		if app != nil {
+			s += app(id)
+		}
+		return s
+	}
+	params = &p
 	ps, err := pubsub.NewGossipSub(h.ctx, h.h,
 		pubsub.WithMessageIdFn(msgID),
 		// The sealed Aspen envelope authenticates each message (signer
@@ -94,6 +118,10 @@ func (h *Host) initGossip() error {
 		pubsub.WithPeerScore(params, thresholds),
 		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(h.storeScores), h.cfg.ScoreInspectPeriod),
 		pubsub.WithSubscriptionFilter(pubsub.NewAllowlistSubscriptionFilter(topicNames[:]...)),
+		// Per relaying peer, before a message is queued for validation
+		// (a flood from one peer must not fill the queue others share).
+		pubsub.WithAppSpecificRpcInspector(h.inspectRPC),
+		pubsub.WithValidateQueueSize(validateQueue),
 		pubsub.WithLogger(h.log.With("sys", "pubsub")),
 	)
 	if err != nil {
@@ -259,7 +287,8 @@ func (h *Host) storeScores(m map[peer.ID]float64) {
 
 // GossipStats returns the validation counters.
 func (h *Host) GossipStats() GossipStats {
-	return GossipStats{Accepted: h.accepted.Load(), Rejected: h.rejected.Load(), Ignored: h.ignored.Load()}
+	return GossipStats{Accepted: h.accepted.Load(), Rejected: h.rejected.Load(), Ignored: h.ignored.Load(),
+		RelayDropped: h.relayDropped.Load(), Signers: h.trackedSigners(), Relays: h.trackedRelays()}
 }
 
 // TopicPeers returns the peers known to be subscribed to topic
@@ -351,6 +380,13 @@ func (h *Host) check(kind topicKind, from peer.ID, m *pubsub.Message) (pubsub.Va
 		return pubsub.ValidationIgnore, "just expired", nil
 	case exp.After(now.Add(protocol.MaxOfferTTL + protocol.MaxClockSkew)):
 		return pubsub.ValidationReject, fmt.Sprintf("expires %s, more than %s ahead", exp.UTC().Format(time.RFC3339), protocol.MaxOfferTTL), nil
+	}
+	// Admission: only offers of workers the verifier rated take a place
+	// in the per-signer tables (and reach the handler).
+	if o, ok := v.(*protocol.Offer); ok && h.cfg.RatingSigner != "" {
+		if res, why := h.checkRating(o, now); res != pubsub.ValidationAccept {
+			return res, why, nil
+		}
 	}
 	// Direct: the peer that sent it to us (authenticated by the
 	// transport) is its author (authenticated by the envelope).
@@ -517,4 +553,231 @@ func (l *logLimiter) allow() bool {
 	}
 	l.n++
 	return l.n <= 10
+}
+
+// maxRatings bounds the verified ratings kept (by hash of the sealed
+// bytes): a worker quotes the same sealed rating in every offer until it
+// is renewed, so its signature is checked once per rating, not per offer.
+const maxRatings = 4096
+
+// ratingCache holds verified ratings: who they rate, until when.
+type ratingCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]ratedUntil
+}
+
+type ratedUntil struct {
+	worker  peer.ID
+	expires int64 // unix ms
+}
+
+// checkRating admits an offer only with a Rating sealed by
+// Config.RatingSigner for the offer's worker: missing, forged or for
+// another worker is rejected; expired is ignored (an honest worker whose
+// renewal is late, or a clock behind).
+func (h *Host) checkRating(o *protocol.Offer, now time.Time) (pubsub.ValidationResult, string) {
+	if len(o.Rating) == 0 {
+		return pubsub.ValidationReject, "offer without a rating"
+	}
+	key := sha256.Sum256(o.Rating)
+	c := &h.ratings
+	c.mu.Lock()
+	r, ok := c.m[key]
+	c.mu.Unlock()
+	if !ok {
+		var rt protocol.Rating
+		signer, err := protocol.OpenAs(o.Rating, &rt)
+		if err != nil {
+			return pubsub.ValidationReject, fmt.Sprintf("rating: %v", err)
+		}
+		if signer != h.cfg.RatingSigner {
+			return pubsub.ValidationReject, fmt.Sprintf("rating sealed by %s, not the verifier", signer)
+		}
+		r = ratedUntil{worker: rt.Worker, expires: rt.Expires}
+		c.mu.Lock()
+		if c.m == nil {
+			c.m = make(map[[32]byte]ratedUntil)
+		}
+		for k := range c.m {
+			if len(c.m) < maxRatings {
+				break
+			}
+			delete(c.m, k)
+		}
+		c.m[key] = r
+		c.mu.Unlock()
+	}
+	switch {
+	case r.worker != o.Worker:
+		return pubsub.ValidationReject, fmt.Sprintf("rating is for %s, offer from %s", r.worker, o.Worker)
+	case r.expires <= now.UnixMilli():
+		return pubsub.ValidationIgnore, "rating expired"
+	}
+	return pubsub.ValidationAccept, ""
+}
+
+// validateQueue is pubsub's validation queue (messages waiting for the
+// validator; beyond it they are dropped unvalidated). At most 16 KiB each:
+// 16 MiB. Each relay can put at most Config.RelayBurst messages in it at
+// once.
+const validateQueue = 1024
+
+// inspectRPC runs on every gossipsub RPC a peer sends, before its messages
+// are queued for validation: each message on an Aspen topic takes one of
+// the sender's relay tokens for that topic, and messages beyond them are
+// removed from the RPC (its control part is kept) and counted against the
+// sender (relayGuard.penalty).
+func (h *Host) inspectRPC(from peer.ID, rpc *pubsub.RPC) error {
+	if len(rpc.Publish) == 0 {
+		return nil
+	}
+	now := time.Now()
+	kept := rpc.Publish[:0]
+	dropped := 0
+	for _, m := range rpc.Publish {
+		k, ok := topicKindOf(m.GetTopic())
+		if !ok || h.relays.take(from, k, now) {
+			kept = append(kept, m)
+			continue
+		}
+		dropped++
+	}
+	for i := len(kept); i < len(rpc.Publish); i++ {
+		rpc.Publish[i] = nil
+	}
+	rpc.Publish = kept
+	if dropped > 0 {
+		h.relayDropped.Add(uint64(dropped))
+		if h.logLimit.allow() {
+			h.log.Debug("gossip over the relay rate dropped", "from", from, "messages", dropped)
+		}
+	}
+	return nil
+}
+
+func topicKindOf(name string) (topicKind, bool) {
+	for k, n := range topicNames {
+		if n == name {
+			return topicKind(k), true
+		}
+	}
+	return 0, false
+}
+
+// relayGuard keeps, per peer that forwards gossip to us, a token bucket
+// per topic and a decaying count of the messages dropped over it (its
+// penalty). Entries are bounded: when the table is full, idle entries
+// (full buckets, no penalty left) are dropped, then arbitrary ones.
+type relayGuard struct {
+	mu    sync.Mutex
+	m     map[peer.ID]*relayState
+	max   int
+	rate  float64
+	burst float64
+}
+
+type relayState struct {
+	tokens   [numKinds]float64
+	refilled time.Time
+	excess   float64 // messages dropped over the rate, decaying
+	excessAt time.Time
+}
+
+// Relay penalty: each message dropped over the rate costs the relay
+// relayPenaltyPerDrop of application score, halving every
+// relayPenaltyHalfLife: 100 drops put it below the gossip threshold,
+// 800 below the graylist threshold.
+const (
+	relayPenaltyPerDrop  = 0.1
+	relayPenaltyHalfLife = time.Minute
+)
+
+func newRelayGuard(max int, rate, burst float64) *relayGuard {
+	return &relayGuard{m: make(map[peer.ID]*relayState), max: max, rate: rate, burst: burst}
+}
+
+// decay brings st.excess to now.
+func (st *relayState) decay(now time.Time) {
+	if el := now.Sub(st.excessAt); el > 0 && st.excess > 0 {
+		st.excess *= math.Exp2(-float64(el) / float64(relayPenaltyHalfLife))
+		if st.excess < 0.01 {
+			st.excess = 0
+		}
+	}
+	st.excessAt = now
+}
+
+// take spends one of p's tokens on topic k; false when it has none (the
+// message is dropped and counted against p).
+func (g *relayGuard) take(p peer.ID, k topicKind, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.m[p]
+	if st == nil {
+		g.makeRoom(now)
+		st = &relayState{refilled: now, excessAt: now}
+		for i := range st.tokens {
+			st.tokens[i] = g.burst
+		}
+		g.m[p] = st
+	}
+	if el := now.Sub(st.refilled).Seconds(); el > 0 {
+		for i := range st.tokens {
+			st.tokens[i] = min(g.burst, st.tokens[i]+el*g.rate)
+		}
+		st.refilled = now
+	}
+	if st.tokens[k] < 1 {
+		st.decay(now)
+		st.excess++
+		return false
+	}
+	st.tokens[k]--
+	return true
+}
+
+// penalty is p's current application score from the relay limit (≤ 0).
+func (g *relayGuard) penalty(p peer.ID, now time.Time) float64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	st := g.m[p]
+	if st == nil {
+		return 0
+	}
+	st.decay(now)
+	return -relayPenaltyPerDrop * st.excess
+}
+
+// makeRoom frees at least one entry when the table is full.
+func (g *relayGuard) makeRoom(now time.Time) {
+	if len(g.m) < g.max {
+		return
+	}
+	full := now.Add(-time.Duration(g.burst / g.rate * float64(time.Second)))
+	for p, st := range g.m {
+		st.decay(now)
+		if st.excess == 0 && !st.refilled.After(full) {
+			delete(g.m, p)
+		}
+	}
+	for p := range g.m {
+		if len(g.m) < g.max {
+			break
+		}
+		delete(g.m, p)
+	}
+}
+
+// trackedSigners and trackedRelays are the sizes of the per-signer and
+// per-relay tables.
+func (h *Host) trackedSigners() int {
+	h.guard.mu.Lock()
+	defer h.guard.mu.Unlock()
+	return len(h.guard.m)
+}
+
+func (h *Host) trackedRelays() int {
+	h.relays.mu.Lock()
+	defer h.relays.mu.Unlock()
+	return len(h.relays.m)
 }

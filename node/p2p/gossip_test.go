@@ -641,3 +641,148 @@ func TestSeqGuardWindow(t *testing.T) {
 		}
 	}
 }
+
+// ratedOffer is an offer from key's peer carrying a rating sealed by vkey.
+func ratedOffer(t testing.TB, key, vkey crypto.PrivKey, seq uint64, ratingExpires time.Time) []byte {
+	t.Helper()
+	w, _ := peer.IDFromPrivateKey(key)
+	o := testOffer(w)
+	o.Seq, o.Expires = seq, future()
+	o.Rating = seal(t, vkey, &protocol.Rating{Worker: w, Speed: 1000, Issued: time.Now().UnixMilli(), Expires: ratingExpires.UnixMilli()})
+	return seal(t, key, o)
+}
+
+func TestValidatorRatingAdmission(t *testing.T) {
+	vkey := newKey(t)
+	vid, _ := peer.IDFromPrivateKey(vkey)
+	h := checkHost(t, func(c *Config) { c.RatingSigner = vid })
+	relay := peer.ID("relay")
+	later := time.Now().Add(time.Hour)
+	k := newKey(t)
+	w, _ := peer.IDFromPrivateKey(k)
+	unrated := testOffer(w)
+	unrated.Seq, unrated.Expires = 1, future()
+	forgedRating := ratedOffer(t, k, k, 2, later) // sealed by the worker itself
+	otherKey := newKey(t)
+	other, _ := peer.IDFromPrivateKey(otherKey)
+	o := testOffer(w)
+	o.Seq, o.Expires = 3, future()
+	o.Rating = seal(t, vkey, &protocol.Rating{Worker: other, Speed: 1000, Expires: later.UnixMilli()})
+	forOther := seal(t, k, o)
+	for _, s := range []struct {
+		name string
+		data []byte
+		want pubsub.ValidationResult
+	}{
+		{"no rating", seal(t, k, unrated), pubsub.ValidationReject},
+		{"rating sealed by the worker", forgedRating, pubsub.ValidationReject},
+		{"rating for another worker", forOther, pubsub.ValidationReject},
+		{"expired rating", ratedOffer(t, k, vkey, 4, time.Now().Add(-time.Second)), pubsub.ValidationIgnore},
+		{"valid rating", ratedOffer(t, k, vkey, 5, later), pubsub.ValidationAccept},
+		{"same rating again (cached)", ratedOffer(t, k, vkey, 6, later), pubsub.ValidationAccept},
+	} {
+		if got := h.validate(kindOffer, relay, gossipMsg(protocol.TopicOffers, s.data, w, relay)); got != s.want {
+			t.Errorf("%s: got %v want %v", s.name, got, s.want)
+		}
+	}
+	// Refused offers took no place in the per-signer table.
+	if n := h.GossipStats().Signers; n != 1 {
+		t.Errorf("%d signers tracked, want 1 (the rated one)", n)
+	}
+}
+
+// TestGossipFloodViaOneRelay: one peer relays 2,500 offers, each signed
+// by a fresh key. Unrated, they are rejected before they take any table
+// space and the relay is graylisted within a few messages; rated (2,500
+// sybils the verifier rated), the relay's bucket admits its burst and
+// rate, the rest is dropped before it is queued for validation and the
+// relay is graylisted. Honest offers are delivered after both floods.
+func TestGossipFloodViaOneRelay(t *testing.T) {
+	vkey := newKey(t)
+	vid, _ := peer.IDFromPrivateKey(vkey)
+	rated := func(c *Config) { c.RatingSigner = vid }
+	victim := newHost(t, rated)
+	honest := newHost(t, rated)
+	inV := listen(victim)
+	connect(t, honest, victim)
+	later := time.Now().Add(time.Hour)
+	hk := honest.cfg.Key
+	seq := uint64(time.Now().UnixMicro())
+	// publishHonest publishes a fresh offer every 500 ms (the mesh may
+	// still be forming) until the victim delivers one.
+	publishHonest := func() {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			seq++
+			if err := honest.topics[kindOffer].Publish(context.Background(), ratedOffer(t, hk, vkey, seq, later)); err != nil {
+				t.Fatal(err)
+			}
+			s := seq
+			for wait := time.Now().Add(500 * time.Millisecond); time.Now().Before(wait) && !inV.hasOffer(honest.ID(), s); {
+				time.Sleep(10 * time.Millisecond) // polling for delivery, as waitFor does
+			}
+			if inV.hasOffer(honest.ID(), s) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the victim delivered no honest offer")
+			}
+		}
+	}
+	publishHonest()
+
+	const n = 2500
+	keys := make([]crypto.PrivKey, n)
+	for i := range keys {
+		keys[i] = newKey(t)
+	}
+	flood := func(r *rogue, mk func(i int) []byte) {
+		for i := range n {
+			r.publish(t, protocol.TopicOffers, mk(i))
+		}
+	}
+	big := []pubsub.Option{pubsub.WithMessageIdFn(msgID), pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithNoAuthor(), pubsub.WithPeerOutboundQueueSize(4 * n)}
+
+	// Unrated sybils.
+	r1 := newRogue(t, big...)
+	r1.connect(t, victim)
+	flood(r1, func(i int) []byte {
+		w, _ := peer.IDFromPrivateKey(keys[i])
+		o := testOffer(w)
+		o.Seq, o.Expires = 1, future()
+		return seal(t, keys[i], o)
+	})
+	waitFor(t, 20*time.Second, "the unrated relay graylisted", func() bool { return victim.PeerScore(r1.id) < GraylistThreshold })
+	st := victim.GossipStats()
+	t.Logf("unrated flood: rejected %d, ignored %d, signers tracked %d, relays %d, relay score %.1f",
+		st.Rejected, st.Ignored, st.Signers, st.Relays, victim.PeerScore(r1.id))
+	if st.Signers > 2 {
+		t.Errorf("%d signers tracked after an unrated flood", st.Signers)
+	}
+	if got := inV.count(r1.id); got != 0 {
+		t.Errorf("%d sybil offers delivered", got)
+	}
+	publishHonest()
+
+	// Rated sybils through a second relay.
+	r2 := newRogue(t, big...)
+	r2.connect(t, victim)
+	began := time.Now()
+	sealed := make([][]byte, n)
+	for i := range sealed {
+		sealed[i] = ratedOffer(t, keys[i], vkey, seq+uint64(i), later)
+	}
+	flood(r2, func(i int) []byte { return sealed[i] })
+	waitFor(t, 20*time.Second, "the rated flood's relay graylisted", func() bool { return victim.PeerScore(r2.id) < GraylistThreshold })
+	elapsed := time.Since(began).Seconds()
+	st = victim.GossipStats()
+	bound := victim.cfg.RelayBurst + int(victim.cfg.RelayRate*elapsed) + 3
+	t.Logf("rated flood over %.1f s: dropped over the relay rate %d, signers tracked %d (bound %d), relays %d, relay score %.1f",
+		elapsed, st.RelayDropped, st.Signers, bound, st.Relays, victim.PeerScore(r2.id))
+	if st.Signers > bound {
+		t.Errorf("%d signers tracked, more than the relay's burst and rate allow (%d)", st.Signers, bound)
+	}
+	publishHonest()
+}
