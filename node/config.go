@@ -133,14 +133,28 @@ func (c Config) Validate() error {
 	case c.OfferInterval <= 0 || c.HeartbeatInterval <= 0 || c.RequestTimeout <= 0:
 		return fmt.Errorf("%w: intervals must be positive", ErrBadRequest)
 	}
-	if c.APIAddr != "" && !c.APIAllowRemote {
-		host, _, err := net.SplitHostPort(c.APIAddr)
-		if err != nil {
-			return fmt.Errorf("%w: API address %q: %v", ErrBadRequest, c.APIAddr, err)
-		}
-		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-			return fmt.Errorf("%w: API address %q is not a loopback address (the API would be reachable from other machines); use 127.0.0.1, or allow it explicitly (APIAllowRemote, aspen-node --api-allow-remote)", ErrBadRequest, c.APIAddr)
-		}
+	if err := CheckAPIAddr(c.APIAddr, c.APIAllowRemote); err != nil {
+		return err
 	}
 	return c.Sandbox.Validate()
+}
+
+// CheckAPIAddr refuses an API address that is not HOST:PORT, or whose host
+// is not loopback (127.0.0.0/8, ::1, "localhost") unless allowRemote. ""
+// (no API) passes.
+func CheckAPIAddr(addr string, allowRemote bool) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: API address %q: %v", ErrBadRequest, addr, err)
+	}
+	if allowRemote {
+		return nil
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%w: API address %q is not a loopback address (the API would be reachable from other machines); use 127.0.0.1, or allow it explicitly (APIAllowRemote, aspen-node --api-allow-remote)", ErrBadRequest, addr)
+	}
+	return nil
 }

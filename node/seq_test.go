@@ -2,10 +2,12 @@ package node_test
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/aspen-market/aspen/node"
@@ -13,16 +15,43 @@ import (
 )
 
 // TestRestartedWorkerOffersAccepted restarts a worker on its data
-// directory: a peer that saw its earlier offers delivers the new ones from
-// the first (their Seq is above the old ones: none is dropped as a replay
-// or as older than what it saw) and never penalises it.
+// directory: a peer that saw its earlier offers delivers new ones, every
+// one with a Seq above all it saw before, and never penalises the worker
+// (before, the worker counted from 1 again and those were dropped as stale
+// or replays). That the very first new Seq is above every old one, also
+// with the clock set back, is TestGossipSeqSurvivesRestartAndClockSetBack;
+// the observer may still drop a new offer that reaches it late by gossip
+// (IWANT) after a newer one, as for any publisher. The test plays the
+// verifier (it rates the worker at registration).
 func TestRestartedWorkerOffersAccepted(t *testing.T) {
-	nw := startNetwork(t)
-	nw.waitRated(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	w := nw.workers[0]
+	vkey, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver := clientHost(t, vkey)
+	ver.Handle(protocol.ProtoRegister, func(_ context.Context, from peer.ID, _ *protocol.Envelope) (protocol.Message, error) {
+		now := time.Now()
+		r, err := protocol.Seal(vkey, &protocol.Rating{Worker: from, Speed: 1000, ReliabilityPPM: 1_000_000,
+			Issued: now.UnixMilli(), Expires: now.Add(24 * time.Hour).UnixMilli()})
+		return &protocol.Ack{OK: true, Data: r}, err
+	})
+	ver.Handle(protocol.ProtoHeartbeat, func(context.Context, peer.ID, *protocol.Envelope) (protocol.Message, error) {
+		return &protocol.Ack{OK: true}, nil
+	})
+	cfg := node.DefaultConfig()
+	cfg.DataDir = filepath.Join(t.TempDir(), "worker")
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.APIAddr = ""
+	cfg.Verifier = ver.AddrInfo()
+	cfg.Role = node.RoleWorker
+	cfg.OfferInterval = 500 * time.Millisecond
+	cfg.HeartbeatInterval = 200 * time.Millisecond
+	cfg.Logger = quietLogger()
+	w := startNode(t, cfg)
 	wid := w.ID()
+
 	obs := clientHost(t, nil)
 	var mu sync.Mutex
 	var seqs []uint64
@@ -45,17 +74,16 @@ func TestRestartedWorkerOffersAccepted(t *testing.T) {
 		}
 		return len(seqs), top
 	}
-	waitFor(t, "three offers from the worker", time.Minute, func() bool { n, _ := count(); return n >= 3 })
+	// The replay floor (docs/p2p.md, check 8) is the Seq of SeqWindow (16)
+	// to 32 offers ago: past 32 offers, a counter restarting from 1 (the
+	// old worker) is rejected as a replay, penalising the worker.
+	waitFor(t, "33 offers from the worker", time.Minute, func() bool { n, _ := count(); return n >= 33 })
 
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
 	before, top := count()
-	// The observer hears only this worker (and what it relays, in order):
-	// an offer it drops as older than one delivered before would count
-	// as ignored.
-	ignored := obs.GossipStats().Ignored
-	w2 := startNode(t, nw.nodeConfig("worker-0", node.RoleWorker))
+	w2 := startNode(t, cfg)
 	if w2.ID() != wid {
 		t.Fatalf("restarted worker is %s, was %s", w2.ID(), wid)
 	}
@@ -71,8 +99,8 @@ func TestRestartedWorkerOffersAccepted(t *testing.T) {
 			t.Fatalf("offer Seq %d after the restart, %d before", s, top)
 		}
 	}
-	if st := obs.GossipStats(); st.Rejected != 0 || st.Ignored != ignored {
-		t.Errorf("observer rejected %d gossip messages, ignored %d after the restart", st.Rejected, st.Ignored-ignored)
+	if st := obs.GossipStats(); st.Rejected != 0 {
+		t.Errorf("observer rejected %d gossip messages", st.Rejected)
 	}
 	if s := obs.PeerScore(wid); s < 0 {
 		t.Errorf("restarted worker's score %v", s)

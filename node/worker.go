@@ -55,6 +55,10 @@ type job struct {
 	// ticket is the sealed assignment: shown to the consumer, whose blob
 	// server serves its module and inputs only to the workers it names.
 	ticket []byte
+	// fetched: the job's blobs were fetched outside a run slot (prefetch)
+	// and fetchErr is how that ended.
+	fetched  bool
+	fetchErr error
 }
 
 type finished struct {
@@ -327,6 +331,12 @@ func (w *worker) runLoop() {
 			if w.isDropped(j.h) {
 				continue
 			}
+			if !j.fetched && !w.haveBlobs(j) {
+				// A fetch never holds a run slot: it goes on outside
+				// the slot and the job comes back to the queue after.
+				w.prefetch(j)
+				continue
+			}
 			f := w.run(ctx, j)
 			if f == nil {
 				return
@@ -341,6 +351,43 @@ func (w *worker) runLoop() {
 	}
 }
 
+// haveBlobs reports whether the store holds the job's module and input.
+func (w *worker) haveBlobs(j *job) bool {
+	asg := j.asg
+	t := asg.Tasks[j.pos]
+	if _, ok, err := w.n.store.HasBlob(asg.Module); err != nil || !ok {
+		return false
+	}
+	if len(t.Inline) > 0 || t.Size == 0 {
+		return true
+	}
+	_, ok, err := w.n.store.HasBlob(t.Input)
+	return err == nil && ok
+}
+
+// prefetch fetches a job's module and input (p2p.Config bounds how long
+// and how slowly) and puts the job back in the run queue, with the
+// outcome; it runs outside the run slots.
+func (w *worker) prefetch(j *job) {
+	n := w.n
+	n.go_(func() {
+		asg := j.asg
+		t := asg.Tasks[j.pos]
+		err := w.fetch(n.ctx, asg.Module, asg.ModuleSize, asg.Consumer, j.ticket)
+		if err == nil && len(t.Inline) == 0 && t.Size > 0 {
+			err = w.fetch(n.ctx, t.Input, t.Size, asg.Consumer, j.ticket)
+		}
+		if n.ctx.Err() != nil {
+			return // a restart resumes the assignment
+		}
+		j.fetched, j.fetchErr = true, err
+		select {
+		case w.queue <- j:
+		case <-n.ctx.Done():
+		}
+	})
+}
+
 // run executes one replica. Failures to fetch blobs become a
 // StatusFetchFailed result, which is not deterministic and so never counts
 // as agreement.
@@ -352,8 +399,12 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 	out := &protocol.Output{}
 	var dur time.Duration
 	// The module is read from the store only if the sandbox has not
-	// compiled it yet.
-	err := w.fetch(ctx, asg.Module, asg.ModuleSize, asg.Consumer, j.ticket)
+	// compiled it yet. Blobs are in the store by now (prefetch), unless
+	// the fetch failed.
+	err := j.fetchErr
+	if err == nil {
+		err = w.fetch(ctx, asg.Module, asg.ModuleSize, asg.Consumer, j.ticket)
+	}
 	var input []byte
 	if err == nil {
 		if len(t.Inline) > 0 || t.Size == 0 {

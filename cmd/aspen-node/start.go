@@ -37,7 +37,9 @@ type fileConfig struct {
 	Slots     int      `json:"slots"`
 	Owner     string   `json:"owner,omitempty"`
 	API       string   `json:"api"`
-	MaxMemory string   `json:"max_memory,omitempty"`
+	// APIAllowRemote lets API be a non-loopback address (node.Config).
+	APIAllowRemote bool   `json:"api_allow_remote,omitempty"`
+	MaxMemory      string `json:"max_memory,omitempty"`
 }
 
 func defaultDataDir() string {
@@ -63,6 +65,7 @@ type nodeFlags struct {
 	data, verifier, role, minPrice, owner, api, maxMemory string
 	slots                                                 int
 	listen, bootstrap, relays                             []string
+	apiAllowRemote                                        bool
 }
 
 func (f *nodeFlags) register(fs *pflag.FlagSet) {
@@ -72,7 +75,8 @@ func (f *nodeFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.minPrice, "min-price", os.Getenv("ASPEN_MIN_PRICE"), "worker's minimum price per hour, e.g. 0.02 (env ASPEN_MIN_PRICE)")
 	fs.IntVar(&f.slots, "slots", 0, "jobs a worker runs at once (default 1)")
 	fs.StringVar(&f.owner, "owner", os.Getenv("ASPEN_OWNER"), "owner label for payouts")
-	fs.StringVar(&f.api, "api", os.Getenv("ASPEN_API_LISTEN"), "local API listen address (default 127.0.0.1:7341)")
+	fs.StringVar(&f.api, "api", os.Getenv("ASPEN_API_LISTEN"), "local API listen address (default 127.0.0.1:7341; loopback only unless --api-allow-remote)")
+	fs.BoolVar(&f.apiAllowRemote, "api-allow-remote", false, "let --api be a non-loopback address (e.g. 0.0.0.0 in a container)")
 	fs.StringVar(&f.maxMemory, "max-memory", "", "memory cap per job, e.g. 256MiB")
 	fs.StringArrayVar(&f.listen, "listen", nil, "libp2p listen multiaddr (repeatable)")
 	fs.StringArrayVar(&f.bootstrap, "bootstrap", nil, "bootstrap peer multiaddr (repeatable)")
@@ -102,6 +106,9 @@ func (f *nodeFlags) merge(fc *fileConfig) {
 	}
 	if f.api != "" {
 		fc.API = f.api
+	}
+	if f.apiAllowRemote {
+		fc.APIAllowRemote = true
 	}
 	if f.maxMemory != "" {
 		fc.MaxMemory = f.maxMemory
@@ -255,6 +262,9 @@ func validateFileConfig(fc fileConfig, needVerifier bool) error {
 		if _, _, err := net.SplitHostPort(fc.API); err != nil {
 			return fmt.Errorf("--api %q: want HOST:PORT, e.g. 127.0.0.1:7341: %w", fc.API, err)
 		}
+		if node.CheckAPIAddr(fc.API, fc.APIAllowRemote) != nil {
+			return fmt.Errorf("--api %q is not a loopback address: the API would be reachable from other machines; add --api-allow-remote to mean it", fc.API)
+		}
 	}
 	return nil
 }
@@ -321,6 +331,7 @@ func buildNodeConfig(fc fileConfig, data string, log *slog.Logger) (node.Config,
 	}
 	cfg.Owner = fc.Owner
 	cfg.APIAddr = fc.API
+	cfg.APIAllowRemote = fc.APIAllowRemote
 	cfg.Listen = fc.Listen
 	cfg.Bootstrap = fc.Bootstrap
 	cfg.Relays = fc.Relays

@@ -256,9 +256,15 @@ func writeFrame(w io.Writer, b []byte) error {
 // rangeStream is an open blob response: Length bytes to read from s.
 type rangeStream struct {
 	s    network.Stream
+	peer peer.ID
 	left int64
 	size int64
 	stop func() bool
+	// The minimum rate: at least minBytes in every window from winStart.
+	window   time.Duration
+	minBytes int64
+	winStart time.Time
+	winBytes int64
 }
 
 func (r *rangeStream) close(ok bool) {
@@ -281,7 +287,8 @@ func (e *badRangeError) Error() string {
 // this fetch (it lacks it, it lies, or only a relay too small leads to it).
 func permanent(err error) bool {
 	var br *badRangeError
-	return errors.Is(err, ErrBlobNotFound) || errors.Is(err, protocol.ErrMalformed) || errors.Is(err, ErrRelayLimit) || errors.As(err, &br)
+	return errors.Is(err, ErrBlobNotFound) || errors.Is(err, protocol.ErrMalformed) || errors.Is(err, ErrRelayLimit) ||
+		errors.Is(err, ErrBlobTooSlow) || errors.As(err, &br)
 }
 
 // openRange asks p for n bytes of c from off (n == 0: to the end, which
@@ -343,10 +350,14 @@ func (h *Host) openRange(ctx context.Context, p peer.ID, c cid.Cid, off, n, want
 	if int64(head.Length) != want || int64(head.Size) < off+want {
 		return fail(fmt.Errorf("%w: %s answered %d bytes of %d for range %d+%d", protocol.ErrMalformed, p, head.Length, head.Size, off, n))
 	}
-	return &rangeStream{s: s, left: want, size: int64(head.Size), stop: stop}, nil
+	w := h.cfg.BlobRateWindow
+	return &rangeStream{s: s, peer: p, left: want, size: int64(head.Size), stop: stop,
+		window: w, minBytes: int64(float64(h.cfg.BlobMinRate) * w.Seconds()), winStart: time.Now()}, nil
 }
 
-// read reads from the range with an idle deadline.
+// read reads from the range with an idle deadline, and fails with
+// ErrBlobTooSlow once a window of the stream has brought fewer than its
+// minimum bytes (unless that window finished the range).
 func (r *rangeStream) read(p []byte, idle time.Duration) (int, error) {
 	if int64(len(p)) > r.left {
 		p = p[:r.left]
@@ -356,6 +367,14 @@ func (r *rangeStream) read(p []byte, idle time.Duration) (int, error) {
 	r.left -= int64(n)
 	if err == io.EOF && r.left > 0 {
 		err = io.ErrUnexpectedEOF
+	}
+	r.winBytes += int64(n)
+	if now := time.Now(); now.Sub(r.winStart) >= r.window && r.left > 0 {
+		if r.winBytes < r.minBytes {
+			return n, fmt.Errorf("%w: %s sent %d bytes in %v, below the minimum %d bytes/s", ErrBlobTooSlow,
+				r.peer, r.winBytes, now.Sub(r.winStart).Round(time.Millisecond), int64(float64(r.minBytes)/r.window.Seconds()))
+		}
+		r.winStart, r.winBytes = now, 0
 	}
 	return n, err
 }

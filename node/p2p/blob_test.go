@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/aspen-market/aspen/protocol"
@@ -408,5 +410,73 @@ func TestBlobAccessPanickingAuth(t *testing.T) {
 	_, err := cl.FetchBlob(context.Background(), c, []peer.ID{srv.ID()}, newMemStore(), protocol.MaxBlobSize)
 	if !errors.Is(err, ErrBlobNotFound) {
 		t.Fatalf("want not found, got %v", err)
+	}
+}
+
+// trickler serves every blob request with a head announcing size bytes,
+// then sends chunk bytes every interval (until the stream fails): a peer
+// that keeps a stream just alive.
+func trickler(t *testing.T, h *Host, size uint64, chunk int, interval time.Duration) {
+	h.h.SetStreamHandler(ProtoBlobID, func(s network.Stream) {
+		defer s.Reset()
+		if _, err := protocol.ReadFrame(s, maxBlobRequest); err != nil {
+			return
+		}
+		if writeFrame(s, protocol.EncodeBlobResponse(&protocol.BlobResponse{Status: protocol.BlobOK, Size: size, Length: size})) != nil {
+			return
+		}
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		b := make([]byte, chunk)
+		for range tick.C {
+			if _, err := s.Write(b); err != nil {
+				return
+			}
+		}
+	})
+}
+
+// TestBlobTrickleCutOff: a peer announcing 4 GiB and sending one byte
+// every 100 ms (a trickle the idle timeout never ends) is cut off after one
+// rate window with ErrBlobTooSlow, and dropped (not retried).
+func TestBlobTrickleCutOff(t *testing.T) {
+	fast := func(c *Config) {
+		c.BlobRateWindow = 500 * time.Millisecond
+		c.BlobMinRate = 1 << 10
+	}
+	srv, cl := blobHosts(t, newMemStore(), fast)
+	trickler(t, srv, protocol.MaxBlobSize, 1, 100*time.Millisecond)
+	c := protocol.BlobCID([]byte("announced as 4 GiB"))
+	began := time.Now()
+	_, err := cl.FetchBlob(context.Background(), c, []peer.ID{srv.ID()}, discardSink{}, protocol.MaxBlobSize)
+	took := time.Since(began)
+	t.Logf("cut off after %v: %v", took.Round(time.Millisecond), err)
+	if !errors.Is(err, ErrBlobTooSlow) || !errors.Is(err, ErrBlobFetch) {
+		t.Fatalf("want a too-slow fetch failure, got %v", err)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("cut off only after %v (window 500 ms)", took)
+	}
+}
+
+// TestBlobFetchDeadline: a peer fast enough for the minimum rate but not
+// for the blob it announced is cut off at Config.BlobFetchTimeout.
+func TestBlobFetchDeadline(t *testing.T) {
+	srv, cl := blobHosts(t, newMemStore(), func(c *Config) {
+		c.BlobRateWindow = 200 * time.Millisecond
+		c.BlobMinRate = 1 << 10
+		c.BlobFetchTimeout = time.Second
+	})
+	trickler(t, srv, 1<<30, 4<<10, 50*time.Millisecond) // 80 KiB/s for 1 GiB
+	c := protocol.BlobCID([]byte("announced as 1 GiB"))
+	began := time.Now()
+	_, err := cl.FetchBlob(context.Background(), c, []peer.ID{srv.ID()}, discardSink{}, protocol.MaxBlobSize)
+	took := time.Since(began)
+	t.Logf("cut off after %v: %v", took.Round(time.Millisecond), err)
+	if !errors.Is(err, ErrBlobTooSlow) || !strings.Contains(err.Error(), "not fetched within 1s") {
+		t.Fatalf("want the fetch deadline, got %v", err)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("ended after %v (deadline 1 s)", took)
 	}
 }

@@ -124,6 +124,17 @@ type Config struct {
 	BlobParallel int
 	// MaxFetches bounds concurrent FetchBlob calls; more wait.
 	MaxFetches int
+	// BlobMinRate (bytes per second) and BlobRateWindow: a blob stream
+	// that delivers fewer than BlobMinRate × BlobRateWindow bytes in any
+	// window of BlobRateWindow is cut off (ErrBlobTooSlow) and its peer
+	// dropped from the fetch: a peer trickling a byte now and then, which
+	// BlobIdleTimeout alone never ends, is gone after one window.
+	BlobMinRate    int64
+	BlobRateWindow time.Duration
+	// BlobFetchTimeout bounds one FetchBlob from the moment it starts
+	// moving bytes (after waiting for a MaxFetches place), whatever its
+	// context allows; past it the fetch fails with ErrBlobTooSlow.
+	BlobFetchTimeout time.Duration
 
 	// NAT traversal (docs/p2p.md, "Reachability"). AutoNAT v1 and v2
 	// (clients), circuit relay v2 (client), identify's observed addresses
@@ -207,6 +218,9 @@ func DefaultConfig() Config {
 		MaxFetches:         32,
 		RelayBlobMax:       DefaultRelayBlobMax,
 		DirectConnWait:     20 * time.Second,
+		BlobMinRate:        16 << 10,
+		BlobRateWindow:     20 * time.Second,
+		BlobFetchTimeout:   30 * time.Minute,
 	}
 }
 
@@ -277,6 +291,8 @@ func (c *Config) Validate() error {
 		return bad("blob idle timeout %v", c.BlobIdleTimeout)
 	case c.BlobRetries < 1 || c.BlobParallel < 1 || c.MaxFetches < 1:
 		return bad("blob retries %d, parallel %d, fetches %d", c.BlobRetries, c.BlobParallel, c.MaxFetches)
+	case c.BlobMinRate < 1 || c.BlobRateWindow <= 0 || c.BlobFetchTimeout <= 0:
+		return bad("blob minimum rate %d/s over %v, fetch timeout %v", c.BlobMinRate, c.BlobRateWindow, c.BlobFetchTimeout)
 	case c.RelayBlobMax < 0 || c.DirectConnWait <= 0:
 		return bad("relay blob max %d, direct connection wait %v", c.RelayBlobMax, c.DirectConnWait)
 	}

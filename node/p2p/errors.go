@@ -38,6 +38,9 @@ var (
 	// that is the only way to its peer, and no direct connection (hole
 	// punching, the peer dialling back) came up in time.
 	ErrRelayLimit = errors.New("p2p: over the relayed connection's limit and no direct connection")
+	// ErrBlobTooSlow: a blob stream fell below Config.BlobMinRate, or a
+	// fetch outlasted Config.BlobFetchTimeout.
+	ErrBlobTooSlow = errors.New("p2p: blob transfer too slow")
 	// ErrIgnore may be wrapped by a Config.ValidateOffer/ValidateBid hook
 	// error to drop a message without penalising the peer that relayed it.
 	ErrIgnore = errors.New("p2p: ignore message")

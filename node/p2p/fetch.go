@@ -33,7 +33,9 @@ import (
 // peer alone, in order, until one serves it intact; peers whose bytes did
 // not match are named in the error, which wraps protocol.ErrCIDMismatch.
 // A blob larger than maxSize is refused (protocol.ErrTooLarge) before
-// anything is stored.
+// anything is stored. A stream below Config.BlobMinRate is cut off and its
+// peer dropped, and the whole fetch ends within Config.BlobFetchTimeout
+// (both ErrBlobTooSlow).
 func (h *Host) FetchBlob(ctx context.Context, c cid.Cid, from []peer.ID, sink BlobSink, maxSize int64) (int64, error) {
 	return h.FetchBlobFor(ctx, c, from, sink, maxSize, BlobReason{})
 }
@@ -68,12 +70,22 @@ func (h *Host) FetchBlobFor(ctx context.Context, c cid.Cid, from []peer.ID, sink
 		return 0, ErrClosed
 	}
 	defer h.wg.Done()
-	ctx, cancel := context.WithCancel(ctx)
+	timeout := h.cfg.BlobFetchTimeout
+	tooLong := fmt.Errorf("%w: %s not fetched within %v", ErrBlobTooSlow, c, timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, tooLong)
 	defer cancel()
 	stop := context.AfterFunc(h.ctx, cancel)
 	defer stop()
+	n, err := h.fetchAll(ctx, c, peers, sink, maxSize, &why)
+	if err != nil && errors.Is(context.Cause(ctx), tooLong) {
+		return 0, tooLong
+	}
+	return n, err
+}
 
-	n, contrib, err := h.fetchOnce(ctx, c, peers, sink, maxSize, &why)
+// fetchAll is FetchBlobFor's work once it has its place and deadline.
+func (h *Host) fetchAll(ctx context.Context, c cid.Cid, peers []peer.ID, sink BlobSink, maxSize int64, why *BlobReason) (int64, error) {
+	n, contrib, err := h.fetchOnce(ctx, c, peers, sink, maxSize, why)
 	if err == nil || !errors.Is(err, protocol.ErrCIDMismatch) {
 		return n, err
 	}
@@ -87,7 +99,7 @@ func (h *Host) FetchBlobFor(ctx context.Context, c cid.Cid, from []peer.ID, sink
 		if slices.Contains(bad, p) {
 			continue
 		}
-		n, _, err = h.fetchOnce(ctx, c, []peer.ID{p}, sink, maxSize, &why)
+		n, _, err = h.fetchOnce(ctx, c, []peer.ID{p}, sink, maxSize, why)
 		if err == nil {
 			return n, nil
 		}
@@ -244,6 +256,7 @@ type seqReader struct {
 	from    []peer.ID
 	fail    error
 	why     *BlobReason
+	lastErr error // the last stream failure
 }
 
 func (h *Host) newSeqReader(ctx context.Context, c cid.Cid, peers []peer.ID, maxSize, size int64, why *BlobReason) *seqReader {
@@ -279,7 +292,11 @@ func (r *seqReader) Read(p []byte) (int, error) {
 			r.rs = nil
 			p := r.peers[r.cur]
 			r.h.log.Debug("blob stream broke, resuming", "cid", r.c, "from", p, "at", r.pos, "err", err)
-			if !r.tries.failed(p, fmt.Errorf("%w: %v", ErrStream, err)) {
+			if !errors.Is(err, ErrBlobTooSlow) {
+				err = fmt.Errorf("%w: %w", ErrStream, err)
+			}
+			r.lastErr = err
+			if !r.tries.failed(p, err) {
 				r.cur++
 			}
 		}
@@ -292,7 +309,7 @@ func (r *seqReader) Read(p []byte) (int, error) {
 // open starts a response for [pos, size) from the current peer, moving on
 // to the next peer as peers are exhausted.
 func (r *seqReader) open() error {
-	var lastErr error
+	lastErr := r.lastErr
 	for r.cur < len(r.peers) {
 		if err := r.ctx.Err(); err != nil {
 			return err
@@ -487,7 +504,9 @@ func (r *chunkReader) fetchChunk(p peer.ID, ch *chunk, tries *peerTries) error {
 				return nil
 			}
 			rs.close(false)
-			err = fmt.Errorf("%w: %v", ErrStream, err)
+			if !errors.Is(err, ErrBlobTooSlow) {
+				err = fmt.Errorf("%w: %w", ErrStream, err)
+			}
 		}
 		if r.ctx.Err() != nil {
 			return r.ctx.Err()

@@ -34,7 +34,7 @@ node)
 	verifier="/dns4/${ASPEN_VERIFIER_HOST:-verifier}/tcp/7400/p2p/$(cat /shared/verifier.id)"
 	if [ ! -f /data/config.json ]; then
 		aspen-node init --data /data --role "$role" --verifier "$verifier" \
-			--listen /ip4/0.0.0.0/tcp/7400 --api 0.0.0.0:7341 "$@"
+			--listen /ip4/0.0.0.0/tcp/7400 --api 0.0.0.0:7341 --api-allow-remote "$@"
 	fi
 	exec aspen-node start --data /data --log-format json
 	;;
