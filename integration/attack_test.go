@@ -380,7 +380,7 @@ type rawGossip struct {
 	id     peer.ID
 }
 
-func newRawGossip(t testing.TB, to []peer.AddrInfo) *rawGossip {
+func newRawGossip(t testing.TB, to []peer.AddrInfo, opts ...pubsub.Option) *rawGossip {
 	t.Helper()
 	key := newKey(t)
 	h, err := libp2p.New(libp2p.Identity(key), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
@@ -392,7 +392,7 @@ func newRawGossip(t testing.TB, to []peer.AddrInfo) *rawGossip {
 		cancel()
 		h.Close()
 	})
-	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithPeerOutboundQueueSize(1<<16))
+	ps, err := pubsub.NewGossipSub(ctx, h, append([]pubsub.Option{pubsub.WithPeerOutboundQueueSize(1 << 16)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,8 @@ var catalogue = []scenario{
 	{id: "FrontRun", name: "front-runs a consumer's bid (group-ID squatting)", run: scFrontRun},
 	{id: "Flood", name: "floods offers and bids on gossip", run: scFlood},
 	{id: "BadFrames", name: "malformed/oversized frames on every protocol", run: scBadFrames},
+	{id: "FreshSigners", name: "2,500 offers from fresh signers via one relay", run: scFreshSigners},
+	{id: "StrangerBlobs", name: "a stranger downloads blobs by CID", run: scStrangerBlobs},
 	{id: "InvalidWasm", name: "invalid wasm", run: scInvalidWasm},
 	{id: "MissingImport", name: "wasm importing what the sandbox lacks", run: scMissingImport},
 	{id: "LoopForever", name: "wasm that loops forever", slow: true, run: scLoopForever},
