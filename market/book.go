@@ -69,7 +69,7 @@ func (b Bid) Validate(cfg Config) error {
 		return fmt.Errorf("%w: %d replicas, want %d to %d", ErrInvalidBid, b.Replicas, MinReplicas, cfg.MaxReplicas)
 	}
 	slots := int64(b.Replicas + cfg.MaxExtraReplicas)
-	if per := ReplicaEscrow(b.MaxPrice, cfg.maxRunMicros()); int64(per) > math.MaxInt64/slots {
+	if per := ReplicaEscrow(b.MaxPrice, cfg.maxRunMicros(), max(b.MinSpeed, cfg.MinRatedSpeed)); int64(per) > math.MaxInt64/slots {
 		return fmt.Errorf("%w: max price %s × %v × %d replicas", ErrOverflow, b.MaxPrice, cfg.MaxRunTime, slots)
 	}
 	return nil
@@ -213,7 +213,8 @@ type candidate struct {
 // Select chooses n distinct workers for bid and reserves one replica on
 // each. Eligible: offer not expired at now, worker not in exclude, not
 // struck out, MinPrice ≤ MaxPrice, Speed ≥ MinSpeed, free capacity > 0.
-// Each pick is random, weighted by trust rating (a rating of 0 weighs as 1),
+// Each pick is random, weighted by trust rating (a rating of 0 weighs as 1)
+// times the cheapest eligible price per standard hour over the worker's,
 // among eligible workers whose owner was not yet picked; only when every
 // remaining owner was picked does it fall back to a repeated owner. It is
 // all or nothing: with fewer than n eligible workers nothing is reserved and
@@ -255,6 +256,21 @@ func (b *Book) Select(bid Bid, n int, exclude map[string]bool, trust TrustFunc, 
 	serr.Eligible = len(cands)
 	if len(cands) < n {
 		return nil, serr
+	}
+	// Cheaper work weighs more: each weight is scaled by the cheapest
+	// price per standard hour (price ÷ rated speed) over the worker's own,
+	// so a worker rated slower than it is asks, in effect, more per unit
+	// of work and is picked less.
+	std := make([]uint64, len(cands))
+	cheapest := uint64(math.MaxUint64)
+	for i, c := range cands {
+		std[i] = uint64(ChargePicos(c.offer.MinPrice, StandardHour, c.offer.Speed))
+		cheapest = min(cheapest, std[i])
+	}
+	for i := range cands {
+		if std[i] > 0 {
+			cands[i].weight = max(mulDiv(cands[i].weight, cheapest, std[i]), 1)
+		}
 	}
 	// Deterministic order for a given random source.
 	slices.SortFunc(cands, func(a, b candidate) int { return strings.Compare(a.offer.Worker, b.offer.Worker) })

@@ -3,6 +3,8 @@ package market
 import (
 	"fmt"
 	"time"
+
+	"github.com/aspen-market/aspen/protocol"
 )
 
 // PPM is one million parts per million: the denominator of every ratio in
@@ -12,25 +14,25 @@ const PPM = 1_000_000
 // Config holds every threshold of the market rules. Use DefaultConfig and
 // change what you need; Validate before use.
 type Config struct {
-	// SpeedTolerancePPM is the speed threshold of the paper (15%): a replica
-	// compared with a trusted (verifier) run is unpaid if its effective
-	// speed is below rated × (1 − tol); a replica compared with an untrusted
-	// reference is unpaid if its work L exceeds L_ref × (1 + tol).
+	// SpeedTolerancePPM is the speed threshold of the paper (15%): a
+	// replica is unpaid if its effective speed, metered work ÷ reported
+	// time, is below rated × (1 − tol).
 	SpeedTolerancePPM uint32
 	// SpeedSlack is run time the speed rule forgives: the work a standard
 	// machine (speed 1.0) does in SpeedSlack is taken off a replica's work
 	// before it is judged. Timers of a busy machine
 	// vary by more than the tolerance on jobs of a few milliseconds, and
 	// an honest replica should not lose its pay to that. It changes only
-	// the paid/too-slow verdict, never the billed time (still capped at
-	// the reference × (1 + tol)).
+	// the paid/too-slow verdict, never the charge (which follows the
+	// metered work alone).
 	SpeedSlack time.Duration
 	// SpotCheckPPM is the secret fraction of tasks the verifier also runs.
 	SpotCheckPPM uint32
 	// OperatorCutPPM is the operator's share of every charge.
 	OperatorCutPPM uint32
-	// MaxRunTime is the longest a replica may run; a replica that runs
-	// longer is stopped and not paid. It is also the escrow horizon.
+	// MaxRunTime sets a task's work budget: what speed 1.0 does in
+	// MaxRunTime (protocol.WorkBudget). A job that exhausts it stops with
+	// the work-limit status on every replica alike (a verified result).
 	MaxRunTime time.Duration
 	// HeartbeatTimeout: a worker silent this long while holding a replica
 	// is failed for it.
@@ -53,6 +55,15 @@ type Config struct {
 	// RatingPrior is the weight, in virtual good observations, given to a
 	// newcomer's assumed good behaviour in the trust rating (see Reputation).
 	RatingPrior int
+	// MinRatedSpeed and MaxSpeed bound speeds: no worker is rated below
+	// MinRatedSpeed (the escrow covers the budget at it), and a receipt
+	// implying a speed above MaxSpeed is impossible (refused, struck).
+	MinRatedSpeed protocol.Speed
+	MaxSpeed      protocol.Speed
+	// SpeedWindow is how much work (standard work units) a worker's rated
+	// speed is averaged over: older observations fade as newer work adds
+	// up (Reputation.ObserveSpeed).
+	SpeedWindow uint64
 }
 
 // DefaultConfig returns the defaults: 15% speed tolerance, 10 ms speed
@@ -74,6 +85,9 @@ func DefaultConfig() Config {
 		StrikesToExclude:  3,
 		VerifierTiebreak:  true,
 		RatingPrior:       4,
+		MinRatedSpeed:     50,      // 0.05
+		MaxSpeed:          100_000, // 100.0
+		SpeedWindow:       600 * protocol.WorkPerSecond,
 	}
 }
 
@@ -109,6 +123,10 @@ func (c Config) Validate() error {
 		return bad("strikes to exclude %d must be at least 1", c.StrikesToExclude)
 	case c.RatingPrior < 0 || c.RatingPrior > 1_000_000:
 		return bad("rating prior %d must be between 0 and 1000000", c.RatingPrior)
+	case c.MinRatedSpeed < 1 || c.MaxSpeed < c.MinRatedSpeed:
+		return bad("speeds: min rated %s must be at least 0.001 and at most the max %s", c.MinRatedSpeed, c.MaxSpeed)
+	case c.SpeedWindow < protocol.WorkPerSecond:
+		return bad("speed window %d work units is below one standard second", c.SpeedWindow)
 	}
 	return nil
 }

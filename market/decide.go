@@ -29,6 +29,7 @@ const (
 	OutcomePaid     Outcome = "paid"
 	OutcomeTooSlow  Outcome = "too-slow"     // verified result, but slower than the speed rule allows
 	OutcomeWrong    Outcome = "wrong-result" // culprit: result differs from the verified one; strike
+	OutcomeRefused  Outcome = "refused"      // claimed an impossible time; strike
 	OutcomeFailed   Outcome = "failed"       // dropped (silent, cancelled)
 	OutcomeTimedOut Outcome = "timed-out"    // ran past the max run time
 	OutcomeUnjudged Outcome = "unjudged"     // task failed or aborted before a verdict
@@ -39,13 +40,18 @@ type Verdict struct {
 	Worker  string  `json:"worker"`
 	Outcome Outcome `json:"outcome"`
 	Strike  bool    `json:"strike,omitempty"`
-	// Work is L = t × rated speed of a reported replica.
-	Work Work `json:"work"`
-	// EffectiveSpeed is L_ref / t for a replica with the verified result:
-	// the speed it actually delivered, judged against the reference.
+	// Work is the replica's metered work, as its receipt reported it.
+	Work uint64 `json:"work,omitempty"`
+	// EffectiveSpeed is Work ÷ reported time for a replica with the
+	// verified result: the speed it claims to have delivered.
 	EffectiveSpeed protocol.Speed `json:"effective_speed,omitempty"`
-	// BilledMicros is the time the consumer pays for (0 unless paid).
+	// BilledMicros is the time the work takes at the rated speed, what the
+	// consumer pays for (0 unless paid).
 	BilledMicros int64 `json:"billed_micros,omitempty"`
+	// TimeMicros, for a replica with the verified result, is the time its
+	// speed is observed over: the reported time, bounded by the window the
+	// verifier observed (Reputation.ObserveSpeed).
+	TimeMicros int64 `json:"time_micros,omitempty"`
 }
 
 // Decision is the outcome of Task.Decide.
@@ -56,14 +62,12 @@ type Decision struct {
 	// Verifier: the verifier must run the task itself (DecisionNeed);
 	// call RequestVerifier, then VerifierResult.
 	Verifier bool `json:"verifier,omitempty"`
-	// Result and ExitCode are the verified result (DecisionVerified).
+	// Result, ExitCode and Work are the verified result (DecisionVerified).
 	Result   string `json:"result,omitempty"`
 	ExitCode int32  `json:"exit_code,omitempty"`
-	// Trusted: the reference is the verifier's run; otherwise Reference
-	// names the worker whose L is the reference.
-	Trusted       bool   `json:"trusted,omitempty"`
-	Reference     string `json:"reference,omitempty"`
-	ReferenceWork Work   `json:"reference_work"`
+	Work     uint64 `json:"work,omitempty"`
+	// Trusted: the verified result is the verifier's own run.
+	Trusted bool `json:"trusted,omitempty"`
 	// Verdicts, one per replica in assignment order (final decisions).
 	Verdicts []Verdict `json:"verdicts,omitempty"`
 	// Reason explains a wait, need or failure.
@@ -73,12 +77,18 @@ type Decision struct {
 // Final reports whether the decision is verified or failed.
 func (d Decision) Final() bool { return d.Kind == DecisionVerified || d.Kind == DecisionFailed }
 
+// resultKey is what replicas must agree on: the output's CID, the exit
+// code and the metered work. A replica that reports other work for the
+// same output disagrees like any wrong result.
 type resultKey struct {
 	cid  string
 	exit int32
+	work uint64
 }
 
-func (k resultKey) String() string { return fmt.Sprintf("%s/exit=%d", k.cid, k.exit) }
+func (k resultKey) String() string { return fmt.Sprintf("%s/exit=%d/work=%d", k.cid, k.exit, k.work) }
+
+func keyOf(rc *Receipt) resultKey { return resultKey{rc.ResultCID, rc.ExitCode, rc.Work} }
 
 type group struct {
 	key    resultKey
@@ -91,21 +101,16 @@ type group struct {
 //
 //  1. Aborted → failed.
 //  2. The verifier ran (not stopped): wait while a replica is still
-//     assigned, then verified: its result is the
-//     verified one, its L = t_b × s_b the reference; every reported replica
-//     with another result is a culprit (strike, unpaid); one with the
-//     verified result is paid iff L_b ≥ t_w × s_w × (1 − tol), i.e. its
-//     effective speed L_b/t_w is at most tol below its rated speed.
+//     assigned, then verified with the verifier's (result, exit, work);
+//     replicas are judged by the speed rule on their own evidence (judge).
 //  3. A replica still assigned, or the verifier's run pending: if fewer
 //     than Replicas replicas are running or reported (some failed or timed
 //     out), need the difference now; otherwise wait.
 //  4. Otherwise, with R the reported replicas: if |R| < Replicas, need
-//     Replicas − |R| more (failed or timed-out replicas are replaced).
-//     Else a result k is verified when it is reported by replicas of at
-//     least two distinct owners forming a strict majority of R: the
-//     reference is the smallest L = t × rated speed among k's replicas;
-//     each other replica with k is paid iff L ≤ L_ref × (1 + tol); replicas
-//     with another result are culprits. With no such majority: if results
+//     Replicas − |R| more (failed, refused or timed-out replicas are
+//     replaced). Else a result k = (CID, exit, work) is verified when it is
+//     reported by replicas of at least two distinct owners forming a strict
+//     majority of R, and replicas are judged (judge). With no majority: if results
 //     differ, the verifier has not run and VerifierTiebreak is set, the
 //     verifier runs it; else need the fewest worker replicas that could
 //     make the leading result a majority of two or more owners.
@@ -122,7 +127,7 @@ func (t *Task) Decide() Decision {
 			running++
 		}
 	}
-	if v := t.Verifier; v != nil && !v.Stopped && v.ExecMicros <= t.Terms.MaxRunMicros {
+	if v := t.Verifier; v != nil && !v.Stopped {
 		if running > 0 {
 			return Decision{Kind: DecisionWait, Reason: fmt.Sprintf("%d replica(s) running", running)}
 		}
@@ -161,7 +166,7 @@ func (t *Task) Decide() Decision {
 			continue
 		}
 		reported = append(reported, i)
-		k := resultKey{r.Receipt.ResultCID, r.Receipt.ExitCode}
+		k := keyOf(r.Receipt)
 		j := slices.IndexFunc(groups, func(g *group) bool { return g.key == k })
 		if j < 0 {
 			groups = append(groups, &group{key: k, owners: map[string]bool{}})
@@ -237,7 +242,8 @@ func describeGroups(gs []*group) string {
 	return strings.Join(parts, ", ")
 }
 
-// failed builds a failed decision: nobody is paid, nobody struck.
+// failed builds a failed decision: nobody is paid; a refused replica is
+// still struck (its impossible claim is a lie whatever the task's fate).
 func (t *Task) failed(reason string) Decision {
 	d := Decision{Kind: DecisionFailed, Reason: reason}
 	for _, r := range t.Runs {
@@ -247,18 +253,29 @@ func (t *Task) failed(reason string) Decision {
 			v.Outcome = OutcomeFailed
 		case ReplicaTimedOut:
 			v.Outcome = OutcomeTimedOut
+		case ReplicaRefused:
+			v.Outcome, v.Strike, v.Work = OutcomeRefused, true, r.Receipt.Work
 		case ReplicaReported:
-			v.Work = WorkOf(r.Speed, r.Receipt.ExecMicros)
+			v.Work = r.Receipt.Work
 		}
 		d.Verdicts = append(d.Verdicts, v)
 	}
 	return d
 }
 
-// judge fills the verdicts of a verified decision; paid decides whether a
-// replica with the verified result meets the speed rule against ref.
-func (t *Task) judge(d *Decision, k resultKey, ref Work, paid func(r Replica, l Work) bool) {
-	tol := uint64(t.Terms.TolerancePPM)
+// judge fills the verdicts of a decision verified with result k. Each
+// replica is judged on its own evidence only, never on a partner's report:
+// a replica with another result is a culprit (wrong-result, strike); one
+// with k is paid iff its effective speed, metered work ÷ reported time,
+// is at most tol below its rated speed, i.e.
+//
+//	max(t × s_rated − slack work, 0) × (10⁶ − tol) ≤ work × 10⁶
+//
+// where t × s_rated is the work its rating says it would do in the time it
+// reports and the slack work is what speed 1.0 does in Terms.SlackMicros.
+func (t *Task) judge(d *Decision, k resultKey) {
+	low := uint64(PPM - t.Terms.TolerancePPM)
+	slack := MaxWork(t.Terms.SlackMicros)
 	for _, r := range t.Runs {
 		v := Verdict{Worker: r.Worker}
 		switch r.State {
@@ -266,68 +283,49 @@ func (t *Task) judge(d *Decision, k resultKey, ref Work, paid func(r Replica, l 
 			v.Outcome = OutcomeFailed
 		case ReplicaTimedOut:
 			v.Outcome = OutcomeTimedOut
+		case ReplicaRefused:
+			v.Outcome, v.Strike, v.Work = OutcomeRefused, true, r.Receipt.Work
 		case ReplicaAssigned: // unreachable: Decide waits for running replicas
 			v.Outcome = OutcomeUnjudged
 		case ReplicaReported:
-			tw := r.Receipt.ExecMicros
-			v.Work = WorkOf(r.Speed, tw)
-			if (resultKey{r.Receipt.ResultCID, r.Receipt.ExitCode}) != k {
+			rc := r.Receipt
+			v.Work = rc.Work
+			if keyOf(rc) != k {
 				v.Outcome, v.Strike = OutcomeWrong, true
 				break
 			}
-			v.EffectiveSpeed = effectiveSpeed(ref, tw, r.Speed)
-			// The speed rule judges the work beyond the slack: what a
-			// standard machine does in SlackMicros (not scaled by the
-			// worker's own rating, which an inflated rating would exploit).
-			if !paid(r, v.Work.sub(WorkOf(protocol.SpeedUnit, t.Terms.SlackMicros))) {
+			v.EffectiveSpeed = effectiveSpeed(rc.Work, rc.ExecMicros)
+			v.TimeMicros = rc.ExecMicros
+			if rc.WindowMicros > 0 {
+				v.TimeMicros = min(v.TimeMicros, rc.WindowMicros)
+			}
+			claimed := WorkOf(r.Speed, rc.ExecMicros).sub(Work{Lo: slack})
+			if claimed.mul(low).Cmp(Work{Lo: rc.Work}.mul(PPM)) > 0 {
 				v.Outcome = OutcomeTooSlow
 				break
 			}
 			v.Outcome = OutcomePaid
-			// Billed time: min(t, L_ref × (1 + tol) / s_rated, max run time).
-			capped := ref.mul(PPM + tol).div(uint64(r.Speed) * PPM)
-			v.BilledMicros = int64(min(uint64(tw), capped, uint64(t.Terms.MaxRunMicros)))
+			v.BilledMicros = BilledMicros(rc.Work, r.Speed)
 		}
 		d.Verdicts = append(d.Verdicts, v)
 	}
 }
 
-// effectiveSpeed is L_ref / t in milli standard units, saturating; a zero
-// time delivers the rated speed if the reference is zero too.
-func effectiveSpeed(ref Work, micros int64, rated protocol.Speed) protocol.Speed {
-	if micros <= 0 {
-		if ref == (Work{}) {
-			return rated
-		}
-		return math.MaxUint32
-	}
-	return protocol.Speed(min(ref.div(uint64(micros)), math.MaxUint32))
+// effectiveSpeed is work ÷ time in milli standard units (a speed s does s
+// work units per µs), saturating; a zero time counts as 1 µs.
+func effectiveSpeed(work uint64, micros int64) protocol.Speed {
+	return protocol.Speed(min(work/uint64(max(micros, 1))/protocol.WorkPerMicroPerMilli, math.MaxUint32))
 }
 
 func (t *Task) verifiedTrusted(v VerifierRun) Decision {
-	k := resultKey{v.ResultCID, v.ExitCode}
-	ref := WorkOf(v.Speed, v.ExecMicros)
-	d := Decision{Kind: DecisionVerified, Result: k.cid, ExitCode: k.exit, Trusted: true, ReferenceWork: ref}
-	low := uint64(PPM - t.Terms.TolerancePPM)
-	// s_w = L_b / t_w ≥ s_rated × (1 − tol)  ⟺  L_b × 1e6 ≥ t_w × s_rated × (1e6 − tol)
-	lhs := ref.mul(PPM)
-	t.judge(&d, k, ref, func(_ Replica, l Work) bool { return lhs.Cmp(l.mul(low)) >= 0 })
+	k := resultKey{v.ResultCID, v.ExitCode, v.Work}
+	d := Decision{Kind: DecisionVerified, Result: k.cid, ExitCode: k.exit, Work: k.work, Trusted: true}
+	t.judge(&d, k)
 	return d
 }
 
 func (t *Task) verifiedUntrusted(k resultKey) Decision {
-	ref, refWorker := Work{}, ""
-	for _, r := range t.Runs {
-		if r.State != ReplicaReported || (resultKey{r.Receipt.ResultCID, r.Receipt.ExitCode}) != k {
-			continue
-		}
-		if l := WorkOf(r.Speed, r.Receipt.ExecMicros); refWorker == "" || l.Cmp(ref) < 0 {
-			ref, refWorker = l, r.Worker
-		}
-	}
-	d := Decision{Kind: DecisionVerified, Result: k.cid, ExitCode: k.exit, Reference: refWorker, ReferenceWork: ref}
-	// L × 1e6 ≤ L_ref × (1e6 + tol)
-	bound := ref.mul(PPM + uint64(t.Terms.TolerancePPM))
-	t.judge(&d, k, ref, func(_ Replica, l Work) bool { return l.mul(PPM).Cmp(bound) <= 0 })
+	d := Decision{Kind: DecisionVerified, Result: k.cid, ExitCode: k.exit, Work: k.work}
+	t.judge(&d, k)
 	return d
 }

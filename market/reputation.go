@@ -1,5 +1,7 @@
 package market
 
+import "github.com/aspen-market/aspen/protocol"
+
 // Reputation is the verifier's record of one worker, from which its trust
 // rating is computed. Update it with Seen (heartbeats, for uptime) and
 // Observe (each verdict, once, when its task is settled).
@@ -12,6 +14,41 @@ type Reputation struct {
 	SpeedMisses int    `json:"speed_misses"` // of which too slow or timed out
 	Uptime      int64  `json:"uptime_ms"`    // observed uptime, ms
 	LastSeen    int64  `json:"last_seen"`    // unix ms; 0 = never
+	// SpeedWork and SpeedMicros are the fading sums of metered work and
+	// bounded time behind the rated speed (ObserveSpeed, RatedSpeed).
+	SpeedWork   uint64 `json:"speed_work,omitempty"`
+	SpeedMicros uint64 `json:"speed_micros,omitempty"`
+}
+
+// ObserveSpeed adds one observation of the worker's speed: work metered
+// units done in micros µs, the time being the smaller of what the worker
+// reported and what the verifier observed (a receipt's window: the
+// verdict's TimeMicros), so a worker
+// can make itself look slower only by really being slower as the verifier
+// sees it, and never faster than its results arrive. The sums fade so that
+// they cover about cfg.SpeedWindow of work: when the work passes the
+// window both sums are scaled down in proportion. The rated speed is the
+// ratio of the sums, i.e. every observation weighs by its work.
+func (r *Reputation) ObserveSpeed(work uint64, micros int64, cfg Config) {
+	if work == 0 || micros <= 0 {
+		return
+	}
+	r.SpeedWork += work
+	r.SpeedMicros += uint64(micros)
+	if w := cfg.SpeedWindow; w > 0 && r.SpeedWork > w {
+		r.SpeedMicros = mulDiv(r.SpeedMicros, w, r.SpeedWork)
+		r.SpeedWork = w
+	}
+}
+
+// RatedSpeed is the worker's speed from its observations, work ÷ time,
+// clamped to [cfg.MinRatedSpeed, cfg.MaxSpeed]; ok is false without any.
+func (r *Reputation) RatedSpeed(cfg Config) (s protocol.Speed, ok bool) {
+	if r.SpeedWork == 0 || r.SpeedMicros == 0 {
+		return 0, false
+	}
+	v := r.SpeedWork / r.SpeedMicros / protocol.WorkPerMicroPerMilli
+	return protocol.Speed(max(min(v, uint64(cfg.MaxSpeed)), uint64(cfg.MinRatedSpeed))), true
 }
 
 // Seen records that the worker was heard from at now: the time since the
@@ -23,20 +60,24 @@ func (r *Reputation) Seen(now int64, cfg Config) {
 	r.LastSeen = max(r.LastSeen, now)
 }
 
-// Observe applies one verdict about this worker.
-func (r *Reputation) Observe(v Verdict) {
+// Observe applies one verdict about this worker: its outcome to the trust
+// rating, and for a replica with the verified result (paid or too slow)
+// its work and bounded time to the speed (ObserveSpeed).
+func (r *Reputation) Observe(v Verdict, cfg Config) {
 	switch v.Outcome {
 	case OutcomePaid:
 		r.Completed++
 		r.SpeedChecks++
+		r.ObserveSpeed(v.Work, v.TimeMicros, cfg)
 	case OutcomeTooSlow:
 		r.Completed++
 		r.SpeedChecks++
 		r.SpeedMisses++
+		r.ObserveSpeed(v.Work, v.TimeMicros, cfg)
 	case OutcomeTimedOut:
 		r.SpeedChecks++
 		r.SpeedMisses++
-	case OutcomeWrong:
+	case OutcomeWrong, OutcomeRefused:
 		r.Strikes++
 	case OutcomeFailed:
 		r.Failures++
@@ -101,9 +142,9 @@ func (rs Reputations) Get(worker string) *Reputation {
 }
 
 // ObserveAll applies every verdict of a decision to the workers concerned.
-func (rs Reputations) ObserveAll(d Decision) {
+func (rs Reputations) ObserveAll(d Decision, cfg Config) {
 	for _, v := range d.Verdicts {
-		rs.Get(v.Worker).Observe(v)
+		rs.Get(v.Worker).Observe(v, cfg)
 	}
 }
 

@@ -27,10 +27,10 @@ func TestRatingProperties(t *testing.T) {
 		// Every bad observation lowers (never raises) the rating; uptime
 		// and good checks never lower it.
 		worse := []func(*Reputation){
-			func(r *Reputation) { r.Observe(Verdict{Outcome: OutcomeWrong}) },
-			func(r *Reputation) { r.Observe(Verdict{Outcome: OutcomeFailed}) },
-			func(r *Reputation) { r.Observe(Verdict{Outcome: OutcomeTooSlow}) },
-			func(r *Reputation) { r.Observe(Verdict{Outcome: OutcomeTimedOut}) },
+			func(r *Reputation) { r.Observe(Verdict{Outcome: OutcomeWrong}, DefaultConfig()) },
+			func(r *Reputation) { r.Observe(Verdict{Outcome: OutcomeFailed}, DefaultConfig()) },
+			func(r *Reputation) { r.Observe(Verdict{Outcome: OutcomeTooSlow}, DefaultConfig()) },
+			func(r *Reputation) { r.Observe(Verdict{Outcome: OutcomeTimedOut}, DefaultConfig()) },
 		}
 		for i, f := range worse {
 			c := r
@@ -40,7 +40,7 @@ func TestRatingProperties(t *testing.T) {
 			}
 		}
 		c := r
-		c.Observe(Verdict{Outcome: OutcomePaid})
+		c.Observe(Verdict{Outcome: OutcomePaid}, DefaultConfig())
 		c.Uptime += 3_600_000
 		if got := c.Rating(cfg); got < base {
 			t.Fatalf("good observation lowered rating %d → %d", base, got)
@@ -64,8 +64,8 @@ func TestSeenAndMTTF(t *testing.T) {
 	if _, ok := r.MTTF(); ok {
 		t.Fatal("MTTF without failures")
 	}
-	r.Observe(Verdict{Outcome: OutcomeFailed})
-	r.Observe(Verdict{Outcome: OutcomeFailed})
+	r.Observe(Verdict{Outcome: OutcomeFailed}, DefaultConfig())
+	r.Observe(Verdict{Outcome: OutcomeFailed}, DefaultConfig())
 	if ms, ok := r.MTTF(); !ok || ms != 120_000 {
 		t.Fatalf("MTTF %d %v, want 2 min", ms, ok)
 	}
@@ -76,9 +76,9 @@ func TestSeenAndMTTF(t *testing.T) {
 		t.Fatalf("rating %d, want %d", got, want)
 	}
 	rs := Reputations{}
-	rs.Get("w").Observe(Verdict{Outcome: OutcomeWrong})
-	rs.Get("w").Observe(Verdict{Outcome: OutcomeWrong})
-	rs.Get("w").Observe(Verdict{Outcome: OutcomeWrong})
+	rs.Get("w").Observe(Verdict{Outcome: OutcomeWrong}, DefaultConfig())
+	rs.Get("w").Observe(Verdict{Outcome: OutcomeWrong}, DefaultConfig())
+	rs.Get("w").Observe(Verdict{Outcome: OutcomeWrong}, DefaultConfig())
 	if _, out := rs.Trust(cfg)("w"); !out {
 		t.Fatal("three strikes not struck out")
 	}

@@ -2,47 +2,60 @@ package market
 
 import (
 	"fmt"
-	"math"
+	"math/bits"
 
 	"github.com/aspen-market/aspen/protocol"
 )
 
 // ReplicaState is where one replica is in its life:
 //
-//	assigned ──receipt (time ≤ max, not stopped)──▶ reported
-//	    │ ────receipt (time > max, or stopped)────▶ timed-out
-//	    │ ────deadline passed (Sweep)─────────────▶ timed-out
-//	    └─────silent past heartbeat timeout, Fail─▶ failed
+//	assigned ──receipt (a possible time, not stopped)──▶ reported
+//	    │ ────receipt claiming an impossible time──────▶ refused (struck)
+//	    │ ────receipt stopped by the wall-clock net────▶ timed-out
+//	    │ ────deadline passed (Sweep)──────────────────▶ timed-out
+//	    └─────silent past heartbeat timeout, Fail──────▶ failed
 //
-// reported, failed and timed-out are terminal.
+// reported, refused, failed and timed-out are terminal.
 type ReplicaState string
 
 // Replica states.
 const (
 	ReplicaAssigned ReplicaState = "assigned"
 	ReplicaReported ReplicaState = "reported"
+	ReplicaRefused  ReplicaState = "refused"
 	ReplicaFailed   ReplicaState = "failed"
 	ReplicaTimedOut ReplicaState = "timed-out"
 )
 
-// Receipt is what a worker reports for its replica.
+// Receipt is what a worker reports for its replica, with the time bound
+// the verifier observed itself.
 type Receipt struct {
-	ResultCID  string `json:"result_cid"` // CID of stdout
-	ExitCode   int32  `json:"exit_code"`
-	ExecMicros int64  `json:"exec_micros"` // execution time reported by the worker
-	// Stopped: the worker stopped the job at the max run time; there is
-	// no result.
+	ResultCID string `json:"result_cid"` // CID of the job's output
+	ExitCode  int32  `json:"exit_code"`
+	// Work is the run's metered work (standard work units): exact, part of
+	// the result, the same on every honest replica.
+	Work uint64 `json:"work"`
+	// ExecMicros is the run time the worker reports. It decides nothing
+	// alone: it must fit in WindowMicros and imply a possible speed.
+	ExecMicros int64 `json:"exec_micros"`
+	// WindowMicros is the time the verifier observed between issuing the
+	// assignment and receiving this receipt: no honest run takes longer.
+	// 0 = not observed (records older than metering): no bound.
+	WindowMicros int64 `json:"window_micros,omitempty"`
+	// Stopped: the worker stopped the job with the wall-clock safety net;
+	// there is no result.
 	Stopped bool `json:"stopped,omitempty"`
 }
 
 // VerifierRun is the verifier's own trusted run of the task (a spot check
-// or a tie-break). Speed is the verifier machine's speed (normally 1000).
+// or a tie-break). Speed is the verifier machine's measured speed.
 type VerifierRun struct {
 	ResultCID  string         `json:"result_cid"`
 	ExitCode   int32          `json:"exit_code"`
+	Work       uint64         `json:"work"`
 	ExecMicros int64          `json:"exec_micros"`
 	Speed      protocol.Speed `json:"speed"`
-	Stopped    bool           `json:"stopped,omitempty"` // hit the max run time: no verdict
+	Stopped    bool           `json:"stopped,omitempty"` // hit the wall-clock net: no verdict
 }
 
 // Replica is one worker's copy of a task.
@@ -55,19 +68,25 @@ type Replica struct {
 	AssignedAt int64           `json:"assigned_at"` // unix ms
 	LastSeen   int64           `json:"last_seen"`   // unix ms of last heartbeat
 	Receipt    *Receipt        `json:"receipt,omitempty"`
-	Reason     string          `json:"reason,omitempty"` // why failed or timed out
+	Reason     string          `json:"reason,omitempty"` // why failed, refused or timed out
 }
 
 // Terms are the rules a task was created under. They are copied from the
 // Config at NewTask so that a persisted task is decided and settled by the
 // terms its consumer escrowed for, even if the configuration changes.
 type Terms struct {
-	MaxRunMicros     int64  `json:"max_run_micros"`
+	MaxRunMicros     int64  `json:"max_run_micros"` // the work budget is MaxWork(MaxRunMicros)
 	MaxRuns          int    `json:"max_runs"` // worker replicas allowed in total
 	TolerancePPM     uint32 `json:"tolerance_ppm"`
 	SlackMicros      int64  `json:"slack_micros,omitempty"` // Config.SpeedSlack
 	OperatorCutPPM   uint32 `json:"operator_cut_ppm"`
 	VerifierTiebreak bool   `json:"verifier_tiebreak"`
+	// MaxSpeed is the fastest speed a receipt may imply (work ÷ reported
+	// time); a faster claim is impossible, refused and struck.
+	MaxSpeed protocol.Speed `json:"max_speed,omitempty"`
+	// EscrowSpeed is the slowest rated speed the escrow covers: the
+	// consumer's MinSpeed, raised to Config.MinRatedSpeed.
+	EscrowSpeed protocol.Speed `json:"escrow_speed,omitempty"`
 }
 
 // Task is one job of a consumer's group, with its replicas, the verifier's
@@ -94,29 +113,6 @@ type Task struct {
 	Settled     bool            `json:"settled,omitempty"`
 }
 
-// Charge is the one rounding rule for money: the cost of running at price
-// per hour for micros microseconds, floor(price × micros / 3.6e9), exact
-// (128-bit intermediate), saturating at the int64 maximum. Flooring means
-// the consumer is never billed for a fraction of a micro-unit.
-func Charge(price protocol.Micros, micros int64) protocol.Micros {
-	if price <= 0 || micros <= 0 {
-		return 0
-	}
-	q := mulDiv(uint64(price), uint64(micros), microsPerHour)
-	if q > math.MaxInt64 {
-		return math.MaxInt64
-	}
-	return protocol.Micros(q)
-}
-
-const microsPerHour = 3_600_000_000
-
-// ReplicaEscrow is the most one replica can cost: Charge(maxPrice,
-// maxRunMicros).
-func ReplicaEscrow(maxPrice protocol.Micros, maxRunMicros int64) protocol.Micros {
-	return Charge(maxPrice, maxRunMicros)
-}
-
 // SpotCheck draws whether the verifier also runs a new task itself: true
 // with probability SpotCheckPPM / 1e6. The draw is a pure function of rnd;
 // seed it secretly so no worker can tell which tasks are checked.
@@ -125,8 +121,8 @@ func SpotCheck(cfg Config, rnd Rand) bool {
 }
 
 // NewTask creates task index of the bid's group under cfg and escrows
-// Replicas × ReplicaEscrow(MaxPrice, MaxRunTime): the caller debits
-// t.Escrowed from the consumer (and refuses the task if it cannot).
+// Replicas × ReplicaEscrow(MaxPrice, MaxRunTime, escrow speed): the caller
+// debits t.Escrowed from the consumer (and refuses the task if it cannot).
 func NewTask(bid Bid, index int, cfg Config) (*Task, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -144,11 +140,27 @@ func NewTask(bid Bid, index int, cfg Config) (*Task, error) {
 			SlackMicros:      cfg.SpeedSlack.Microseconds(),
 			OperatorCutPPM:   cfg.OperatorCutPPM,
 			VerifierTiebreak: cfg.VerifierTiebreak,
+			MaxSpeed:         cfg.MaxSpeed,
+			EscrowSpeed:      max(bid.MinSpeed, cfg.MinRatedSpeed),
 		},
 		EscrowSlots: bid.Replicas,
 	}
-	t.Escrowed = ReplicaEscrow(t.MaxPrice, t.Terms.MaxRunMicros) * protocol.Micros(bid.Replicas)
+	t.Escrowed = t.ReplicaEscrow() * protocol.Micros(bid.Replicas)
 	return t, nil
+}
+
+// ReplicaEscrow is the most one replica of this task can cost.
+func (t *Task) ReplicaEscrow() protocol.Micros {
+	return ReplicaEscrow(t.MaxPrice, t.Terms.MaxRunMicros, t.escrowSpeed())
+}
+
+// escrowSpeed is Terms.EscrowSpeed, or for a task persisted before it
+// existed the bid's MinSpeed (at least 1 milli unit).
+func (t *Task) escrowSpeed() protocol.Speed {
+	if t.Terms.EscrowSpeed != 0 {
+		return t.Terms.EscrowSpeed
+	}
+	return max(t.MinSpeed, 1)
 }
 
 // Bid returns the task's terms as a bid, for selecting further replicas.
@@ -227,7 +239,7 @@ func (t *Task) Assign(m Match, now int64) (topUp protocol.Micros, err error) {
 		return 0, fmt.Errorf("%w: empty worker", ErrConstraint)
 	case m.Price < 0 || m.Price > t.MaxPrice:
 		return 0, fmt.Errorf("%w: worker %s asks %s/h, max is %s/h", ErrConstraint, m.Worker, m.Price, t.MaxPrice)
-	case m.Speed == 0 || m.Speed < t.MinSpeed:
+	case m.Speed == 0 || m.Speed < t.MinSpeed || m.Speed < t.escrowSpeed():
 		return 0, fmt.Errorf("%w: worker %s speed %s, min is %s", ErrConstraint, m.Worker, m.Speed, t.MinSpeed)
 	case len(t.Runs) >= t.Terms.MaxRuns:
 		return 0, fmt.Errorf("%w: task used all %d replicas", ErrConstraint, t.Terms.MaxRuns)
@@ -240,7 +252,7 @@ func (t *Task) Assign(m Match, now int64) (topUp protocol.Micros, err error) {
 		State: ReplicaAssigned, AssignedAt: now, LastSeen: now,
 	})
 	if t.live() > t.EscrowSlots {
-		topUp = ReplicaEscrow(t.MaxPrice, t.Terms.MaxRunMicros)
+		topUp = t.ReplicaEscrow()
 		t.EscrowSlots++
 		t.Escrowed += topUp
 	}
@@ -260,27 +272,47 @@ func (t *Task) Heartbeat(worker string, now int64) error {
 
 // Receipt records the worker's receipt at now. A receipt for a replica that
 // is no longer running (e.g. failed for silence) is refused and its result
-// ignored. A receipt over the max run time, or marked Stopped, times the
-// replica out.
+// ignored. A receipt marked Stopped (the wall-clock safety net stopped the
+// job) times the replica out. A receipt whose claim is impossible — a time
+// longer than the window the verifier observed (rc.WindowMicros), work
+// beyond the task's budget, or a time so short that work ÷ time exceeds
+// Terms.MaxSpeed — refuses the replica: its
+// result does not count, it is not paid, and it is struck (the claim is a
+// lie no honest worker can tell).
 func (t *Task) Receipt(worker string, rc Receipt, now int64) error {
 	r, err := t.running(worker)
 	if err != nil {
 		return err
 	}
-	if rc.ExecMicros < 0 || (rc.ResultCID == "" && !rc.Stopped) {
-		return fmt.Errorf("%w: from %s: time %dµs, result %q", ErrBadReceipt, worker, rc.ExecMicros, rc.ResultCID)
+	if rc.ExecMicros < 0 || rc.WindowMicros < 0 || (rc.ResultCID == "" && !rc.Stopped) {
+		return fmt.Errorf("%w: from %s: time %dµs, window %dµs, result %q", ErrBadReceipt, worker,
+			rc.ExecMicros, rc.WindowMicros, rc.ResultCID)
 	}
 	r.Receipt = &rc
 	r.LastSeen = max(r.LastSeen, now)
 	switch {
 	case rc.Stopped:
-		r.State, r.Reason = ReplicaTimedOut, "stopped at the max run time"
-	case rc.ExecMicros > t.Terms.MaxRunMicros:
-		r.State, r.Reason = ReplicaTimedOut, fmt.Sprintf("ran %dµs, max %dµs", rc.ExecMicros, t.Terms.MaxRunMicros)
+		r.State, r.Reason = ReplicaTimedOut, "stopped by the wall-clock safety net"
+	case rc.WindowMicros > 0 && rc.ExecMicros > rc.WindowMicros:
+		r.State, r.Reason = ReplicaRefused, fmt.Sprintf("claimed %dµs, more than the %dµs the verifier observed",
+			rc.ExecMicros, rc.WindowMicros)
+	case rc.Work > MaxWork(t.Terms.MaxRunMicros):
+		r.State, r.Reason = ReplicaRefused, fmt.Sprintf("claimed %d work units, beyond the task's budget of %d",
+			rc.Work, MaxWork(t.Terms.MaxRunMicros))
+	case t.Terms.MaxSpeed > 0 && impliedFaster(rc.Work, rc.ExecMicros, t.Terms.MaxSpeed):
+		r.State, r.Reason = ReplicaRefused, fmt.Sprintf("claimed %d work units in %dµs, faster than any machine (max speed %s)",
+			rc.Work, rc.ExecMicros, t.Terms.MaxSpeed)
 	default:
 		r.State = ReplicaReported
 	}
 	return nil
+}
+
+// impliedFaster reports whether work done in micros means a speed above
+// maxSpeed: work > micros × maxSpeed (a speed s does s units per µs).
+func impliedFaster(work uint64, micros int64, maxSpeed protocol.Speed) bool {
+	hi, lo := bits.Mul64(uint64(max(micros, 0)), uint64(maxSpeed)*protocol.WorkPerMicroPerMilli)
+	return hi == 0 && work > lo
 }
 
 // Fail drops the worker's running replica (worker gone, cancelled by its
@@ -303,8 +335,9 @@ type Dropped struct {
 
 // Sweep applies the clock at now (unix ms) to the running replicas: one
 // whose worker was silent for more than cfg.HeartbeatTimeout is failed; one
-// still unreported more than MaxRunTime + cfg.DeadlineSlack after its
-// assignment is timed out. It returns what it dropped, in assignment order;
+// still unreported more than its budget's time at its rated speed
+// (MaxRunTime × 1.0 ÷ speed) + cfg.DeadlineSlack after its assignment is
+// timed out. It returns what it dropped, in assignment order;
 // the caller releases those workers' reservations.
 func (t *Task) Sweep(now int64, cfg Config) []Dropped {
 	if t.open() != nil {
@@ -312,12 +345,13 @@ func (t *Task) Sweep(now int64, cfg Config) []Dropped {
 	}
 	var out []Dropped
 	hb := cfg.HeartbeatTimeout.Milliseconds()
-	deadline := t.Terms.MaxRunMicros/1000 + cfg.DeadlineSlack.Milliseconds()
 	for i := range t.Runs {
 		r := &t.Runs[i]
 		if r.State != ReplicaAssigned {
 			continue
 		}
+		deadline := int64(mulDiv(uint64(t.Terms.MaxRunMicros), uint64(protocol.SpeedUnit), uint64(max(r.Speed, 1))*1000)) +
+			cfg.DeadlineSlack.Milliseconds()
 		switch {
 		case now-r.LastSeen > hb:
 			r.State, r.Reason = ReplicaFailed, fmt.Sprintf("silent for %dms", now-r.LastSeen)
@@ -356,9 +390,6 @@ func (t *Task) VerifierResult(run VerifierRun) error {
 	}
 	if run.Speed == 0 || run.ExecMicros < 0 || (run.ResultCID == "" && !run.Stopped) {
 		return fmt.Errorf("%w: verifier run: speed %s, time %dµs, result %q", ErrBadReceipt, run.Speed, run.ExecMicros, run.ResultCID)
-	}
-	if run.ExecMicros > t.Terms.MaxRunMicros {
-		run.Stopped = true
 	}
 	t.Verifier = &run
 	t.VerifierPending = false

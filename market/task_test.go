@@ -54,20 +54,29 @@ func drive(t *rapid.T, c Config) *Task {
 	if err != nil {
 		t.Fatalf("NewTask: %v", err)
 	}
-	if task.Escrowed != ReplicaEscrow(bid.MaxPrice, c.MaxRunTime.Microseconds())*protocol.Micros(bid.Replicas) {
+	if task.Escrowed != ReplicaEscrow(bid.MaxPrice, c.MaxRunTime.Microseconds(), max(bid.MinSpeed, c.MinRatedSpeed))*protocol.Micros(bid.Replicas) {
 		t.Fatalf("initial escrow %s", task.Escrowed)
 	}
 	results := []string{"bafyA", "bafyA", "bafyA", "bafyB", "bafyC"}
 	maxRun := task.Terms.MaxRunMicros
-	// The job's true length in Work at speed 1000, so that honest workers
-	// report times consistent with their speed (± up to 30%).
-	jobMicros := rapid.Int64Range(0, maxRun).Draw(t, "job")
+	// The job's metered work, the same on every honest replica; honest
+	// workers report times consistent with their speed (± up to 30%).
+	jobWork := rapid.OneOf(rapid.Uint64Range(0, MaxWork(maxRun)), rapid.Uint64Range(0, 5000)).Draw(t, "job")
 	honest := func(s protocol.Speed, label string) int64 {
 		if rapid.IntRange(0, 3).Draw(t, label+"-liar") == 3 {
 			return genExec(t, maxRun, label)
 		}
 		f := rapid.Int64Range(700_000, 1_300_000).Draw(t, label+"-jitter")
-		return int64(mulDiv(uint64(jobMicros*1000/int64(s)), uint64(f), PPM))
+		return int64(mulDiv(jobWork/uint64(s), uint64(f), PPM))
+	}
+	work := func(label string) uint64 {
+		switch rapid.IntRange(0, 9).Draw(t, label) {
+		case 0:
+			return jobWork + 1
+		case 1:
+			return rapid.Uint64Range(0, 2*MaxWork(maxRun)).Draw(t, label+"-lie")
+		}
+		return jobWork
 	}
 	next := 0
 	now := int64(1)
@@ -106,11 +115,19 @@ func drive(t *rapid.T, c Config) *Task {
 			ResultCID: rapid.SampledFrom(results).Draw(t, "result"),
 			ExitCode:  int32(rapid.IntRange(0, 1).Draw(t, "exit")),
 			Stopped:   rapid.IntRange(0, 20).Draw(t, "stopped") == 7,
+			Work:      work("work"),
 		}
 		for _, r := range task.Runs {
 			if r.Worker == w {
 				rc.ExecMicros = honest(r.Speed, "exec")
 			}
+		}
+		switch rapid.IntRange(0, 3).Draw(t, "window") {
+		case 0: // not observed
+		case 1: // anything, often shorter than the claim
+			rc.WindowMicros = rapid.Int64Range(0, 2*maxRun).Draw(t, "window-any")
+		default: // an honest window: the run plus transfer
+			rc.WindowMicros = rc.ExecMicros + rapid.Int64Range(0, 2000).Draw(t, "window-extra")
 		}
 		if err := task.Receipt(w, rc, now); err != nil && !errors.Is(err, ErrTaskFinal) {
 			t.Fatalf("Receipt: %v", err)
@@ -121,6 +138,7 @@ func drive(t *rapid.T, c Config) *Task {
 			ResultCID: rapid.SampledFrom(results).Draw(t, "vresult"),
 			ExitCode:  int32(rapid.IntRange(0, 1).Draw(t, "vexit")),
 			Speed:     protocol.Speed(rapid.Uint32Range(1, 5000).Draw(t, "vspeed")),
+			Work:      work("vwork"),
 		}
 		run.ExecMicros = honest(run.Speed, "vexec")
 		err := task.VerifierResult(run)
@@ -201,9 +219,12 @@ func bigOf(v ...int64) *big.Int {
 	return r
 }
 
-// oraclePaid is the speed rule, restated with big integers.
+// oraclePaid is the speed rule, restated with big integers: a replica with
+// the verified (result, exit, work) is paid iff
+// max(t × s − slack × 1000, 0) × (10⁶ − tol) ≤ work × 10⁶.
 func oraclePaid(task *Task, d Decision, r Replica) bool {
-	if r.State != ReplicaReported || r.Receipt.ResultCID != d.Result || r.Receipt.ExitCode != d.ExitCode {
+	if r.State != ReplicaReported || r.Receipt.ResultCID != d.Result || r.Receipt.ExitCode != d.ExitCode ||
+		r.Receipt.Work != d.Work {
 		return false
 	}
 	tol := int64(task.Terms.TolerancePPM)
@@ -212,20 +233,22 @@ func oraclePaid(task *Task, d Decision, r Replica) bool {
 	if l.Sign() < 0 {
 		l.SetInt64(0)
 	}
-	if d.Trusted {
-		v := task.Verifier
-		lb := bigOf(int64(v.Speed), v.ExecMicros, PPM)
-		return lb.Cmp(l.Mul(l, big.NewInt(PPM-tol))) >= 0
+	w := new(big.Int).Mul(new(big.Int).SetUint64(r.Receipt.Work), big.NewInt(PPM))
+	return l.Mul(l, big.NewInt(PPM-tol)).Cmp(w) <= 0
+}
+
+// oracleRefused restates the impossible claims with big integers.
+func oracleRefused(task *Task, rc *Receipt) bool {
+	if rc.Stopped {
+		return false
 	}
-	var ref *big.Int
-	for _, o := range task.Runs {
-		if o.State == ReplicaReported && o.Receipt.ResultCID == d.Result && o.Receipt.ExitCode == d.ExitCode {
-			if lo := bigOf(int64(o.Speed), o.Receipt.ExecMicros); ref == nil || lo.Cmp(ref) < 0 {
-				ref = lo
-			}
-		}
+	if rc.WindowMicros > 0 && rc.ExecMicros > rc.WindowMicros {
+		return true
 	}
-	return l.Mul(l, big.NewInt(PPM)).Cmp(ref.Mul(ref, big.NewInt(PPM+tol))) <= 0
+	if rc.Work > MaxWork(task.Terms.MaxRunMicros) {
+		return true
+	}
+	return new(big.Int).SetUint64(rc.Work).Cmp(bigOf(rc.ExecMicros, int64(task.Terms.MaxSpeed))) > 0
 }
 
 func TestTaskProperties(t *testing.T) {
@@ -257,9 +280,14 @@ func TestTaskProperties(t *testing.T) {
 				t.Fatalf("verdict %d is for %s, replica is %s", i, v.Worker, r.Worker)
 			}
 			wrong := d.Kind == DecisionVerified && r.State == ReplicaReported &&
-				(r.Receipt.ResultCID != d.Result || r.Receipt.ExitCode != d.ExitCode)
-			if v.Strike != wrong || (v.Outcome == OutcomeWrong) != wrong {
-				t.Fatalf("replica %s: strike %v outcome %s, wrong result %v", r.Worker, v.Strike, v.Outcome, wrong)
+				(r.Receipt.ResultCID != d.Result || r.Receipt.ExitCode != d.ExitCode || r.Receipt.Work != d.Work)
+			refused := r.Receipt != nil && oracleRefused(task, r.Receipt) && r.State == ReplicaRefused
+			if (r.State == ReplicaRefused) != (r.Receipt != nil && oracleRefused(task, r.Receipt) && r.State != ReplicaAssigned &&
+				r.State != ReplicaFailed) {
+				t.Fatalf("replica %s (%+v) is %s; oracle refused %v", r.Worker, r.Receipt, r.State, oracleRefused(task, r.Receipt))
+			}
+			if v.Strike != (wrong || refused) || (v.Outcome == OutcomeWrong) != wrong || (v.Outcome == OutcomeRefused) != refused {
+				t.Fatalf("replica %s: strike %v outcome %s, wrong result %v, refused %v", r.Worker, v.Strike, v.Outcome, wrong, refused)
 			}
 			want := d.Kind == DecisionVerified && oraclePaid(task, d, r)
 			if (v.Outcome == OutcomePaid) != want {
@@ -267,37 +295,60 @@ func TestTaskProperties(t *testing.T) {
 			}
 			if v.Outcome == OutcomePaid {
 				paid[r.Worker] = true
-				if v.BilledMicros < 0 || v.BilledMicros > r.Receipt.ExecMicros || v.BilledMicros > task.Terms.MaxRunMicros {
-					t.Fatalf("billed %dµs for a %dµs run", v.BilledMicros, r.Receipt.ExecMicros)
+				if v.BilledMicros != int64(r.Receipt.Work/uint64(r.Speed)) || v.Work != r.Receipt.Work {
+					t.Fatalf("billed %dµs for work %d at speed %s", v.BilledMicros, r.Receipt.Work, r.Speed)
 				}
 			} else if v.BilledMicros != 0 {
 				t.Fatalf("unpaid replica billed %dµs", v.BilledMicros)
 			}
 		}
-		if d.Kind == DecisionVerified && !d.Trusted {
-			// The reference is the smallest L with the verified result, and paid.
-			i := -1
-			for j, r := range task.Runs {
-				if r.Worker == d.Reference {
-					i = j
-				}
-			}
-			if i < 0 || d.Verdicts[i].Outcome != OutcomePaid || d.Verdicts[i].Work != d.ReferenceWork {
-				t.Fatalf("reference %s missing or unpaid", d.Reference)
+		// Carries left by earlier settlements of the same pairs: any
+		// remainder below a micro-unit.
+		carries := Carries{}
+		for _, r := range task.Runs {
+			if rapid.Bool().Draw(t, "carried") {
+				carries[CarryKey(task.Consumer, r.Worker)] = rapid.Uint64Range(0, PicosPerMicro-1).Draw(t, "carry")
 			}
 		}
-
-		s, err := task.Settle()
+		carries[CarryKey(task.Consumer, OperatorAccount)] = rapid.Uint64Range(0, PicosPerMicro-1).Draw(t, "opcarry")
+		before := map[string]uint64{}
+		for k, v := range carries {
+			before[k] = v
+		}
+		s, err := task.Settle(carries)
 		if err != nil {
 			t.Fatalf("Settle: %v", err)
 		}
-		if _, err := task.Settle(); !errors.Is(err, ErrAlreadySettled) {
+		if _, err := task.Settle(carries); !errors.Is(err, ErrAlreadySettled) {
 			t.Fatalf("second Settle: %v", err)
 		}
-		if _, err := back.Settle(); err != nil {
+		if _, err := back.Settle(Carries{}); err != nil {
 			t.Fatalf("Settle of the resumed copy: %v", err)
 		}
-		if s.Escrowed != task.Escrowed || s.Escrowed != ReplicaEscrow(task.MaxPrice, task.Terms.MaxRunMicros)*protocol.Micros(task.EscrowSlots) {
+		// Money in picos is conserved per pair: carry before + exact share
+		// = micro-units posted × 10⁶ + carry after.
+		exactIn := map[string]*big.Int{}
+		posted := map[string]int64{}
+		for _, p := range s.Payouts {
+			cutP := mulDiv(uint64(p.Exact), uint64(task.Terms.OperatorCutPPM), PPM)
+			wk, ok := CarryKey(task.Consumer, p.Worker), CarryKey(task.Consumer, OperatorAccount)
+			for k, v := range map[string]uint64{wk: uint64(p.Exact) - cutP, ok: cutP} {
+				if exactIn[k] == nil {
+					exactIn[k] = new(big.Int)
+				}
+				exactIn[k].Add(exactIn[k], new(big.Int).SetUint64(v))
+			}
+			posted[wk] += int64(p.Pay)
+			posted[ok] += int64(p.Cut)
+		}
+		for k, in := range exactIn {
+			lhs := new(big.Int).Add(in, new(big.Int).SetUint64(before[k]))
+			rhs := new(big.Int).Add(bigOf(posted[k], PicosPerMicro), new(big.Int).SetUint64(carries[k]))
+			if lhs.Cmp(rhs) != 0 || carries[k] >= PicosPerMicro {
+				t.Fatalf("pair %q: carry %d + exact %s ≠ posted %d µ + carry %d", k, before[k], in, posted[k], carries[k])
+			}
+		}
+		if s.Escrowed != task.Escrowed || s.Escrowed != task.ReplicaEscrow()*protocol.Micros(task.EscrowSlots) {
 			t.Fatalf("escrowed %s, task %s, slots %d", s.Escrowed, task.Escrowed, task.EscrowSlots)
 		}
 		if s.Escrowed != s.Charged+s.Refund || s.Refund < 0 || s.Charged < 0 || s.OperatorCut < 0 {
@@ -313,18 +364,21 @@ func TestTaskProperties(t *testing.T) {
 			if p.Pay < 0 || p.Cut < 0 || p.Charge != p.Pay+p.Cut || p.Price > task.MaxPrice {
 				t.Fatalf("bad payout %+v", p)
 			}
-			// Rounding never makes money: charge ≤ price × t / 3.6e9 exactly.
-			exact := bigOf(int64(p.Price), p.BilledMicros)
-			if bigOf(int64(p.Charge), microsPerHour).Cmp(exact) > 0 {
-				t.Fatalf("charge %s exceeds price × time", p.Charge)
+			// The exact charge is price × work / (speed × 3600) picos, and
+			// what is posted is within the carries of it: < share + 2 µ.
+			exact := new(big.Int).Mul(big.NewInt(int64(p.Price)), new(big.Int).SetUint64(p.Work))
+			exact.Quo(exact, bigOf(int64(p.Speed), 3600))
+			if exact.Cmp(new(big.Int).SetUint64(uint64(p.Exact))) != 0 {
+				t.Fatalf("exact charge %d, want %s", p.Exact, exact)
 			}
-			if bigOf(int64(p.Cut), PPM).Cmp(bigOf(int64(p.Charge), int64(task.Terms.OperatorCutPPM))) > 0 {
-				t.Fatalf("cut %s exceeds its share of %s", p.Cut, p.Charge)
+			if bigOf(int64(p.Charge)-2, PicosPerMicro).Cmp(exact) >= 0 {
+				t.Fatalf("charge %s beyond its exact %s picos + carries", p.Charge, exact)
 			}
 			sumPay += p.Pay
 			sumCut += p.Cut
 			sumCharge += p.Charge
-			billed.Add(billed, big.NewInt(p.BilledMicros))
+			mx := new(big.Int).Mul(big.NewInt(int64(task.MaxPrice)), new(big.Int).SetUint64(p.Work))
+			billed.Add(billed, mx.Quo(mx, bigOf(int64(p.Speed), 3600)))
 		}
 		if len(paid) != 0 {
 			t.Fatalf("paid replicas without payout: %v", paid)
@@ -332,12 +386,10 @@ func TestTaskProperties(t *testing.T) {
 		if sumCharge != s.Charged || sumPay+sumCut != s.Charged || sumCut != s.OperatorCut {
 			t.Fatalf("charged %s ≠ Σ pay %s + cut %s", s.Charged, sumPay, sumCut)
 		}
-		// Never above max price × billed time, nor max price × max time × replicas paid.
-		if bigOf(int64(s.Charged), microsPerHour).Cmp(billed.Mul(billed, big.NewInt(int64(task.MaxPrice)))) > 0 {
-			t.Fatalf("charged %s above max price × billed time", s.Charged)
-		}
-		if bigOf(int64(s.Charged), microsPerHour).Cmp(bigOf(int64(task.MaxPrice), task.Terms.MaxRunMicros, int64(len(s.Payouts)))) > 0 {
-			t.Fatalf("charged %s above max price × max time × %d paid", s.Charged, len(s.Payouts))
+		// Never above max price × billed time (with < 2 µ of carries per
+		// payout), nor the escrow.
+		if bigOf(int64(s.Charged)-2*int64(len(s.Payouts)), PicosPerMicro).Cmp(billed) > 0 {
+			t.Fatalf("charged %s above max price × billed time %s picos", s.Charged, billed)
 		}
 		if d.Kind == DecisionFailed && (s.Charged != 0 || len(s.Payouts) != 0) {
 			t.Fatalf("failed task charged %s", s.Charged)
@@ -422,20 +474,22 @@ func TestReceiptValidation(t *testing.T) {
 	}
 }
 
-func TestChargeMatchesBigInt(t *testing.T) {
+func TestChargePicosMatchesBigInt(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		p := rapid.Int64Range(0, 1<<62).Draw(t, "price")
-		us := rapid.Int64Range(0, maxRunTimeLimit.Microseconds()).Draw(t, "micros")
-		want := new(big.Int).Quo(bigOf(p, us), big.NewInt(microsPerHour))
-		got := Charge(protocol.Micros(p), us)
-		if !want.IsInt64() {
-			if got != protocol.Micros(1<<63-1) {
+		w := rapid.Uint64Range(0, MaxWork(maxRunTimeLimit.Microseconds())).Draw(t, "work")
+		s := rapid.Uint32Range(1, 1<<20).Draw(t, "speed")
+		want := new(big.Int).Mul(big.NewInt(p), new(big.Int).SetUint64(w))
+		want.Quo(want, bigOf(int64(s), 3600))
+		got := ChargePicos(protocol.Micros(p), w, protocol.Speed(s))
+		if !want.IsUint64() {
+			if got != Picos(1<<64-1) {
 				t.Fatalf("overflowing charge %d not saturated", got)
 			}
 			return
 		}
-		if int64(got) != want.Int64() {
-			t.Fatalf("Charge(%d, %d) = %d, want %s", p, us, got, want)
+		if uint64(got) != want.Uint64() {
+			t.Fatalf("ChargePicos(%d, %d, %d) = %d, want %s", p, w, s, got, want)
 		}
 	})
 }

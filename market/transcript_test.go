@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/aspen-market/aspen/protocol"
+	"maps"
+	"slices"
 )
 
 // Transcript format (market/testdata/*.txt), one item a line:
@@ -40,6 +42,7 @@ const (
 	kPercent
 	kBool
 	kTiebreak
+	kWork
 )
 
 type cmdSpec struct {
@@ -50,24 +53,26 @@ type cmdSpec struct {
 var cmdSpecs = map[string]cmdSpec{
 	"config": {keys: map[string]kind{"tol": kPercent, "spot": kPercent, "cut": kPercent, "maxrun": kDuration,
 		"heartbeat": kDuration, "slack": kDuration, "speedslack": kDuration, "extra": kInt, "maxreplicas": kInt, "strikes": kInt,
-		"tiebreak": kTiebreak, "prior": kInt}},
+		"tiebreak": kTiebreak, "prior": kInt, "minrated": kSpeed, "maxspeed": kSpeed}},
 	"task": {keys: map[string]kind{"consumer": kString, "group": kString, "index": kInt, "max": kAmount,
 		"minspeed": kSpeed, "replicas": kInt}},
 	"assign":    {worker: true, keys: map[string]kind{"owner": kString, "price": kAmount, "speed": kSpeed, "at": kDuration}},
 	"heartbeat": {worker: true, keys: map[string]kind{"at": kDuration}},
-	"receipt": {worker: true, keys: map[string]kind{"result": kString, "exit": kInt, "time": kDuration,
-		"stopped": kBool, "at": kDuration}},
+	"receipt": {worker: true, keys: map[string]kind{"result": kString, "exit": kInt, "work": kWork, "time": kDuration,
+		"window": kDuration, "stopped": kBool, "at": kDuration}},
 	"fail":      {worker: true, keys: map[string]kind{"reason": kString}},
 	"sweep":     {keys: map[string]kind{"at": kDuration}},
 	"spotcheck": {keys: map[string]kind{"seed": kInt}},
 	"verify":    {keys: map[string]kind{}},
-	"verifier": {keys: map[string]kind{"result": kString, "exit": kInt, "time": kDuration, "speed": kSpeed,
+	"verifier": {keys: map[string]kind{"result": kString, "exit": kInt, "work": kWork, "time": kDuration, "speed": kSpeed,
 		"stopped": kBool}},
-	"abort":  {keys: map[string]kind{"reason": kString}},
-	"decide": {keys: map[string]kind{}},
-	"settle": {keys: map[string]kind{}},
-	"rating": {worker: true, keys: map[string]kind{}},
-	"seen":   {worker: true, keys: map[string]kind{"at": kDuration}},
+	"observe": {worker: true, keys: map[string]kind{"work": kWork, "time": kDuration, "window": kDuration}},
+	"carries": {keys: map[string]kind{}},
+	"abort":   {keys: map[string]kind{"reason": kString}},
+	"decide":  {keys: map[string]kind{}},
+	"settle":  {keys: map[string]kind{}},
+	"rating":  {worker: true, keys: map[string]kind{}},
+	"seen":    {worker: true, keys: map[string]kind{"at": kDuration}},
 }
 
 type kv struct{ k, v string }
@@ -125,6 +130,8 @@ func checkValue(k kind, v string) error {
 		}
 	case kInt:
 		_, err = strconv.ParseInt(v, 10, 32)
+	case kWork:
+		_, err = parseWork(v)
 	case kAmount:
 		_, err = protocol.ParseAmount(v)
 	case kSpeed:
@@ -236,9 +243,10 @@ func formatTranscript(steps []step) string {
 
 // runner replays a transcript against the package.
 type runner struct {
-	cfg  Config
-	task *Task
-	reps Reputations
+	cfg     Config
+	task    *Task
+	reps    Reputations
+	carries Carries
 }
 
 func (s step) str(k, def string) string {
@@ -276,6 +284,29 @@ func (s step) dur(k string) time.Duration {
 
 func (s step) ms(k string) int64 { return s.dur(k).Milliseconds() }
 
+// parseWork reads work as standard time (a duration: what speed 1.0 does
+// in it) or as units ("1234u").
+func parseWork(v string) (uint64, error) {
+	if u, ok := strings.CutSuffix(v, "u"); ok {
+		return strconv.ParseUint(u, 10, 64)
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("work %q is neither a duration nor units", v)
+	}
+	return MaxWork(d.Microseconds()), nil
+}
+
+func (s step) work(k string) uint64 {
+	w, _ := parseWork(s.str(k, "0u"))
+	return w
+}
+
+// fmtWork shows work as units and as standard time.
+func fmtWork(w uint64) string {
+	return fmt.Sprintf("%du(%s)", w, dur(int64(w/uint64(protocol.SpeedUnit))))
+}
+
 func dur(micros int64) string { return (time.Duration(micros) * time.Microsecond).String() }
 
 func (r *runner) exec(s step) []string {
@@ -290,7 +321,11 @@ func (r *runner) do(s step) ([]string, error) {
 	if r.reps == nil {
 		r.reps = Reputations{}
 	}
-	if s.cmd != "config" && s.cmd != "task" && s.cmd != "rating" && s.cmd != "seen" && r.task == nil {
+	if r.carries == nil {
+		r.carries = Carries{}
+	}
+	if s.cmd != "config" && s.cmd != "task" && s.cmd != "rating" && s.cmd != "seen" && s.cmd != "observe" &&
+		s.cmd != "carries" && r.task == nil {
 		return nil, errors.New("no task yet")
 	}
 	t := r.task
@@ -323,6 +358,10 @@ func (r *runner) do(s step) ([]string, error) {
 				c.VerifierTiebreak = a.v == "verifier"
 			case "prior":
 				c.RatingPrior = s.int("prior", 0)
+			case "minrated":
+				c.MinRatedSpeed = s.speed("minrated", 0)
+			case "maxspeed":
+				c.MaxSpeed = s.speed("maxspeed", 0)
 			}
 		}
 		if err := c.Validate(); err != nil {
@@ -338,8 +377,7 @@ func (r *runner) do(s step) ([]string, error) {
 			return nil, err
 		}
 		r.task = nt
-		return []string{fmt.Sprintf("escrowed=%s (%d × %s)", nt.Escrowed, nt.EscrowSlots,
-			ReplicaEscrow(nt.MaxPrice, nt.Terms.MaxRunMicros))}, nil
+		return []string{fmt.Sprintf("escrowed=%s (%d × %s)", nt.Escrowed, nt.EscrowSlots, nt.ReplicaEscrow())}, nil
 	case "assign":
 		top, err := t.Assign(Match{Worker: s.worker, Owner: s.str("owner", ""), Price: s.amount("price"),
 			Speed: s.speed("speed", protocol.SpeedUnit)}, s.ms("at"))
@@ -355,7 +393,8 @@ func (r *runner) do(s step) ([]string, error) {
 	case "receipt":
 		stopped, _ := strconv.ParseBool(s.str("stopped", "false"))
 		return nil, t.Receipt(s.worker, Receipt{ResultCID: s.str("result", ""), ExitCode: int32(s.int("exit", 0)),
-			ExecMicros: s.dur("time").Microseconds(), Stopped: stopped}, s.ms("at"))
+			Work: s.work("work"), ExecMicros: s.dur("time").Microseconds(), WindowMicros: s.dur("window").Microseconds(),
+			Stopped: stopped}, s.ms("at"))
 	case "fail":
 		return nil, t.Fail(s.worker, s.str("reason", "failed"))
 	case "sweep":
@@ -378,30 +417,51 @@ func (r *runner) do(s step) ([]string, error) {
 	case "verifier":
 		stopped, _ := strconv.ParseBool(s.str("stopped", "false"))
 		return nil, t.VerifierResult(VerifierRun{ResultCID: s.str("result", ""), ExitCode: int32(s.int("exit", 0)),
-			ExecMicros: s.dur("time").Microseconds(), Speed: s.speed("speed", protocol.SpeedUnit), Stopped: stopped})
+			Work: s.work("work"), ExecMicros: s.dur("time").Microseconds(), Speed: s.speed("speed", protocol.SpeedUnit), Stopped: stopped})
 	case "abort":
 		return nil, t.Abort(s.str("reason", ""))
 	case "decide":
 		return formatDecision(t.Decide()), nil
 	case "settle":
-		st, err := t.Settle()
+		st, err := t.Settle(r.carries)
 		if err != nil {
 			return nil, err
 		}
-		r.reps.ObserveAll(st.Decision)
+		r.reps.ObserveAll(st.Decision, r.cfg)
 		return formatSettlement(st), nil
 	case "seen":
 		r.reps.Get(s.worker).Seen(s.ms("at"), r.cfg)
 		return nil, nil
+	case "observe":
+		rep := r.reps.Get(s.worker)
+		t := s.dur("time").Microseconds()
+		if w := s.dur("window").Microseconds(); w > 0 {
+			t = min(t, w)
+		}
+		rep.ObserveSpeed(s.work("work"), t, r.cfg)
+		sp, _ := rep.RatedSpeed(r.cfg)
+		return []string{fmt.Sprintf("%s rated speed=%s (work %d over %s)", s.worker, sp, rep.SpeedWork, dur(int64(rep.SpeedMicros)))}, nil
+	case "carries":
+		keys := slices.Sorted(maps.Keys(r.carries))
+		out := []string{fmt.Sprintf("%d pair(s) carried", len(keys))}
+		for _, k := range keys {
+			c, p, _ := strings.Cut(k, "\x00")
+			out = append(out, fmt.Sprintf("  %s→%s %d picos", c, p, r.carries[k]))
+		}
+		return out, nil
 	case "rating":
 		rep := r.reps.Get(s.worker)
 		mttf := "none"
 		if ms, ok := rep.MTTF(); ok {
 			mttf = (time.Duration(ms) * time.Millisecond).String()
 		}
-		return []string{fmt.Sprintf("%s rating=%d strikes=%d failures=%d speed=%d/%d mttf=%s struck-out=%v",
+		rated := "none"
+		if sp, ok := rep.RatedSpeed(r.cfg); ok {
+			rated = sp.String()
+		}
+		return []string{fmt.Sprintf("%s rating=%d strikes=%d failures=%d speed=%d/%d mttf=%s struck-out=%v rated-speed=%s",
 			s.worker, rep.Rating(r.cfg), rep.Strikes, rep.Failures, rep.SpeedChecks-rep.SpeedMisses,
-			rep.SpeedChecks, mttf, rep.StruckOut(r.cfg))}, nil
+			rep.SpeedChecks, mttf, rep.StruckOut(r.cfg), rated)}, nil
 	}
 	return nil, fmt.Errorf("unknown command %q", s.cmd)
 }
@@ -417,18 +477,18 @@ func formatDecision(d Decision) []string {
 		}
 		return []string{fmt.Sprintf("need %d replica(s): %s", d.Need, d.Reason)}
 	case DecisionVerified:
-		ref := "reference=" + d.Reference
+		by := "by=workers"
 		if d.Trusted {
-			ref = "reference=verifier"
+			by = "by=verifier"
 		}
-		out = append(out, fmt.Sprintf("verified result=%s exit=%d %s L=%s", d.Result, d.ExitCode, ref, d.ReferenceWork))
+		out = append(out, fmt.Sprintf("verified result=%s exit=%d work=%s %s", d.Result, d.ExitCode, fmtWork(d.Work), by))
 	case DecisionFailed:
 		out = append(out, "failed: "+d.Reason)
 	}
 	for _, v := range d.Verdicts {
 		line := fmt.Sprintf("  %s %s", v.Worker, v.Outcome)
-		if v.Work != (Work{}) || v.Outcome == OutcomePaid || v.Outcome == OutcomeTooSlow || v.Outcome == OutcomeWrong {
-			line += " L=" + v.Work.String()
+		if v.Work != 0 || v.Outcome == OutcomePaid || v.Outcome == OutcomeTooSlow || v.Outcome == OutcomeWrong {
+			line += " work=" + fmtWork(v.Work)
 		}
 		if v.EffectiveSpeed != 0 {
 			line += " speed=" + v.EffectiveSpeed.String()
@@ -448,8 +508,8 @@ func formatSettlement(s Settlement) []string {
 	out := []string{fmt.Sprintf("%s: escrowed=%s charged=%s cut=%s refund=%s", s.Decision.Kind,
 		s.Escrowed, s.Charged, s.OperatorCut, s.Refund)}
 	for _, p := range s.Payouts {
-		out = append(out, fmt.Sprintf("  pay %s %s/h × %s: charge=%s cut=%s pay=%s", p.Worker, p.Price,
-			dur(p.BilledMicros), p.Charge, p.Cut, p.Pay))
+		out = append(out, fmt.Sprintf("  pay %s %s/h at speed %s × %s: exact=%dp charge=%s cut=%s pay=%s", p.Worker, p.Price,
+			p.Speed, dur(p.BilledMicros), p.Exact, p.Charge, p.Cut, p.Pay))
 	}
 	return out
 }
