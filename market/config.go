@@ -85,7 +85,7 @@ func DefaultConfig() Config {
 		StrikesToExclude:  3,
 		VerifierTiebreak:  true,
 		RatingPrior:       4,
-		MinRatedSpeed:     50,      // 0.05
+		MinRatedSpeed:     100,     // 0.1
 		MaxSpeed:          100_000, // 100.0
 		SpeedWindow:       600 * protocol.WorkPerSecond,
 	}

@@ -41,7 +41,7 @@ type Verdict struct {
 	Outcome Outcome `json:"outcome"`
 	Strike  bool    `json:"strike,omitempty"`
 	// Work is the replica's metered work, as its receipt reported it.
-	Work uint64 `json:"work,omitempty"`
+	Work uint64 `json:"metered_work,omitempty"`
 	// EffectiveSpeed is Work ÷ reported time for a replica with the
 	// verified result: the speed it claims to have delivered.
 	EffectiveSpeed protocol.Speed `json:"effective_speed,omitempty"`
@@ -65,7 +65,7 @@ type Decision struct {
 	// Result, ExitCode and Work are the verified result (DecisionVerified).
 	Result   string `json:"result,omitempty"`
 	ExitCode int32  `json:"exit_code,omitempty"`
-	Work     uint64 `json:"work,omitempty"`
+	Work     uint64 `json:"metered_work,omitempty"`
 	// Trusted: the verified result is the verifier's own run.
 	Trusted bool `json:"trusted,omitempty"`
 	// Verdicts, one per replica in assignment order (final decisions).

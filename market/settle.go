@@ -9,9 +9,9 @@ import (
 // Payout is what one paid replica earns.
 type Payout struct {
 	Worker       string          `json:"worker"`
-	Price        protocol.Micros `json:"price"` // per hour
-	Speed        protocol.Speed  `json:"speed"` // rated at assignment
-	Work         uint64          `json:"work"`  // metered
+	Price        protocol.Micros `json:"price"`        // per hour
+	Speed        protocol.Speed  `json:"speed"`        // rated at assignment
+	Work         uint64          `json:"metered_work"` // metered
 	BilledMicros int64           `json:"billed_micros"`
 	// Exact is ChargePicos(Price, Work, Speed): the exact charge in picos.
 	Exact  Picos           `json:"exact"`

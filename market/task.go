@@ -76,7 +76,7 @@ type Replica struct {
 // terms its consumer escrowed for, even if the configuration changes.
 type Terms struct {
 	MaxRunMicros     int64  `json:"max_run_micros"` // the work budget is MaxWork(MaxRunMicros)
-	MaxRuns          int    `json:"max_runs"` // worker replicas allowed in total
+	MaxRuns          int    `json:"max_runs"`       // worker replicas allowed in total
 	TolerancePPM     uint32 `json:"tolerance_ppm"`
 	SlackMicros      int64  `json:"slack_micros,omitempty"` // Config.SpeedSlack
 	OperatorCutPPM   uint32 `json:"operator_cut_ppm"`

@@ -99,3 +99,7 @@ func mulDiv(a, b, d uint64) uint64 {
 	hi, lo := bits.Mul64(a, b)
 	return Work{hi, lo}.div(d)
 }
+
+// MulDiv returns floor(a × b / d) exactly (128-bit intermediate),
+// saturating at math.MaxUint64; d must be > 0.
+func MulDiv(a, b, d uint64) uint64 { return mulDiv(a, b, d) }

@@ -94,12 +94,13 @@ type JobRecord struct {
 	StatusText string                `json:"status_text"`
 	ExitCode   uint32                `json:"exit_code"`
 	ExecMicros uint64                `json:"exec_micros"`
+	Work       uint64                `json:"work,omitempty"` // metered standard work units
 	Result     string                `json:"result"`
 	Started    int64                 `json:"started"`
 	Finished   int64                 `json:"finished"`
-	// Value is the price prorated by the reported time: what the job is
-	// worth if the verifier pays it in full (the verifier's statement is
-	// authoritative).
+	// Value is the price for the metered work at the worker's rated speed:
+	// what the job is worth if the verifier pays it in full (the
+	// verifier's statement is authoritative).
 	Value protocol.Micros `json:"value"`
 }
 

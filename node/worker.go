@@ -182,6 +182,17 @@ func (w *worker) setRating(sealed []byte) bool {
 	return true
 }
 
+// value is what a replica of work units at price per hour earns at the
+// worker's current rated speed (before the operator's cut, if paid): the
+// verifier bills the work at the rating, not at the run's time.
+func (w *worker) value(price protocol.Micros, work uint64) protocol.Micros {
+	speed := protocol.SpeedUnit
+	if r, _ := w.Rating(); r != nil && r.Speed > 0 {
+		speed = r.Speed
+	}
+	return protocol.Micros(market.ChargePicos(price, work, speed) / market.PicosPerMicro)
+}
+
 // Rating returns the worker's current rating, if any.
 func (w *worker) Rating() (*protocol.Rating, []byte) {
 	w.mu.Lock()
@@ -398,6 +409,7 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 	started := n.now()
 	out := &protocol.Output{}
 	var dur time.Duration
+	var work uint64
 	// The module is read from the store only if the sandbox has not
 	// compiled it yet. Blobs are in the store by now (prefetch), unless
 	// the fetch failed.
@@ -425,7 +437,8 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 			ModuleID:   asg.Module.String(),
 			LoadModule: func() ([]byte, error) { return n.store.GetBlob(asg.Module) },
 			Input:      input,
-			Timeout:    time.Duration(asg.TimeoutMillis) * time.Millisecond,
+			WorkBudget: protocol.WorkBudget(asg.TimeoutMillis),
+			Timeout:    protocol.WallClockFactor * time.Duration(asg.TimeoutMillis) * time.Millisecond,
 			MaxMemory:  asg.MaxMemory,
 		})
 		if err != nil {
@@ -437,7 +450,7 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 			n.log.Error("sandbox failed to run a job", "assignment", asg.ID.String(), "task", t.Index, "err", err)
 		} else {
 			*out = res.Output()
-			dur = res.Duration
+			dur, work = res.Duration, res.Work
 		}
 	}
 	enc := protocol.EncodeOutput(out)
@@ -459,7 +472,7 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 	}
 	r := protocol.TaskResult{
 		Index: t.Index, Replica: t.Replica, Status: out.Status, ExitCode: out.ExitCode,
-		Result: c, ResultSize: uint64(len(enc)), ExecMicros: execUS,
+		Result: c, ResultSize: uint64(len(enc)), ExecMicros: execUS, Work: work,
 	}
 	if len(enc) <= protocol.MaxInline {
 		r.Inline = enc
@@ -469,7 +482,7 @@ func (w *worker) run(ctx context.Context, j *job) *finished {
 		Consumer: asg.Consumer.String(), Price: asg.Price, Status: out.Status, StatusText: out.Status.String(),
 		ExitCode: out.ExitCode, ExecMicros: execUS, Result: c.String(),
 		Started: started.UnixMilli(), Finished: n.now().UnixMilli(),
-		Value: market.Charge(asg.Price, int64(execUS)),
+		Work: work, Value: w.value(asg.Price, work),
 	}
 	return &finished{asg: asg, pos: j.pos, result: r, rec: rec, blob: pending}
 }

@@ -19,3 +19,10 @@ const WorkPerMicroPerMilli = WorkPerSecond / 1_000_000 / 1000 // SpeedUnit = 100
 func WorkBudget(timeoutMillis uint64) uint64 {
 	return timeoutMillis * (WorkPerSecond / 1000)
 }
+
+// WallClockFactor is the safety net against a stuck host: a worker may stop
+// a job whose max run time is T after WallClockFactor × T of wall-clock
+// time (status timeout, which is not deterministic and never counts as
+// agreement). A job ends by its work budget long before on any machine
+// rated above 1/WallClockFactor.
+const WallClockFactor = 4

@@ -48,7 +48,9 @@ type Config struct {
 	// Runner, when set, is used instead of a sandbox built from Sandbox.
 	// The verifier closes it.
 	Runner Runner
-	// VerifierSpeed is s_b, the speed of this machine: 1.000 by definition.
+	// VerifierSpeed is recorded as the speed of the verifier's own runs;
+	// no rule uses it since work is metered (a verified result's work is
+	// its metered work, not the verifier's time × speed).
 	VerifierSpeed protocol.Speed
 	// VerifierSlots bounds the verifier's own concurrent runs.
 	VerifierSlots int
@@ -72,10 +74,14 @@ type Config struct {
 	// RatingTTL is how long an issued Rating is valid; ratings are renewed
 	// (from the speed history) when half of it has passed.
 	RatingTTL time.Duration
-	// MinRatedSpeed and MaxRatedSpeed clamp measured speeds.
+	// MinRatedSpeed and MaxRatedSpeed clamp rated speeds. New copies them
+	// into Market (MinRatedSpeed, MaxSpeed): the escrow covers the budget
+	// at MinRatedSpeed, and a receipt implying more than MaxRatedSpeed is
+	// refused as impossible.
 	MinRatedSpeed, MaxRatedSpeed protocol.Speed
-	// SpeedHistory is how many trusted speed measurements (benchmarks and
-	// spot checks) the renewed rating (their median) is computed from.
+	// SpeedHistory is how many speed observations the dashboards keep per
+	// worker (the rating itself is a work-weighted ratio over
+	// Market.SpeedWindow of work).
 	SpeedHistory int
 
 	// A worker is offered slots × depth replicas at once, where depth is
@@ -161,8 +167,8 @@ func DefaultConfig() Config {
 		BenchmarkRetry:   30 * time.Second,
 		MaxBenchmarks:    16,
 		RatingTTL:        24 * time.Hour,
-		MinRatedSpeed:    10,        // 0.01
-		MaxRatedSpeed:    1_000_000, // 1000.0
+		MinRatedSpeed:    100,     // 0.1
+		MaxRatedSpeed:    100_000, // 100.0
 		SpeedHistory:     8,
 		QueueDepth:       64,
 		QueueDepthMin:    4,

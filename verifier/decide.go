@@ -93,7 +93,7 @@ func (v *Verifier) settleLocked(t *taskState, now int64) {
 			v.book.Release(r.Worker)
 		}
 	}
-	s, err := m.Settle()
+	s, err := m.Settle(v.carries)
 	if err != nil {
 		v.log.Error("settlement refused", "group", t.rec.Group, "task", t.rec.Index, "err", err)
 		return
@@ -123,7 +123,7 @@ func (v *Verifier) settleLocked(t *taskState, now int64) {
 	default:
 		v.stats.failed.Add(1)
 	}
-	v.reps.ObserveAll(d)
+	v.reps.ObserveAll(d, v.cfg.Market)
 	for i, vd := range d.Verdicts {
 		ws := v.workers[peerID(vd.Worker)]
 		if ws == nil {
@@ -132,7 +132,11 @@ func (v *Verifier) settleLocked(t *taskState, now int64) {
 		ws.dirty = true
 		if vd.Strike {
 			v.stats.strikes.Add(1)
-			v.log.Warn("strike: wrong result", "worker", vd.Worker, "group", t.rec.Group, "task", t.rec.Index,
+			why := "wrong result"
+			if vd.Outcome == market.OutcomeRefused {
+				why = "impossible time: " + m.Runs[i].Reason
+			}
+			v.log.Warn("strike: "+why, "worker", vd.Worker, "group", t.rec.Group, "task", t.rec.Index,
 				"strikes", ws.rec.Rep.Strikes, "verified", d.Result, "trusted", d.Trusted)
 			if ws.rec.Rep.StruckOut(v.cfg.Market) {
 				v.book.Remove(vd.Worker)
@@ -148,9 +152,9 @@ func (v *Verifier) settleLocked(t *taskState, now int64) {
 			case market.OutcomeWrong:
 				ws.rec.SpotChecks.Wrong++
 			}
-			if vd.Outcome == market.OutcomePaid || vd.Outcome == market.OutcomeTooSlow {
-				v.addSpeedSampleLocked(ws, vd.EffectiveSpeed, "spot-check", now)
-			}
+		}
+		if vd.Outcome == market.OutcomePaid || vd.Outcome == market.OutcomeTooSlow {
+			v.addSpeedSampleLocked(ws, vd.EffectiveSpeed, "observed", now)
 		}
 		if vd.Outcome == market.OutcomeTooSlow {
 			v.log.Warn("replica not paid: too slow", "worker", vd.Worker, "group", t.rec.Group, "task", t.rec.Index,
@@ -164,9 +168,7 @@ func (v *Verifier) settleLocked(t *taskState, now int64) {
 }
 
 // escrowPerSlot is one replica's maximum cost for t.
-func escrowPerSlot(m *market.Task) protocol.Micros {
-	return market.ReplicaEscrow(m.MaxPrice, m.Terms.MaxRunMicros)
-}
+func escrowPerSlot(m *market.Task) protocol.Micros { return m.ReplicaEscrow() }
 
 // escrowPostingsLocked returns the postings that escrow slots from+1..to
 // of t (slot numbers count replica maxima; the first Replicas slots are one
@@ -184,6 +186,9 @@ func (v *Verifier) escrowPostingsLocked(t *taskState, from, to int) []ledger.Pos
 	}
 	var ps []ledger.Posting
 	base := fmt.Sprintf("%s/%s/%d", kindEscrow, t.rec.Group, t.rec.Index)
+	if per <= 0 {
+		return nil // nothing to escrow (never posted: the ledger refuses zero amounts)
+	}
 	if from < m.Replicas && to >= m.Replicas {
 		ps = append(ps, mk(base, per*protocol.Micros(m.Replicas),
 			fmt.Sprintf("task %s/%d: %d replicas × %s", t.rec.Group, t.rec.Index, m.Replicas, per)))

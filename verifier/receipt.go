@@ -58,6 +58,7 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 	for _, r := range a.Tasks {
 		inAsg[r] = true
 	}
+	bound := v.receiptBounds(ws, a, &rc, now)
 	var changed, settled []*taskState
 	seen := map[*taskState]bool{}
 	for i := range rc.Results {
@@ -79,12 +80,12 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 		if run.Worker != from.String() || run.State != market.ReplicaAssigned || t.rec.M.Settled {
 			continue // not the first receipt: ignored
 		}
-		if err := v.recordResultLocked(t, from, res, now); err != nil {
+		if err := v.recordResultLocked(t, from, res, bound(res), now); err != nil {
 			v.log.Warn("receipt result refused", "worker", from.String(), "group", t.rec.Group, "task", res.Index, "err", err)
 			continue
 		}
 		if ws != nil && res.ExecMicros > 0 {
-			ws.noteExec(res.ExecMicros)
+			ws.noteExec(uint64(min(int64(min(res.ExecMicros, 1<<62)), bound(res))))
 		}
 		if !seen[t] {
 			seen[t] = true
@@ -116,8 +117,40 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 	return &protocol.Ack{Ref: rc.Assignment, OK: true, Count: uint32(len(changed)), Data: rating}, nil
 }
 
-// recordResultLocked feeds one replica's result to the market.
-func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protocol.TaskResult, now int64) error {
+// receiptBounds returns, for each result of rc, the longest run time the
+// verifier can believe (market.Receipt.WindowMicros): the window it
+// observed between issuing the assignment and receiving the receipt, plus
+// one millisecond for its clock's resolution. The results of one receipt
+// ran on at most the worker's registered slots at once, so together they
+// must fit in slots × window: when their claims add up to more, each
+// result's bound is its proportional share of slots × window, which is
+// below its claim, and every claim of the receipt is refused as
+// impossible.
+func (v *Verifier) receiptBounds(ws *workerState, a *assignmentRecord, rc *protocol.Receipt, now int64) func(*protocol.TaskResult) int64 {
+	window := max(now-a.Issued, 0)*1000 + 1000
+	slots := int64(1)
+	if ws != nil {
+		slots = int64(max(ws.rec.Slots, 1))
+	}
+	var claimed uint64
+	for i := range rc.Results {
+		claimed += min(rc.Results[i].ExecMicros, 1<<40)
+	}
+	capacity := uint64(window) * uint64(min(slots, int64(len(rc.Results))))
+	if claimed <= capacity {
+		return func(*protocol.TaskResult) int64 { return window }
+	}
+	v.log.Warn("receipt claims more run time than its window holds", "worker", a.Worker, "assignment", a.ID,
+		"claimed_us", claimed, "window_us", window, "slots", slots)
+	return func(res *protocol.TaskResult) int64 {
+		share := int64(market.MulDiv(min(res.ExecMicros, 1<<40), capacity, claimed))
+		return max(min(share, int64(min(res.ExecMicros, 1<<40))-1), 1)
+	}
+}
+
+// recordResultLocked feeds one replica's result to the market, with the
+// run time the verifier can believe for it (receiptBounds).
+func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protocol.TaskResult, window int64, now int64) error {
 	w := worker.String()
 	info := &t.rec.Replicas[res.Replica]
 	if len(res.Inline) > 0 {
@@ -132,7 +165,7 @@ func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protoco
 			return v.failReplicaLocked(t, w, "receipt status differs from its output")
 		}
 	}
-	info.Status, info.ExitCode, info.Size, info.ExecMicros = res.Status, res.ExitCode, res.ResultSize, res.ExecMicros
+	info.Status, info.ExitCode, info.Size, info.ExecMicros, info.Work = res.Status, res.ExitCode, res.ResultSize, res.ExecMicros, res.Work
 	if res.Result.Defined() {
 		info.Result = res.Result.String()
 	}
@@ -143,7 +176,8 @@ func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protoco
 	case !res.Result.Defined() && res.Status != protocol.StatusTimeout:
 		return v.failReplicaLocked(t, w, "receipt without a result")
 	}
-	rc := market.Receipt{ExitCode: int32(res.ExitCode), ExecMicros: int64(min(res.ExecMicros, 1<<62))}
+	rc := market.Receipt{ExitCode: int32(res.ExitCode), Work: res.Work, ExecMicros: int64(min(res.ExecMicros, 1<<62)),
+		WindowMicros: window}
 	if res.Status == protocol.StatusTimeout {
 		rc.Stopped = true
 	} else {
@@ -154,7 +188,7 @@ func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protoco
 	}
 	v.book.Release(w)
 	v.log.Debug("replica reported", "worker", w, "group", t.rec.Group, "task", t.rec.Index, "replica", res.Replica,
-		"status", res.Status.String(), "result", info.Result, "exec_us", res.ExecMicros)
+		"status", res.Status.String(), "result", info.Result, "work", res.Work, "exec_us", res.ExecMicros, "window_us", window)
 	return nil
 }
 

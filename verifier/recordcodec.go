@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 
 	"github.com/aspen-market/aspen/market"
 	"github.com/aspen-market/aspen/protocol"
@@ -24,7 +26,11 @@ import (
 //	                         string kinds (ReplicaState...) are strings
 //	pointer                  bool present, then the value if present
 //	slice                    uvarint count, then the elements
-//	market.Work              Hi, Lo as uvarints
+//	map[string]uint64        count, then key and value, keys sorted
+//
+// A V1 record (written before metered work) lacks the fields marked
+// "V2" below and carries each untrusted reference and L = t × s (a
+// 128-bit work as two uvarints), which are read and dropped.
 //
 // An empty []byte or slice reads back as nil (as from the JSON form).
 //
@@ -38,8 +44,14 @@ import (
 // fills every field of every nested struct (by reflection) and fails if
 // one is lost.
 
-// recordV1 is the first byte of a binary record.
-const recordV1 = 0x01
+// recordV1 is the first byte of a binary record written before metered
+// work; recordV2 of one written since (task records gained the work,
+// window, refused state, carries and the new terms; decisions lost the
+// untrusted reference). Both are read; V2 is written.
+const (
+	recordV1 = 0x01
+	recordV2 = 0x02
+)
 
 // recordFormat tells a binary record (true) from the old JSON form.
 func recordFormat(b []byte) (binary bool, err error) {
@@ -48,7 +60,7 @@ func recordFormat(b []byte) (binary bool, err error) {
 		return false, fmt.Errorf("empty record")
 	case b[0] == '{':
 		return false, nil
-	case b[0] == recordV1:
+	case b[0] == recordV1 || b[0] == recordV2:
 		return true, nil
 	}
 	return false, fmt.Errorf("unknown record format (first byte %#02x)", b[0])
@@ -69,7 +81,7 @@ func encodeTaskRecord(r *taskRecord) []byte {
 		n += len(r.Own.Inline)
 	}
 	e := recWriter{b: make([]byte, 0, n)}
-	e.byte(recordV1)
+	e.byte(recordV2)
 	e.str(r.Group)
 	e.u64(uint64(r.Index))
 	e.str(r.Input)
@@ -115,7 +127,7 @@ func decodeTaskRecord(b []byte, r *taskRecord) error {
 		}
 		return checkReplicasAligned(r)
 	}
-	d := recReader{b: b, off: 1}
+	d := recReader{b: b, off: 1, v: b[0]}
 	*r = taskRecord{
 		Group:   d.str(),
 		Index:   d.u32(),
@@ -184,10 +196,11 @@ func (e *recWriter) replicaInfo(r *replicaInfo) {
 	e.u64(r.Size)
 	e.bytes(r.Inline)
 	e.u64(r.ExecMicros)
+	e.u64(r.Work)
 }
 
 func (d *recReader) replicaInfo() replicaInfo {
-	return replicaInfo{
+	ri := replicaInfo{
 		Assignment: d.str(),
 		Acked:      d.bool(),
 		Status:     protocol.ResultStatus(d.byte()),
@@ -197,6 +210,10 @@ func (d *recReader) replicaInfo() replicaInfo {
 		Inline:     d.bytes(),
 		ExecMicros: d.u64(),
 	}
+	if d.v >= recordV2 {
+		ri.Work = d.u64()
+	}
+	return ri
 }
 
 func (e *recWriter) ownRun(o *ownRun) {
@@ -207,10 +224,11 @@ func (e *recWriter) ownRun(o *ownRun) {
 	e.bytes(o.Inline)
 	e.i64(o.ExecMicros)
 	e.str(o.Reason)
+	e.u64(o.Work)
 }
 
 func (d *recReader) ownRun() *ownRun {
-	return &ownRun{
+	o := &ownRun{
 		Status:     protocol.ResultStatus(d.byte()),
 		ExitCode:   d.u32(),
 		Result:     d.str(),
@@ -219,6 +237,10 @@ func (d *recReader) ownRun() *ownRun {
 		ExecMicros: d.i64(),
 		Reason:     d.str(),
 	}
+	if d.v >= recordV2 {
+		o.Work = d.u64()
+	}
+	return o
 }
 
 func (e *recWriter) marketTask(t *market.Task) {
@@ -234,6 +256,8 @@ func (e *recWriter) marketTask(t *market.Task) {
 	e.i64(t.Terms.SlackMicros)
 	e.u64(uint64(t.Terms.OperatorCutPPM))
 	e.bool(t.Terms.VerifierTiebreak)
+	e.u64(uint64(t.Terms.MaxSpeed))
+	e.u64(uint64(t.Terms.EscrowSpeed))
 	e.u64(uint64(len(t.Runs)))
 	for i := range t.Runs {
 		r := &t.Runs[i]
@@ -247,7 +271,9 @@ func (e *recWriter) marketTask(t *market.Task) {
 		if e.bool(r.Receipt != nil) {
 			e.str(r.Receipt.ResultCID)
 			e.i64(int64(r.Receipt.ExitCode))
+			e.u64(r.Receipt.Work)
 			e.i64(r.Receipt.ExecMicros)
+			e.i64(r.Receipt.WindowMicros)
 			e.bool(r.Receipt.Stopped)
 		}
 		e.str(r.Reason)
@@ -256,6 +282,7 @@ func (e *recWriter) marketTask(t *market.Task) {
 	if e.bool(t.Verifier != nil) {
 		e.str(t.Verifier.ResultCID)
 		e.i64(int64(t.Verifier.ExitCode))
+		e.u64(t.Verifier.Work)
 		e.i64(t.Verifier.ExecMicros)
 		e.u64(uint64(t.Verifier.Speed))
 		e.bool(t.Verifier.Stopped)
@@ -283,6 +310,10 @@ func (d *recReader) marketTask() *market.Task {
 			VerifierTiebreak: d.bool(),
 		},
 	}
+	if d.v >= recordV2 {
+		t.Terms.MaxSpeed = protocol.Speed(d.u32())
+		t.Terms.EscrowSpeed = protocol.Speed(d.u32())
+	}
 	if n := d.count(minReplica); n > 0 {
 		t.Runs = make([]market.Replica, n)
 		for i := range t.Runs {
@@ -295,25 +326,30 @@ func (d *recReader) marketTask() *market.Task {
 			r.AssignedAt = d.i64()
 			r.LastSeen = d.i64()
 			if d.bool() {
-				r.Receipt = &market.Receipt{
-					ResultCID:  d.str(),
-					ExitCode:   d.i32(),
-					ExecMicros: d.i64(),
-					Stopped:    d.bool(),
+				rc := &market.Receipt{ResultCID: d.str(), ExitCode: d.i32()}
+				if d.v >= recordV2 {
+					rc.Work = d.u64()
 				}
+				rc.ExecMicros = d.i64()
+				if d.v >= recordV2 {
+					rc.WindowMicros = d.i64()
+				}
+				rc.Stopped = d.bool()
+				r.Receipt = rc
 			}
 			r.Reason = d.str()
 		}
 	}
 	t.VerifierPending = d.bool()
 	if d.bool() {
-		t.Verifier = &market.VerifierRun{
-			ResultCID:  d.str(),
-			ExitCode:   d.i32(),
-			ExecMicros: d.i64(),
-			Speed:      protocol.Speed(d.u32()),
-			Stopped:    d.bool(),
+		vr := &market.VerifierRun{ResultCID: d.str(), ExitCode: d.i32()}
+		if d.v >= recordV2 {
+			vr.Work = d.u64()
 		}
+		vr.ExecMicros = d.i64()
+		vr.Speed = protocol.Speed(d.u32())
+		vr.Stopped = d.bool()
+		t.Verifier = vr
 	}
 	t.Escrowed = protocol.Micros(d.i64())
 	t.EscrowSlots = d.int()
@@ -333,17 +369,17 @@ func (e *recWriter) settlement(s *market.Settlement) {
 	e.str(dc.Result)
 	e.i64(int64(dc.ExitCode))
 	e.bool(dc.Trusted)
-	e.str(dc.Reference)
-	e.work(dc.ReferenceWork)
+	e.u64(dc.Work)
 	e.u64(uint64(len(dc.Verdicts)))
 	for i := range dc.Verdicts {
 		vd := &dc.Verdicts[i]
 		e.str(vd.Worker)
 		e.str(string(vd.Outcome))
 		e.bool(vd.Strike)
-		e.work(vd.Work)
+		e.u64(vd.Work)
 		e.u64(uint64(vd.EffectiveSpeed))
 		e.i64(vd.BilledMicros)
+		e.i64(vd.TimeMicros)
 	}
 	e.str(dc.Reason)
 	e.i64(int64(s.Escrowed))
@@ -355,10 +391,19 @@ func (e *recWriter) settlement(s *market.Settlement) {
 		p := &s.Payouts[i]
 		e.str(p.Worker)
 		e.i64(int64(p.Price))
+		e.u64(uint64(p.Speed))
+		e.u64(p.Work)
 		e.i64(p.BilledMicros)
+		e.u64(uint64(p.Exact))
 		e.i64(int64(p.Charge))
 		e.i64(int64(p.Cut))
 		e.i64(int64(p.Pay))
+	}
+	keys := slices.Sorted(maps.Keys(s.Carries))
+	e.u64(uint64(len(keys)))
+	for _, k := range keys {
+		e.str(k)
+		e.u64(s.Carries[k])
 	}
 }
 
@@ -375,19 +420,27 @@ func (d *recReader) settlement() *market.Settlement {
 	dc.Result = d.str()
 	dc.ExitCode = d.i32()
 	dc.Trusted = d.bool()
-	dc.Reference = d.str()
-	dc.ReferenceWork = d.work()
+	if d.v >= recordV2 {
+		dc.Work = d.u64()
+	} else {
+		d.str()  // the untrusted reference's worker
+		d.work() // its L = t × s, which no rule uses since metering
+	}
 	if n := d.count(minVerdict); n > 0 {
 		dc.Verdicts = make([]market.Verdict, n)
 		for i := range dc.Verdicts {
-			dc.Verdicts[i] = market.Verdict{
-				Worker:         d.str(),
-				Outcome:        market.Outcome(d.str()),
-				Strike:         d.bool(),
-				Work:           d.work(),
-				EffectiveSpeed: protocol.Speed(d.u32()),
-				BilledMicros:   d.i64(),
+			vd := market.Verdict{Worker: d.str(), Outcome: market.Outcome(d.str()), Strike: d.bool()}
+			if d.v >= recordV2 {
+				vd.Work = d.u64()
+			} else {
+				d.work()
 			}
+			vd.EffectiveSpeed = protocol.Speed(d.u32())
+			vd.BilledMicros = d.i64()
+			if d.v >= recordV2 {
+				vd.TimeMicros = d.i64()
+			}
+			dc.Verdicts[i] = vd
 		}
 	}
 	dc.Reason = d.str()
@@ -398,26 +451,37 @@ func (d *recReader) settlement() *market.Settlement {
 	if n := d.count(minPayout); n > 0 {
 		s.Payouts = make([]market.Payout, n)
 		for i := range s.Payouts {
-			s.Payouts[i] = market.Payout{
-				Worker:       d.str(),
-				Price:        protocol.Micros(d.i64()),
-				BilledMicros: d.i64(),
-				Charge:       protocol.Micros(d.i64()),
-				Cut:          protocol.Micros(d.i64()),
-				Pay:          protocol.Micros(d.i64()),
+			p := market.Payout{Worker: d.str(), Price: protocol.Micros(d.i64())}
+			if d.v >= recordV2 {
+				p.Speed = protocol.Speed(d.u32())
+				p.Work = d.u64()
+			}
+			p.BilledMicros = d.i64()
+			if d.v >= recordV2 {
+				p.Exact = market.Picos(d.u64())
+			}
+			p.Charge = protocol.Micros(d.i64())
+			p.Cut = protocol.Micros(d.i64())
+			p.Pay = protocol.Micros(d.i64())
+			s.Payouts[i] = p
+		}
+	}
+	if d.v >= recordV2 {
+		if n := d.count(2); n > 0 {
+			s.Carries = make(map[string]uint64, n)
+			for range n {
+				k := d.str()
+				s.Carries[k] = d.u64()
 			}
 		}
 	}
 	return s
 }
 
-func (e *recWriter) work(w market.Work) {
-	e.u64(w.Hi)
-	e.u64(w.Lo)
-}
-
-func (d *recReader) work() market.Work {
-	return market.Work{Hi: d.u64(), Lo: d.u64()}
+// work skips a V1 record's 128-bit L = t × s (Hi, Lo uvarints).
+func (d *recReader) work() {
+	d.u64()
+	d.u64()
 }
 
 // ---- assignment record ----
@@ -505,6 +569,7 @@ type recReader struct {
 	b   []byte
 	off int
 	err error
+	v   byte // the record's version byte
 }
 
 func (d *recReader) fail(format string, args ...any) {

@@ -56,7 +56,7 @@ func TestOpensStoreOfJSONRecords(t *testing.T) {
 		if err := decodeTaskRecord(val, &rec); err != nil {
 			t.Errorf("task %x: %v", key, err)
 		}
-		if val[0] == recordV1 {
+		if val[0] == recordV1 || val[0] == recordV2 {
 			binary++
 		}
 		return nil
@@ -153,7 +153,7 @@ type jsonRecord struct {
 func appendAsJSON[R any](st *store.Store, recs []jsonRecord, ns string, decode func([]byte, *R) error) ([]jsonRecord, error) {
 	err := st.Scan(ns, nil, func(key, val []byte) error {
 		var r R
-		if err := decode(val, &r); err != nil || val[0] != recordV1 {
+		if err := decode(val, &r); err != nil || (val[0] != recordV1 && val[0] != recordV2) {
 			return errors.Join(err, fmt.Errorf("%s %x: not a binary record", ns, key))
 		}
 		recs = append(recs, jsonRecord{ns, append([]byte(nil), key...), mustJSON(&r)})

@@ -24,6 +24,7 @@ const (
 	nsAck    = "v.asgack" // empty value: the worker acknowledged the open assignment of this ID
 	nsRel    = "v.rel"    // empty value by task key: the consumer acknowledged the task's release
 	nsBench  = "v.bench"  // benchRecord by assignment ID
+	nsCarry  = "v.carry"  // u64 big-endian picos by market.CarryKey (consumer, payee)
 )
 
 // SpeedSample is one trusted measurement of a worker's speed.
@@ -102,6 +103,7 @@ type replicaInfo struct {
 	Size       uint64                `json:"size,omitempty"`
 	Inline     []byte                `json:"inline,omitempty"`
 	ExecMicros uint64                `json:"exec_micros,omitempty"`
+	Work       uint64                `json:"work,omitempty"` // metered, as reported
 }
 
 // ownRun is the verifier's own run of a task.
@@ -113,6 +115,7 @@ type ownRun struct {
 	Inline     []byte                `json:"inline,omitempty"`
 	ExecMicros int64                 `json:"exec_micros"`
 	Reason     string                `json:"reason,omitempty"` // why it could not run
+	Work       uint64                `json:"work,omitempty"`   // metered
 }
 
 // taskRecord is one task of a group with its market state.
@@ -184,11 +187,13 @@ type benchTask struct {
 	Replica   uint16 `json:"replica"`
 	Input     string `json:"input"`
 	Result    string `json:"result"`     // reference result CID
-	RefMicros int64  `json:"ref_micros"` // t_b
+	RefMicros int64  `json:"ref_micros"` // the verifier's own run time (shown, not used)
+	RefWork   uint64 `json:"ref_work"`   // metered work: the worker must report the same
 
 	Reported     bool   `json:"reported,omitempty"`
 	WorkerResult string `json:"worker_result,omitempty"`
-	WorkerMicros int64  `json:"worker_micros,omitempty"` // t_w
+	WorkerMicros int64  `json:"worker_micros,omitempty"` // reported time, bounded by the window
+	WorkerWork   uint64 `json:"worker_work,omitempty"`
 }
 
 func taskKey(group protocol.ID, index uint32) []byte {

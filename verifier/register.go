@@ -200,7 +200,8 @@ func (v *Verifier) handleHeartbeat(ctx context.Context, from peer.ID, env *proto
 
 // ---- ratings ----
 
-// addSpeedSampleLocked appends a trusted speed measurement.
+// addSpeedSampleLocked appends a speed observation to the worker's history
+// (shown on the dashboards; the rating itself is historySpeed).
 func (v *Verifier) addSpeedSampleLocked(ws *workerState, s protocol.Speed, source string, now int64) {
 	if s == 0 {
 		return
@@ -216,24 +217,16 @@ func (v *Verifier) clampSpeed(s protocol.Speed) protocol.Speed {
 	return min(max(s, v.cfg.MinRatedSpeed), v.cfg.MaxRatedSpeed)
 }
 
-// historySpeed is the median of the last SpeedHistory samples (0 if none).
+// historySpeed is the worker's rated speed: metered work over bounded time
+// across its recent verified replicas and benchmarks, weighted by work
+// (market.Reputation.RatedSpeed), clamped to the verifier's range; 0
+// before any observation.
 func (v *Verifier) historySpeed(ws *workerState) protocol.Speed {
-	h := ws.rec.History
-	if len(h) == 0 {
+	s, ok := ws.rec.Rep.RatedSpeed(v.cfg.Market)
+	if !ok {
 		return 0
 	}
-	if len(h) > v.cfg.SpeedHistory {
-		h = h[len(h)-v.cfg.SpeedHistory:]
-	}
-	s := make([]protocol.Speed, len(h))
-	for i := range h {
-		s[i] = h[i].Speed
-	}
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return v.clampSpeed(s)
 }
 
 // renewRatingLocked (re)issues the worker's rating when it has a speed
@@ -338,21 +331,16 @@ func (v *Verifier) benchmark(ctx context.Context, ws *workerState) error {
 		if err != nil {
 			return fmt.Errorf("%w: store input: %w", ErrBenchmark, err)
 		}
-		// The reference time is the faster of two runs: timing noise only
-		// ever adds time.
-		var res sandbox.Result
-		for run := 0; run < 2; run++ {
-			r, err := v.run.Run(ctx, sandbox.Job{ModuleID: mc.String(), Module: module, Input: input,
-				Timeout: v.cfg.BenchmarkTimeout, MaxMemory: v.cfg.DefaultJobMemory})
-			if err != nil {
-				return fmt.Errorf("%w: reference run: %w", ErrBenchmark, err)
-			}
-			if r.Status != sandbox.StatusOK {
-				return fmt.Errorf("%w: reference run: %v", ErrBenchmark, r.Err())
-			}
-			if run == 0 || r.Duration < res.Duration {
-				res = r
-			}
+		// One reference run gives the result and the metered work the
+		// worker must match; the worker's speed is its own work ÷ time.
+		res, err := v.run.Run(ctx, sandbox.Job{ModuleID: mc.String(), Module: module, Input: input,
+			Timeout: protocol.WallClockFactor * v.cfg.BenchmarkTimeout, MaxMemory: v.cfg.DefaultJobMemory,
+			WorkBudget: protocol.WorkBudget(uint64(v.cfg.BenchmarkTimeout.Milliseconds()))})
+		if err != nil {
+			return fmt.Errorf("%w: reference run: %w", ErrBenchmark, err)
+		}
+		if res.Status != sandbox.StatusOK {
+			return fmt.Errorf("%w: reference run: %v", ErrBenchmark, res.Err())
 		}
 		out := res.Output()
 		enc := protocol.EncodeOutput(&out)
@@ -361,7 +349,7 @@ func (v *Verifier) benchmark(ctx context.Context, ws *workerState) error {
 			return fmt.Errorf("%w: store result: %w", ErrBenchmark, err)
 		}
 		bt := benchTask{Index: base + uint32(i), Replica: uint16(i % 2), Input: ic.String(), Result: rc.String(),
-			RefMicros: max(res.Duration.Microseconds(), 1)}
+			RefMicros: max(res.Duration.Microseconds(), 1), RefWork: res.Work}
 		b.Tasks = append(b.Tasks, bt)
 		at := protocol.AssignedTask{Index: bt.Index, Replica: bt.Replica, Input: ic, Size: uint64(len(input))}
 		if len(input) <= protocol.MaxInline {
@@ -465,9 +453,12 @@ func (v *Verifier) addrStrings() []string {
 	return out
 }
 
-// benchReceiptLocked judges a benchmark receipt: every result must equal
-// the verifier's; speed = s_b × Σt_b / Σt_w, clamped. A wrong result is a
-// strike and no rating. Called with v.mu held; unlocks.
+// benchReceiptLocked judges a benchmark receipt: every result and its
+// metered work must equal the verifier's; each job is then an observation
+// of the worker's speed, its work over its reported time bounded by the
+// window the verifier observed (receiptBounds), and the rated speed is
+// their work-weighted ratio (market.Reputation.ObserveSpeed). A wrong
+// result is a strike and no rating. Called with v.mu held; unlocks.
 func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *assignmentRecord, rc *protocol.Receipt, now int64) (protocol.Message, error) {
 	b := v.benches[rc.Assignment]
 	if b == nil || ws == nil {
@@ -476,18 +467,25 @@ func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *a
 	}
 	var sumRef, sumWorker int64
 	wrong, missing := "", 0
+	bound := v.receiptBounds(ws, a, rc, now)
 	for _, r := range rc.Results {
 		for i := range b.Tasks {
 			t := &b.Tasks[i]
 			if t.Index != r.Index || t.Replica != r.Replica || t.Reported {
 				continue
 			}
-			t.Reported, t.WorkerMicros = true, int64(min(r.ExecMicros, 1<<40))
+			t.Reported, t.WorkerMicros, t.WorkerWork = true, int64(min(r.ExecMicros, 1<<40)), r.Work
 			if r.Result.Defined() {
 				t.WorkerResult = r.Result.String()
 			}
-			if t.WorkerResult != t.Result && wrong == "" {
+			switch win := bound(&r); {
+			case wrong != "":
+			case t.WorkerResult != t.Result:
 				wrong = fmt.Sprintf("job %d: result %s, want %s (status %s)", t.Index, t.WorkerResult, t.Result, r.Status)
+			case t.WorkerWork != t.RefWork:
+				wrong = fmt.Sprintf("job %d: work %d, want %d", t.Index, t.WorkerWork, t.RefWork)
+			case t.WorkerMicros > win:
+				wrong = fmt.Sprintf("job %d: claimed %dµs, more than the %dµs the verifier observed", t.Index, t.WorkerMicros, win)
 			}
 		}
 	}
@@ -523,18 +521,10 @@ func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *a
 		v.log.Warn("strike: wrong benchmark result, no rating", "worker", ws.id.String(), "strikes", ws.rec.Rep.Strikes, "detail", wrong)
 		v.updateBookLocked(ws, now)
 	} else {
-		// Speed = s_b × t_b / t_w per job; the rating is their median,
-		// so one disturbed job does not skew it.
-		var ratios []protocol.Speed
 		for _, t := range b.Tasks {
-			ratios = append(ratios, protocol.Speed(min(uint64(v.cfg.VerifierSpeed)*uint64(t.RefMicros)/uint64(max(t.WorkerMicros, 1)), 1<<31)))
+			ws.rec.Rep.ObserveSpeed(t.RefWork, max(t.WorkerMicros, 1), v.cfg.Market)
 		}
-		slices.Sort(ratios)
-		med := ratios[len(ratios)/2]
-		if len(ratios)%2 == 0 {
-			med = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
-		}
-		speed := v.clampSpeed(med)
+		speed := v.historySpeed(ws)
 		v.stats.benchPassed.Add(1)
 		v.addSpeedSampleLocked(ws, speed, "benchmark", now)
 		v.log.Info("benchmark passed", "worker", ws.id.String(), "speed", speed.String(),

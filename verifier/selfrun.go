@@ -57,7 +57,8 @@ func (v *Verifier) selfRun(ctx context.Context, t *taskState) {
 	g := t.g
 	module, moduleSize, consumer, addrs := g.module, g.rec.ModuleSize, g.consumer, g.rec.Addrs
 	input, size, inline := mustCID(t.rec.Input), t.rec.Size, t.rec.Inline
-	timeout := time.Duration(g.rec.TimeoutMillis) * time.Millisecond
+	budget := protocol.WorkBudget(g.rec.TimeoutMillis)
+	timeout := protocol.WallClockFactor * time.Duration(g.rec.TimeoutMillis) * time.Millisecond
 	maxMem := g.rec.MaxMemory
 	v.mu.Unlock()
 
@@ -76,7 +77,8 @@ func (v *Verifier) selfRun(ctx context.Context, t *taskState) {
 		own.Reason = fmt.Sprintf("could not fetch the job: %v", err)
 		run.Stopped = true
 	} else {
-		res, err := v.run.Run(ctx, sandbox.Job{ModuleID: module.String(), Module: mod, Input: in, Timeout: timeout, MaxMemory: maxMem})
+		res, err := v.run.Run(ctx, sandbox.Job{ModuleID: module.String(), Module: mod, Input: in, Timeout: timeout, MaxMemory: maxMem,
+			WorkBudget: budget})
 		if err != nil {
 			if ctx.Err() != nil {
 				v.requeueSelf(t)
@@ -94,10 +96,11 @@ func (v *Verifier) selfRun(ctx context.Context, t *taskState) {
 			}
 			own.Status, own.ExitCode, own.Result, own.Size = out.Status, out.ExitCode, c.String(), uint64(len(enc))
 			own.ExecMicros = max(res.Duration.Microseconds(), 1)
+			own.Work = res.Work
 			if len(enc) <= protocol.MaxInline {
 				own.Inline = enc
 			}
-			run.ResultCID, run.ExitCode, run.ExecMicros = c.String(), int32(out.ExitCode), own.ExecMicros
+			run.ResultCID, run.ExitCode, run.ExecMicros, run.Work = c.String(), int32(out.ExitCode), own.ExecMicros, res.Work
 			run.Stopped = out.Status == protocol.StatusTimeout
 		}
 	}

@@ -69,14 +69,18 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 	if err := bid.Validate(mcfg); err != nil {
 		return refuse(protocol.AckBadRequest, "%v", err)
 	}
-	oneTask := market.ReplicaEscrow(sub.MaxPrice, timeout.Microseconds()) * protocol.Micros(sub.Replicas)
+	if sub.MaxPrice <= 0 {
+		return refuse(protocol.AckBadRequest, "max price %s per hour can pay no worker", sub.MaxPrice)
+	}
+	escrowSpeed := max(sub.MinSpeed, mcfg.MinRatedSpeed)
+	oneTask := market.ReplicaEscrow(sub.MaxPrice, timeout.Microseconds(), escrowSpeed) * protocol.Micros(sub.Replicas)
 	balance, err := v.led.Balance(acctConsumer(from.String()))
 	if err != nil {
 		return refuse(protocol.AckInternal, "ledger: %v", err)
 	}
 	if balance < oneTask {
-		return refuse(protocol.AckInsufficientFunds, "balance %s cannot cover the escrow of one task (%s = %d replicas × %s/h × %v)",
-			balance, oneTask, sub.Replicas, sub.MaxPrice, timeout)
+		return refuse(protocol.AckInsufficientFunds, "balance %s cannot cover the escrow of one task (%s = %d replicas × %s/h × %v of standard work at speed %s)",
+			balance, oneTask, sub.Replicas, sub.MaxPrice, timeout, escrowSpeed)
 	}
 	nowMs := now.UnixMilli()
 

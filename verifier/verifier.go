@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -97,6 +99,9 @@ type Verifier struct {
 	queued    map[*taskState]struct{} // tasks that need worker replicas
 	selfQ     []*taskState            // tasks the verifier must run itself
 	openTasks int
+	// carries are the sub-micro remainders of settled charges per
+	// (consumer, payee) pair (market.Carries), persisted in nsCarry.
+	carries market.Carries
 }
 
 type workerState struct {
@@ -142,6 +147,7 @@ func (t *taskState) key() string { return string(taskKey(t.g.id, t.rec.Index)) }
 // libp2p host. Start brings it online.
 func New(cfg Config) (*Verifier, error) {
 	cfg.fill()
+	cfg.Market.MinRatedSpeed, cfg.Market.MaxSpeed = cfg.MinRatedSpeed, cfg.MaxRatedSpeed
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -163,7 +169,7 @@ func New(cfg Config) (*Verifier, error) {
 	v := &Verifier{
 		cfg: cfg, log: cfg.Logger.With("component", "verifier"), key: key, id: id, token: token,
 		kickSched: make(chan struct{}, 1), kickRelease: make(chan struct{}, 1), kickSelf: make(chan struct{}, 1),
-		workers: map[peer.ID]*workerState{}, reps: market.Reputations{}, book: market.NewBook(),
+		workers: map[peer.ID]*workerState{}, reps: market.Reputations{}, book: market.NewBook(), carries: market.Carries{},
 		groups: map[protocol.ID]*groupState{}, asgs: map[protocol.ID]*assignmentRecord{},
 		benches: map[protocol.ID]*benchRecord{}, queued: map[*taskState]struct{}{}, running: map[protocol.ID]int{},
 	}
@@ -447,6 +453,18 @@ func (v *Verifier) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	err = v.st.Scan(nsCarry, nil, func(key, val []byte) error {
+		if len(val) != 8 {
+			return fmt.Errorf("%w: carry %q: %d bytes", ErrCorrupt, key, len(val))
+		}
+		if c := binary.BigEndian.Uint64(val); c != 0 {
+			v.carries[string(key)] = c
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	err = v.st.Scan(nsBench, nil, func(key, val []byte) error {
 		var b benchRecord
 		if err := json.Unmarshal(val, &b); err != nil {
@@ -719,10 +737,25 @@ func (v *Verifier) taskWrites(t *taskState) []write {
 					kick(v.kickRelease)
 				}
 			}}, rec}
-			return append(ws, v.overWrites(t)...)
+			return append(append(ws, v.carryWrites(t)...), v.overWrites(t)...)
 		}
 	}
-	return append([]write{v.taskWrite(t)}, v.overWrites(t)...)
+	return append(append([]write{v.taskWrite(t)}, v.carryWrites(t)...), v.overWrites(t)...)
+}
+
+// carryWrites are the records of the carries t's settlement touched, at
+// their current values (queue order is change order, so the last write of
+// a pair is its latest value).
+func (v *Verifier) carryWrites(t *taskState) []write {
+	s := t.rec.Settlement
+	if s == nil || len(s.Carries) == 0 {
+		return nil
+	}
+	ws := make([]write, 0, len(s.Carries))
+	for _, k := range slices.Sorted(maps.Keys(s.Carries)) {
+		ws = append(ws, write{ns: nsCarry, key: k, val: binary.BigEndian.AppendUint64(nil, v.carries[k])})
+	}
+	return ws
 }
 
 // overWrites are the records of the assignments in which t was the last
