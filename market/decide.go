@@ -49,8 +49,9 @@ type Verdict struct {
 	// consumer pays for (0 unless paid).
 	BilledMicros int64 `json:"billed_micros,omitempty"`
 	// TimeMicros, for a replica with the verified result, is the time its
-	// speed is observed over: the reported time, bounded by the window the
-	// verifier observed (Reputation.ObserveSpeed).
+	// speed is observed over (Reputation.ObserveSpeed): its share of the
+	// busy slot time the verifier observed, or without one the reported
+	// time bounded by the window the verifier observed.
 	TimeMicros int64 `json:"time_micros,omitempty"`
 }
 
@@ -295,9 +296,13 @@ func (t *Task) judge(d *Decision, k resultKey) {
 				break
 			}
 			v.EffectiveSpeed = effectiveSpeed(rc.Work, rc.ExecMicros)
-			v.TimeMicros = rc.ExecMicros
-			if rc.WindowMicros > 0 {
-				v.TimeMicros = min(v.TimeMicros, rc.WindowMicros)
+			switch {
+			case rc.SlotMicros > 0:
+				v.TimeMicros = rc.SlotMicros
+			case rc.WindowMicros > 0:
+				v.TimeMicros = min(rc.ExecMicros, rc.WindowMicros)
+			default:
+				v.TimeMicros = rc.ExecMicros
 			}
 			claimed := WorkOf(r.Speed, rc.ExecMicros).sub(Work{Lo: slack})
 			if claimed.mul(low).Cmp(Work{Lo: rc.Work}.mul(PPM)) > 0 {

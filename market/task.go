@@ -42,6 +42,10 @@ type Receipt struct {
 	// assignment and receiving this receipt: no honest run takes longer.
 	// 0 = not observed (records older than metering): no bound.
 	WindowMicros int64 `json:"window_micros,omitempty"`
+	// SlotMicros is this replica's share of the busy slot time the
+	// verifier observed the worker spend (Book.TakeSlotMicros): the time
+	// its rated speed is observed over. 0 = not observed.
+	SlotMicros int64 `json:"slot_micros,omitempty"`
 	// Stopped: the worker stopped the job with the wall-clock safety net;
 	// there is no result.
 	Stopped bool `json:"stopped,omitempty"`

@@ -59,14 +59,14 @@ var cmdSpecs = map[string]cmdSpec{
 	"assign":    {worker: true, keys: map[string]kind{"owner": kString, "price": kAmount, "speed": kSpeed, "at": kDuration}},
 	"heartbeat": {worker: true, keys: map[string]kind{"at": kDuration}},
 	"receipt": {worker: true, keys: map[string]kind{"result": kString, "exit": kInt, "work": kWork, "time": kDuration,
-		"window": kDuration, "stopped": kBool, "at": kDuration}},
+		"window": kDuration, "slot": kDuration, "stopped": kBool, "at": kDuration}},
 	"fail":      {worker: true, keys: map[string]kind{"reason": kString}},
 	"sweep":     {keys: map[string]kind{"at": kDuration}},
 	"spotcheck": {keys: map[string]kind{"seed": kInt}},
 	"verify":    {keys: map[string]kind{}},
 	"verifier": {keys: map[string]kind{"result": kString, "exit": kInt, "work": kWork, "time": kDuration, "speed": kSpeed,
 		"stopped": kBool}},
-	"observe": {worker: true, keys: map[string]kind{"work": kWork, "time": kDuration, "window": kDuration}},
+	"observe": {worker: true, keys: map[string]kind{"work": kWork, "slot": kDuration}},
 	"carries": {keys: map[string]kind{}},
 	"abort":   {keys: map[string]kind{"reason": kString}},
 	"decide":  {keys: map[string]kind{}},
@@ -394,7 +394,7 @@ func (r *runner) do(s step) ([]string, error) {
 		stopped, _ := strconv.ParseBool(s.str("stopped", "false"))
 		return nil, t.Receipt(s.worker, Receipt{ResultCID: s.str("result", ""), ExitCode: int32(s.int("exit", 0)),
 			Work: s.work("work"), ExecMicros: s.dur("time").Microseconds(), WindowMicros: s.dur("window").Microseconds(),
-			Stopped: stopped}, s.ms("at"))
+			SlotMicros: s.dur("slot").Microseconds(), Stopped: stopped}, s.ms("at"))
 	case "fail":
 		return nil, t.Fail(s.worker, s.str("reason", "failed"))
 	case "sweep":
@@ -434,11 +434,7 @@ func (r *runner) do(s step) ([]string, error) {
 		return nil, nil
 	case "observe":
 		rep := r.reps.Get(s.worker)
-		t := s.dur("time").Microseconds()
-		if w := s.dur("window").Microseconds(); w > 0 {
-			t = min(t, w)
-		}
-		rep.ObserveSpeed(s.work("work"), t, r.cfg)
+		rep.ObserveSpeed(s.work("work"), s.dur("slot").Microseconds(), r.cfg)
 		sp, _ := rep.RatedSpeed(r.cfg)
 		return []string{fmt.Sprintf("%s rated speed=%s (work %d over %s)", s.worker, sp, rep.SpeedWork, dur(int64(rep.SpeedMicros)))}, nil
 	case "carries":

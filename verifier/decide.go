@@ -90,7 +90,7 @@ func (v *Verifier) settleLocked(t *taskState, now int64) {
 	// Replicas still assigned (abort, cancel) give their reservation back.
 	for _, r := range m.Runs {
 		if r.State == market.ReplicaAssigned {
-			v.book.Release(r.Worker)
+			v.book.Release(r.Worker, v.nowMs())
 		}
 	}
 	s, err := m.Settle(v.carries)

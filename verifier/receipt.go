@@ -59,6 +59,7 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 		inAsg[r] = true
 	}
 	bound := v.receiptBounds(ws, a, &rc, now)
+	slot := slotShares(v.book.TakeSlotMicros(from.String(), now), rc.Results)
 	var changed, settled []*taskState
 	seen := map[*taskState]bool{}
 	for i := range rc.Results {
@@ -80,7 +81,7 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 		if run.Worker != from.String() || run.State != market.ReplicaAssigned || t.rec.M.Settled {
 			continue // not the first receipt: ignored
 		}
-		if err := v.recordResultLocked(t, from, res, bound(res), now); err != nil {
+		if err := v.recordResultLocked(t, from, res, bound(res), slot(res), now); err != nil {
 			v.log.Warn("receipt result refused", "worker", from.String(), "group", t.rec.Group, "task", res.Index, "err", err)
 			continue
 		}
@@ -148,9 +149,27 @@ func (v *Verifier) receiptBounds(ws *workerState, a *assignmentRecord, rc *proto
 	}
 }
 
+// slotShares splits busy slot time the verifier observed (µs) over the
+// results of a receipt in proportion to their metered work (evenly when
+// none reports work): each replica's share is the time its speed is
+// observed over (market.Receipt.SlotMicros).
+func slotShares(slot uint64, results []protocol.TaskResult) func(*protocol.TaskResult) int64 {
+	var total uint64
+	for i := range results {
+		total += min(results[i].Work, 1<<50)
+	}
+	return func(res *protocol.TaskResult) int64 {
+		if total == 0 {
+			return int64(min(slot/uint64(max(len(results), 1)), 1<<62))
+		}
+		return int64(min(market.MulDiv(slot, min(res.Work, 1<<50), total), 1<<62))
+	}
+}
+
 // recordResultLocked feeds one replica's result to the market, with the
-// run time the verifier can believe for it (receiptBounds).
-func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protocol.TaskResult, window int64, now int64) error {
+// run time the verifier can believe for it (receiptBounds) and its share
+// of the observed busy slot time (slotShares).
+func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protocol.TaskResult, window, slot int64, now int64) error {
 	w := worker.String()
 	info := &t.rec.Replicas[res.Replica]
 	if len(res.Inline) > 0 {
@@ -177,7 +196,7 @@ func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protoco
 		return v.failReplicaLocked(t, w, "receipt without a result")
 	}
 	rc := market.Receipt{ExitCode: int32(res.ExitCode), Work: res.Work, ExecMicros: int64(min(res.ExecMicros, 1<<62)),
-		WindowMicros: window}
+		WindowMicros: window, SlotMicros: slot}
 	if res.Status == protocol.StatusTimeout {
 		rc.Stopped = true
 	} else {
@@ -186,7 +205,7 @@ func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protoco
 	if err := t.rec.M.Receipt(w, rc, now); err != nil {
 		return err
 	}
-	v.book.Release(w)
+	v.book.Release(w, v.nowMs())
 	v.log.Debug("replica reported", "worker", w, "group", t.rec.Group, "task", t.rec.Index, "replica", res.Replica,
 		"status", res.Status.String(), "result", info.Result, "work", res.Work, "exec_us", res.ExecMicros, "window_us", window)
 	return nil
@@ -197,7 +216,7 @@ func (v *Verifier) failReplicaLocked(t *taskState, worker, reason string) error 
 	if err := t.rec.M.Fail(worker, reason); err != nil {
 		return err
 	}
-	v.book.Release(worker)
+	v.book.Release(worker, v.nowMs())
 	v.log.Warn("replica failed", "worker", worker, "group", t.rec.Group, "task", t.rec.Index, "reason", reason)
 	return nil
 }

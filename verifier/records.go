@@ -180,6 +180,7 @@ type benchRecord struct {
 	Module     string      `json:"module"`
 	Tasks      []benchTask `json:"tasks"`
 	Issued     int64       `json:"issued"`
+	LastReport int64       `json:"last_report,omitempty"` // unix ms of its latest receipt
 }
 
 type benchTask struct {
@@ -192,8 +193,9 @@ type benchTask struct {
 
 	Reported     bool   `json:"reported,omitempty"`
 	WorkerResult string `json:"worker_result,omitempty"`
-	WorkerMicros int64  `json:"worker_micros,omitempty"` // reported time, bounded by the window
+	WorkerMicros int64  `json:"worker_micros,omitempty"` // reported time
 	WorkerWork   uint64 `json:"worker_work,omitempty"`
+	SlotMicros   int64  `json:"slot_micros,omitempty"` // its share of the slot time observed
 }
 
 func taskKey(group protocol.ID, index uint32) []byte {

@@ -130,7 +130,7 @@ func (v *Verifier) updateBookLocked(ws *workerState, now int64) {
 		price = ws.rec.OfferPrice
 	}
 	o := market.Offer{Worker: w, Owner: ws.rec.Owner, MinPrice: price, Speed: ws.rec.Speed,
-		Capacity: int(ws.rec.Slots) * v.queueDepth(ws.execMicros)}
+		Capacity: int(ws.rec.Slots) * v.queueDepth(ws.execMicros), Slots: int(ws.rec.Slots)}
 	if prev, ok := v.book.Offers[w]; ok && prev == o {
 		return
 	}
@@ -454,11 +454,12 @@ func (v *Verifier) addrStrings() []string {
 }
 
 // benchReceiptLocked judges a benchmark receipt: every result and its
-// metered work must equal the verifier's; each job is then an observation
-// of the worker's speed, its work over its reported time bounded by the
-// window the verifier observed (receiptBounds), and the rated speed is
-// their work-weighted ratio (market.Reputation.ObserveSpeed). A wrong
-// result is a strike and no rating. Called with v.mu held; unlocks.
+// metered work must equal the verifier's, and every reported time fit its
+// bound (receiptBounds); each job is then an observation of the worker's
+// speed, its work over its share of the slot time the verifier observed,
+// and the rated speed is their work-weighted ratio
+// (market.Reputation.ObserveSpeed). A wrong result or an impossible time
+// is a strike and no rating. Called with v.mu held; unlocks.
 func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *assignmentRecord, rc *protocol.Receipt, now int64) (protocol.Message, error) {
 	b := v.benches[rc.Assignment]
 	if b == nil || ws == nil {
@@ -468,13 +469,20 @@ func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *a
 	var sumRef, sumWorker int64
 	wrong, missing := "", 0
 	bound := v.receiptBounds(ws, a, rc, now)
+	// The benchmark's replicas are not in the book: its slot time is the
+	// time since the benchmark was issued or last reported, on as many
+	// slots as the receipt has results (at most the worker's slots).
+	since := max(b.Issued, b.LastReport)
+	slots := min(max(int(ws.rec.Slots), 1), max(len(rc.Results), 1))
+	slot := slotShares(uint64(max(now-since, 1))*1000*uint64(slots), rc.Results)
+	b.LastReport = now
 	for _, r := range rc.Results {
 		for i := range b.Tasks {
 			t := &b.Tasks[i]
 			if t.Index != r.Index || t.Replica != r.Replica || t.Reported {
 				continue
 			}
-			t.Reported, t.WorkerMicros, t.WorkerWork = true, int64(min(r.ExecMicros, 1<<40)), r.Work
+			t.Reported, t.WorkerMicros, t.WorkerWork, t.SlotMicros = true, int64(min(r.ExecMicros, 1<<40)), r.Work, slot(&r)
 			if r.Result.Defined() {
 				t.WorkerResult = r.Result.String()
 			}
@@ -522,7 +530,7 @@ func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *a
 		v.updateBookLocked(ws, now)
 	} else {
 		for _, t := range b.Tasks {
-			ws.rec.Rep.ObserveSpeed(t.RefWork, max(t.WorkerMicros, 1), v.cfg.Market)
+			ws.rec.Rep.ObserveSpeed(t.RefWork, max(t.SlotMicros, 1), v.cfg.Market)
 		}
 		speed := v.historySpeed(ws)
 		v.stats.benchPassed.Add(1)

@@ -143,12 +143,12 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 			// Replicas must stay aligned with M.Runs.
 			wid := peerID(mt.Worker)
 			if wid == "" {
-				v.book.Release(mt.Worker)
+				v.book.Release(mt.Worker, v.nowMs())
 				v.log.Error("book offered a worker with an invalid ID", "worker", mt.Worker, "group", t.rec.Group, "task", t.rec.Index)
 				continue
 			}
 			if _, err := m.Assign(mt, now); err != nil {
-				v.book.Release(mt.Worker)
+				v.book.Release(mt.Worker, v.nowMs())
 				v.log.Error("assignment refused by the market", "worker", mt.Worker, "group", t.rec.Group, "task", t.rec.Index, "err", err)
 				continue
 			}
@@ -402,7 +402,7 @@ func (v *Verifier) failAssignments(recs []*assignmentRecord, reason string) {
 				if err := t.rec.M.Fail(wid.String(), reason); err != nil {
 					continue
 				}
-				v.book.Release(wid.String())
+				v.book.Release(wid.String(), v.nowMs())
 				if v.advanceLocked(t, v.nowMs()) {
 					settled = append(settled, t)
 				}
@@ -434,7 +434,7 @@ func (v *Verifier) failRefsLocked(wid peer.ID, g *groupState, tasks []protocol.A
 		if err := t.rec.M.Fail(wid.String(), reason); err != nil {
 			continue
 		}
-		v.book.Release(wid.String())
+		v.book.Release(wid.String(), v.nowMs())
 		if v.advanceLocked(t, v.nowMs()) {
 			*settled = append(*settled, t)
 		}

@@ -570,7 +570,7 @@ func (v *Verifier) load(ctx context.Context) error {
 		for _, t := range g.tasks {
 			for _, r := range t.rec.M.Runs {
 				if r.State == market.ReplicaAssigned && !t.rec.M.Settled {
-					v.book.Reserve(r.Worker)
+					v.book.Reserve(r.Worker, v.nowMs())
 				}
 			}
 			v.trackLocked(t)
