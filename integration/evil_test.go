@@ -342,6 +342,7 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 		}
 		var out protocol.Output
 		var d time.Duration
+		var work uint64
 		lie := false
 		switch {
 		case !bench && w.b.ring:
@@ -358,11 +359,12 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 				break
 			}
 			r, err := w.sb.Run(w.ctx, sandbox.Job{ModuleID: asg.Module.String(), Module: mod, Input: in,
-				Timeout: time.Duration(asg.TimeoutMillis) * time.Millisecond, MaxMemory: asg.MaxMemory})
+				Timeout: protocol.WallClockFactor * time.Duration(asg.TimeoutMillis) * time.Millisecond, MaxMemory: asg.MaxMemory,
+				WorkBudget: protocol.WorkBudget(asg.TimeoutMillis)})
 			if err != nil {
 				return
 			}
-			out, d = r.Output(), r.Duration
+			out, d, work = r.Output(), r.Duration, r.Work
 		}
 		if !bench && w.b.wrongEvery > 0 && int(at.Index)%w.b.wrongEvery == 0 {
 			out.Stdout = append([]byte("tampered "), out.Stdout...)
@@ -389,7 +391,7 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 		enc := protocol.EncodeOutput(&out)
 		c, _ := w.st.PutBlob(enc)
 		res := protocol.TaskResult{Index: at.Index, Replica: at.Replica, Status: out.Status, ExitCode: out.ExitCode,
-			Result: c, ResultSize: uint64(len(enc)), ExecMicros: uint64(max(d.Microseconds(), 1))}
+			Result: c, ResultSize: uint64(len(enc)), ExecMicros: uint64(max(d.Microseconds(), 1)), Work: work}
 		if len(enc) <= protocol.MaxInline {
 			res.Inline = enc
 		}

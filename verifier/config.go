@@ -74,10 +74,10 @@ type Config struct {
 	// RatingTTL is how long an issued Rating is valid; ratings are renewed
 	// (from the speed history) when half of it has passed.
 	RatingTTL time.Duration
-	// MinRatedSpeed and MaxRatedSpeed clamp rated speeds. New copies them
-	// into Market (MinRatedSpeed, MaxSpeed): the escrow covers the budget
-	// at MinRatedSpeed, and a receipt implying more than MaxRatedSpeed is
-	// refused as impossible.
+	// MinRatedSpeed and MaxRatedSpeed clamp rated speeds. New copies
+	// MinRatedSpeed into Market (the escrow covers the budget at it);
+	// Market.MaxSpeed, the speed beyond which a receipt is impossible,
+	// must be at least MaxRatedSpeed.
 	MinRatedSpeed, MaxRatedSpeed protocol.Speed
 	// SpeedHistory is how many speed observations the dashboards keep per
 	// worker (the rating itself is a work-weighted ratio over
@@ -236,8 +236,8 @@ func (c *Config) Validate() error {
 		return bad("benchmark timeout %v retry %v", c.BenchmarkTimeout, c.BenchmarkRetry)
 	case c.RatingTTL < time.Second:
 		return bad("rating TTL %v", c.RatingTTL)
-	case c.MinRatedSpeed == 0 || c.MaxRatedSpeed < c.MinRatedSpeed:
-		return bad("rated speed clamp %v..%v", c.MinRatedSpeed, c.MaxRatedSpeed)
+	case c.MinRatedSpeed == 0 || c.MaxRatedSpeed < c.MinRatedSpeed || c.Market.MaxSpeed < c.MaxRatedSpeed:
+		return bad("rated speed clamp %v..%v (impossible beyond %v)", c.MinRatedSpeed, c.MaxRatedSpeed, c.Market.MaxSpeed)
 	case c.SpeedHistory < 1:
 		return bad("speed history %d", c.SpeedHistory)
 	case c.QueueDepthMin < 1 || c.QueueDepth < c.QueueDepthMin:

@@ -93,12 +93,19 @@ func startSandbox(iso sandbox.Isolation, slots int) (*sandbox.Sandbox, error) {
 	return s, nil
 }
 
-// jobTime is the execution time the verifier's reference runs and the
-// honest test workers report, so that speed comparisons do not depend on
-// the load of the test machine.
-const jobTime = 100 * time.Millisecond
+// jobTime is the execution time the verifier's reference runs report, and
+// jobWork the metered work every run in these tests reports (the verifier's
+// and the test workers'), 100 ms of standard work: with ratings clamped to
+// 1.0 (testConfig) each honest replica is charged exactly 100 ms at its
+// price, whatever the test machine's load. Test workers report their real
+// run time, which the verifier bounds by the window it observes.
+const (
+	jobTime = 100 * time.Millisecond
+	jobWork = 100_000_000
+)
 
-// fixedRunner is the verifier's real sandbox reporting a fixed duration.
+// fixedRunner is the verifier's real sandbox reporting a fixed duration
+// and jobWork.
 type fixedRunner struct {
 	*sandbox.Sandbox
 	d time.Duration
@@ -108,6 +115,9 @@ func (f fixedRunner) Run(ctx context.Context, job sandbox.Job) (sandbox.Result, 
 	r, err := f.Sandbox.Run(ctx, job)
 	if err == nil && f.d > 0 {
 		r.Duration = f.d
+	}
+	if err == nil {
+		r.Work = jobWork
 	}
 	return r, err
 }
@@ -159,6 +169,10 @@ func testConfig(t testing.TB, dir string) Config {
 	cfg.ReleaseRetryMin = 50 * time.Millisecond
 	cfg.ReleaseRetryMax = 500 * time.Millisecond
 	cfg.RequestTimeout = 10 * time.Second
+	// Every worker is rated 1.0 (speeds come from busy slot time, which
+	// depends on the test machine), and no test job's claim is too fast.
+	cfg.MinRatedSpeed, cfg.MaxRatedSpeed = protocol.SpeedUnit, protocol.SpeedUnit
+	cfg.Market.MaxSpeed = 10_000_000
 	cfg.Logger = testLogger(t)
 	return cfg
 }
@@ -250,15 +264,15 @@ type workerBehaviour struct {
 	Wrong bool
 	// WrongBench: return wrong results for benchmark jobs too.
 	WrongBench bool
-	// Slow: report Slow × jobTime for real jobs (0 or 1: honest).
+	// Slow: take Slow × jobTime per real job and report it (0 or 1: honest).
 	Slow int
+	// Claim: report this run time, whatever the job took.
+	Claim time.Duration
 	// Vanish: after accepting its first real assignment, stop sending
 	// receipts and heartbeats.
 	Vanish bool
 	// Delay: extra wall-clock time per job.
 	Delay time.Duration
-	// RealTime: report the sandbox's measured time instead of jobTime.
-	RealTime bool
 	// BusyFirst: answer the first BusyFirst real assignments "busy".
 	BusyFirst int32
 }
@@ -493,11 +507,12 @@ func (w *testWorker) runAssignment(asg *protocol.Assignment) {
 			out = protocol.Output{Status: protocol.StatusFetchFailed, Message: err.Error()}
 		} else {
 			r, err := w.sb.Run(w.ctx, sandbox.Job{ModuleID: asg.Module.String(), Module: mod, Input: in,
-				Timeout: time.Duration(asg.TimeoutMillis) * time.Millisecond, MaxMemory: asg.MaxMemory})
+				Timeout: protocol.WallClockFactor * time.Duration(asg.TimeoutMillis) * time.Millisecond, MaxMemory: asg.MaxMemory,
+				WorkBudget: protocol.WorkBudget(asg.TimeoutMillis)})
 			if err != nil {
 				return
 			}
-			out, d = r.Output(), r.Duration
+			out, d, res.Work = r.Output(), r.Duration, jobWork
 		}
 		if w.b.Delay > 0 {
 			select {
@@ -515,12 +530,18 @@ func (w *testWorker) runAssignment(asg *protocol.Assignment) {
 		if len(enc) <= protocol.MaxInline {
 			res.Inline = enc
 		}
-		rep := jobTime
-		if w.b.RealTime {
-			rep = d
-		}
+		rep := d
 		if !bench && w.b.Slow > 1 {
-			rep *= time.Duration(w.b.Slow)
+			// Really slow: hold the replica Slow × jobTime and say so.
+			rep = time.Duration(w.b.Slow) * jobTime
+			select {
+			case <-time.After(rep):
+			case <-w.ctx.Done():
+				return
+			}
+		}
+		if w.b.Claim > 0 {
+			rep = w.b.Claim // whatever the window
 		}
 		res.ExecMicros = uint64(max(rep.Microseconds(), 1))
 		w.mu.Lock()

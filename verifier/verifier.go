@@ -147,7 +147,7 @@ func (t *taskState) key() string { return string(taskKey(t.g.id, t.rec.Index)) }
 // libp2p host. Start brings it online.
 func New(cfg Config) (*Verifier, error) {
 	cfg.fill()
-	cfg.Market.MinRatedSpeed, cfg.Market.MaxSpeed = cfg.MinRatedSpeed, cfg.MaxRatedSpeed
+	cfg.Market.MinRatedSpeed = cfg.MinRatedSpeed
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

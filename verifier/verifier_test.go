@@ -39,7 +39,7 @@ func waitRated(t testing.TB, v *Verifier, ws ...*testWorker) {
 func TestRegistrationBenchmarkRating(t *testing.T) {
 	v := startVerifier(t, testConfig(t, t.TempDir()), true)
 	sb := workersSandbox
-	w := startWorker(t, sb, v, "alice", workerPrice, workerBehaviour{RealTime: true})
+	w := startWorker(t, sb, v, "alice", workerPrice, workerBehaviour{})
 	waitRated(t, v, w)
 	r := w.Rating()
 	info := workerInfo(t, v, w)

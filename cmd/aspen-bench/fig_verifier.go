@@ -21,15 +21,20 @@ import (
 
 // stubRunner stands in for the verifier's sandbox where the figure is
 // about the verifier's own work: every job "runs" at once, echoes its input
-// (like the spin-echo module with spin 0) and takes stubMicros. Fake workers
-// answer every assignment the same way, benchmarks included (workers cannot
-// tell them from real jobs), so they are rated without running anything.
+// (like the spin-echo module with spin 0), meters stubWork and takes
+// stubMicros. Fake workers answer every assignment the same way, benchmarks
+// included (workers cannot tell them from real jobs), so they are rated
+// without running anything: a possible claim (speed 1.0, within the window
+// the verifier observes), rated by the busy slot time the verifier sees.
 type stubRunner struct{}
 
-const stubMicros = 50_000
+const (
+	stubMicros = 1
+	stubWork   = stubMicros * 1000 // speed 1.0
+)
 
 func (stubRunner) Run(ctx context.Context, job sandbox.Job) (sandbox.Result, error) {
-	return sandbox.Result{Status: sandbox.StatusOK, Stdout: job.Input, Duration: stubMicros * time.Microsecond}, nil
+	return sandbox.Result{Status: sandbox.StatusOK, Stdout: job.Input, Duration: stubMicros * time.Microsecond, Work: stubWork}, nil
 }
 func (stubRunner) Close() error { return nil }
 
@@ -144,7 +149,7 @@ func (w *fakeWorker) handleAssign(ctx context.Context, from peer.ID, env *protoc
 	for _, t := range asg.Tasks {
 		enc, c := output(t.Inline) // every input is inline; the echo's output is its input
 		rc.Results = append(rc.Results, protocol.TaskResult{Index: t.Index, Replica: t.Replica, Status: protocol.StatusOK,
-			Result: c, ResultSize: uint64(len(enc)), ExecMicros: stubMicros, Inline: enc})
+			Result: c, ResultSize: uint64(len(enc)), ExecMicros: stubMicros, Work: stubWork, Inline: enc})
 	}
 	w.wg.Add(1)
 	go func() {
