@@ -85,8 +85,8 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 			v.log.Warn("receipt result refused", "worker", from.String(), "group", t.rec.Group, "task", res.Index, "err", err)
 			continue
 		}
-		if ws != nil && res.ExecMicros > 0 {
-			ws.noteExec(uint64(min(int64(min(res.ExecMicros, 1<<62)), bound(res))))
+		if share := slot(res); ws != nil && share > 0 {
+			ws.noteExec(uint64(share)) // the queue depth follows observed busy time, not reports
 		}
 		if !seen[t] {
 			seen[t] = true

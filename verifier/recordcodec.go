@@ -274,6 +274,7 @@ func (e *recWriter) marketTask(t *market.Task) {
 			e.u64(r.Receipt.Work)
 			e.i64(r.Receipt.ExecMicros)
 			e.i64(r.Receipt.WindowMicros)
+			e.i64(r.Receipt.SlotMicros)
 			e.bool(r.Receipt.Stopped)
 		}
 		e.str(r.Reason)
@@ -333,6 +334,7 @@ func (d *recReader) marketTask() *market.Task {
 				rc.ExecMicros = d.i64()
 				if d.v >= recordV2 {
 					rc.WindowMicros = d.i64()
+					rc.SlotMicros = d.i64()
 				}
 				rc.Stopped = d.bool()
 				r.Receipt = rc

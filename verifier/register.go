@@ -105,7 +105,7 @@ func (v *Verifier) queueDepth(execMicros int64) int {
 	return min(max(d, v.cfg.QueueDepthMin), v.cfg.QueueDepth)
 }
 
-// noteExec folds a reported run time into the worker's average (an
+// noteExec folds a replica's observed busy slot time into the worker's average (an
 // exponentially weighted moving average, weight 1/8).
 func (ws *workerState) noteExec(micros uint64) {
 	x := int64(min(micros, 1<<40))
