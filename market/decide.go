@@ -100,7 +100,8 @@ type group struct {
 // Decide is the task's state machine, a pure function of the task (it does
 // not modify it). In order:
 //
-//  1. Aborted → failed.
+//  1. Aborted → verified if the replicas already reported (or the
+//     verifier's run) verify a result, judged as below; else failed.
 //  2. The verifier ran (not stopped): wait while a replica is still
 //     assigned, then verified with the verifier's (result, exit, work);
 //     replicas are judged by the speed rule on their own evidence (judge).
@@ -120,7 +121,7 @@ type group struct {
 //     resort); otherwise the task fails.
 func (t *Task) Decide() Decision {
 	if t.Aborted != "" {
-		return t.failed("aborted: " + t.Aborted)
+		return t.decideAborted()
 	}
 	running := 0
 	for _, r := range t.Runs {
@@ -214,6 +215,45 @@ func (t *Task) Decide() Decision {
 			Reason: fmt.Sprintf("%s; worker replicas exhausted (%d), verifier decides", reason, t.Terms.MaxRuns)}
 	}
 	return t.failed(fmt.Sprintf("no verified result after %d replica(s): %s", len(t.Runs), reason))
+}
+
+// decideAborted judges the work already reported when a task is stopped
+// (canceled by its consumer, or out of queue time): a valid verifier run,
+// or a result reported by replicas of two owners forming a strict majority
+// of the reported ones, with at least Replicas reported, is verified and
+// its replicas judged and paid as the consumer agreed; replicas still
+// running are dropped unjudged (not paid, not held against their worker).
+// Otherwise the task fails and the whole escrow is refunded.
+func (t *Task) decideAborted() Decision {
+	if v := t.Verifier; v != nil && !v.Stopped {
+		d := t.verifiedTrusted(*v)
+		d.Reason = "aborted after the verifier's run: " + t.Aborted
+		return d
+	}
+	var groups []*group
+	n := 0
+	for _, r := range t.Runs {
+		if r.State != ReplicaReported {
+			continue
+		}
+		n++
+		k := keyOf(r.Receipt)
+		j := slices.IndexFunc(groups, func(g *group) bool { return g.key == k })
+		if j < 0 {
+			groups = append(groups, &group{key: k, owners: map[string]bool{}})
+			j = len(groups) - 1
+		}
+		groups[j].count++
+		groups[j].owners[ownerOf(r)] = true
+	}
+	for _, g := range groups {
+		if n >= t.Replicas && len(g.owners) >= 2 && 2*g.count > n {
+			d := t.verifiedUntrusted(g.key)
+			d.Reason = "aborted after a verified result: " + t.Aborted
+			return d
+		}
+	}
+	return t.failed("aborted: " + t.Aborted)
 }
 
 // stoppedOwners counts the owners whose workers stopped the job at the

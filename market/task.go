@@ -400,8 +400,10 @@ func (t *Task) VerifierResult(run VerifierRun) error {
 	return nil
 }
 
-// Abort fails the task now (e.g. no worker could be found in time). Running
-// replicas are left unjudged and unpaid; the whole escrow is refunded.
+// Abort stops the task now (canceled, or no worker could be found in
+// time). Work already reported is judged (Decide): a result it verifies is
+// paid as agreed; running replicas are left unjudged and unpaid; with no
+// verified result the whole escrow is refunded.
 func (t *Task) Abort(reason string) error {
 	if err := t.open(); err != nil {
 		return err

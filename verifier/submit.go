@@ -266,7 +266,11 @@ func (v *Verifier) handleCancel(ctx context.Context, from peer.ID, env *protocol
 		if err := t.rec.M.Abort("canceled by the consumer"); err != nil {
 			continue
 		}
-		t.rec.Outcome, t.rec.Reason = protocol.OutcomeCanceled, "canceled by the consumer"
+		// Work already reported and verified is released and paid as the
+		// consumer agreed; the rest is canceled and refunded.
+		if t.rec.M.Decide().Kind != market.DecisionVerified {
+			t.rec.Outcome, t.rec.Reason = protocol.OutcomeCanceled, "canceled by the consumer"
+		}
 		v.settleLocked(t, now)
 		settled = append(settled, t)
 		writes = append(writes, v.taskWrites(t)...)

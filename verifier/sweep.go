@@ -74,7 +74,9 @@ func (v *Verifier) sweep(ctx context.Context) {
 					reason = "no eligible workers"
 				}
 				if err := m.Abort(reason); err == nil {
-					t.rec.Outcome, t.rec.Reason = protocol.OutcomeFailed, reason
+					if m.Decide().Kind != market.DecisionVerified {
+						t.rec.Outcome, t.rec.Reason = protocol.OutcomeFailed, reason
+					}
 					v.log.Warn("task failed: waited too long", "group", t.rec.Group, "task", t.rec.Index, "reason", reason)
 					touched = true
 				}
