@@ -270,11 +270,11 @@ func (n *Node) specFromRequest(req *SubmitRequest) (GroupSpec, error) {
 	if spec.MaxPrice, err = protocol.ParseAmount(req.MaxPrice); err != nil {
 		return spec, fmt.Errorf("%w: max_price: %v", ErrBadRequest, err)
 	}
-	if req.MinSpeed == "" {
-		req.MinSpeed = "0"
-	}
-	if spec.MinSpeed, err = protocol.ParseSpeed(req.MinSpeed); err != nil {
-		return spec, fmt.Errorf("%w: min_speed: %v", ErrBadRequest, err)
+	spec.MinSpeed = DefaultMinSpeed
+	if req.MinSpeed != "" {
+		if spec.MinSpeed, err = protocol.ParseSpeed(req.MinSpeed); err != nil {
+			return spec, fmt.Errorf("%w: min_speed: %v", ErrBadRequest, err)
+		}
 	}
 	if spec.Replicas == 0 {
 		spec.Replicas = 2

@@ -15,6 +15,13 @@ import (
 // Role says what a node does in the market.
 type Role uint8
 
+// DefaultMinSpeed is the min speed of a group submitted without one: 0.25,
+// a quarter of the reference machine. Real machines rate near 1.0 (their
+// metered work over the busy time the verifier sees), so it refuses only
+// the very slow, and it bounds what the consumer pays per standard hour of
+// work (max price ÷ min speed) and its escrow (the budget at that speed).
+const DefaultMinSpeed protocol.Speed = 250
+
 const (
 	RoleWorker   Role = 1 << iota // sells cycles
 	RoleConsumer                  // buys cycles

@@ -23,7 +23,8 @@ type dryRunReport struct {
 	MaxPrice string `json:"max_price" yaml:"max_price"` // per hour
 	MinSpeed string `json:"min_speed,omitempty" yaml:"min_speed,omitempty"`
 	Timeout  string `json:"timeout" yaml:"timeout"`
-	// TaskEscrow is held while a task runs: replicas × max price × timeout.
+	// TaskEscrow is held while a task runs: replicas × max price × the
+	// timeout's work budget at the slowest speed accepted.
 	TaskEscrow string `json:"task_escrow" yaml:"task_escrow"`
 	// Most is what the group can cost at most: every job running its full
 	// timeout at the max price.
@@ -55,7 +56,7 @@ type dryRunSample struct {
 func dryRun(ctx context.Context, stdout, stderr io.Writer, format outputFormat, c *client.Client, connErr error,
 	module []byte, inputs [][]byte, opts client.MapOptions) int {
 	n := len(inputs)
-	per := taskEscrow(opts.MaxPrice, opts.Replicas, opts.Timeout)
+	per := taskEscrow(opts.MaxPrice, opts.Replicas, opts.Timeout, opts.MinSpeed)
 	rep := dryRunReport{Inputs: n, Replicas: opts.Replicas, MaxPrice: opts.MaxPrice.String(), Timeout: roundDur(opts.Timeout),
 		TaskEscrow: per.String(), Most: mulMicros(per, int64(n)).String()}
 	if opts.MinSpeed > 0 {
@@ -109,8 +110,11 @@ func dryRun(ctx context.Context, stdout, stderr io.Writer, format outputFormat, 
 		rep.NodeError = userError(connErr)
 	}
 	if rep.Sample.Error == "" {
+		// Every input costing what input 0 metered, at speed 1.0 (the
+		// charge is price × work ÷ the worker's rated speed).
 		each := func(price protocol.Micros) protocol.Micros {
-			return mulMicros(market.Charge(price, sample.Duration.Microseconds()), int64(opts.Replicas)*int64(n))
+			p := market.ChargePicos(price, sample.Work, protocol.SpeedUnit)
+			return protocol.Micros(min(market.MulDiv(uint64(p), uint64(opts.Replicas)*uint64(n), market.PicosPerMicro), 1<<62))
 		}
 		rep.EstimateLow, rep.EstimateHigh = each(low).String(), each(high).String()
 	}
@@ -142,7 +146,7 @@ func printDryRun(w io.Writer, r dryRunReport, per protocol.Micros, balance *prot
 	}
 	row("inputs", "%d, %d replicas each", r.Inputs, r.Replicas)
 	row("terms", "max price %s/h, timeout %s, min speed %s", r.MaxPrice, r.Timeout, speed)
-	row("escrow per task", "%s (%d replicas × %s/h × %s), held while the task runs; the unused part is refunded", r.TaskEscrow, r.Replicas, r.MaxPrice, r.Timeout)
+	row("escrow per task", "%s (%d replicas × %s/h × %s of standard work at the slowest speed accepted), held while the task runs; the unused part is refunded", r.TaskEscrow, r.Replicas, r.MaxPrice, r.Timeout)
 	row("at most", "%s (every job running its full timeout at the max price)", r.Most)
 	if r.Sample.Error != "" {
 		row("sample", "input 0 FAILED on this machine: %s (it would fail on the workers too)", r.Sample.Error)

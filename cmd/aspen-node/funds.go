@@ -10,14 +10,19 @@ import (
 
 	"github.com/aspen-market/aspen/client"
 	"github.com/aspen-market/aspen/market"
+	"github.com/aspen-market/aspen/node"
 	"github.com/aspen-market/aspen/protocol"
 )
 
 // taskEscrow is what the verifier holds for one task while it runs:
-// replicas × the most one replica can cost (max price × timeout), as
-// verifier/submit.go computes it.
-func taskEscrow(maxPrice protocol.Micros, replicas int, timeout time.Duration) protocol.Micros {
-	per := market.ReplicaEscrow(maxPrice, timeout.Microseconds())
+// replicas × the most one replica can cost (the work budget of timeout at
+// max price on the slowest worker accepted: the min speed, at least the
+// market's default lowest rated speed), as verifier/submit.go computes it.
+func taskEscrow(maxPrice protocol.Micros, replicas int, timeout time.Duration, minSpeed protocol.Speed) protocol.Micros {
+	if minSpeed == 0 {
+		minSpeed = node.DefaultMinSpeed // what the node submits without one
+	}
+	per := market.ReplicaEscrow(maxPrice, timeout.Microseconds(), max(minSpeed, market.DefaultConfig().MinRatedSpeed))
 	if replicas > 0 && int64(per) > (1<<63-1)/int64(replicas) {
 		return 1<<63 - 1
 	}
@@ -44,8 +49,8 @@ type fundsWatch struct {
 
 const fundsCheckEvery = 10 * time.Second
 
-func newFundsWatch(ctx context.Context, c *client.Client, st *status, maxPrice protocol.Micros, replicas int, timeout time.Duration) *fundsWatch {
-	return &fundsWatch{ctx: ctx, c: c, st: st, perTask: taskEscrow(maxPrice, replicas, timeout), every: fundsCheckEvery,
+func newFundsWatch(ctx context.Context, c *client.Client, st *status, maxPrice protocol.Micros, replicas int, timeout time.Duration, minSpeed protocol.Speed) *fundsWatch {
+	return &fundsWatch{ctx: ctx, c: c, st: st, perTask: taskEscrow(maxPrice, replicas, timeout, minSpeed), every: fundsCheckEvery,
 		terms: fmt.Sprintf("%d replicas × %s/h × %s", replicas, maxPrice, roundDur(timeout))}
 }
 

@@ -82,7 +82,7 @@ func mapCommand() *cobra.Command {
 	fs := cmd.Flags()
 	f.api.register(fs)
 	fs.StringVar(&f.maxPrice, "max-price", os.Getenv("ASPEN_MAX_PRICE"), "maximum price per hour of a worker's machine, e.g. 0.04 (required; env ASPEN_MAX_PRICE)")
-	fs.StringVar(&f.minSpeed, "min-speed", os.Getenv("ASPEN_MIN_SPEED"), "minimum worker speed, 1.0 = the verifier's reference machine; machines like it rate slightly above or below 1.0 (default any: every worker is still held to its own rated speed; env ASPEN_MIN_SPEED)")
+	fs.StringVar(&f.minSpeed, "min-speed", os.Getenv("ASPEN_MIN_SPEED"), "minimum worker speed, 1.0 = 1e9 standard work units per second (the paper's 1 GHz machine); real machines rate near 1.0 (default 0.25; you pay at most max price ÷ min speed per standard hour of work; env ASPEN_MIN_SPEED)")
 	fs.IntVar(&f.replicas, "replicas", 2, "workers per input (at least 2)")
 	fs.DurationVar(&f.timeout, "timeout", defaultMapTimeout, "running time limit per job, e.g. 30s or 2h; the escrow held per task is replicas × max price × this")
 	fs.StringVar(&f.maxMemory, "max-memory", "", "memory cap per job, e.g. 256MiB (default the node's)")
@@ -210,7 +210,7 @@ func runMap(ctx context.Context, f *mapFlags, pos []string, stdin io.Reader, std
 		return 1
 	}
 	em.cancels = true
-	funds := newFundsWatch(ctx, c, st, opts.MaxPrice, opts.Replicas, opts.Timeout)
+	funds := newFundsWatch(ctx, c, st, opts.MaxPrice, opts.Replicas, opts.Timeout, opts.MinSpeed)
 	opts.Progress = func(p client.Progress) {
 		st.update(p)
 		funds.check(p)

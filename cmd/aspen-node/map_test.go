@@ -657,11 +657,12 @@ func TestMapCommandWaitingForFunds(t *testing.T) {
 	d := newAPIDouble(t)
 	d.stmt = `{"Peer":"12D3KooWMe","Balance":21300000,"Escrow":0,"Issued":1700000000000}`
 	mod := writeFile(t, t.TempDir(), "m.wasm", "\x00asm")
-	code, _, errs := runCmd(context.Background(), cmdMap, d.args(mod, "--inputs", "-", "--max-price", "20", "--timeout", "2h"), "\"a\"\n\"b\"\n")
+	code, _, errs := runCmd(context.Background(), cmdMap, d.args(mod, "--inputs", "-", "--max-price", "20", "--timeout", "2h", "--min-speed", "1.0"), "\"a\"\n\"b\"\n")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, errs)
 	}
-	if want := "aspen-node map: waiting: balance 21.30 cannot cover the next task's escrow of 80.00 (2 replicas × 20.00/h × 2h)"; !strings.Contains(errs, want) {
+	// 2 replicas × (20/h × 2 h of standard work at speed 1.0 + 1 µ for carries).
+	if want := "aspen-node map: waiting: balance 21.30 cannot cover the next task's escrow of 80.000002 (2 replicas × 20.00/h × 2h)"; !strings.Contains(errs, want) {
 		t.Errorf("stderr lacks %q:\n%s", want, errs)
 	}
 	// Enough funds: no such line.
