@@ -50,8 +50,7 @@ type Verdict struct {
 	BilledMicros int64 `json:"billed_micros,omitempty"`
 	// TimeMicros, for a replica with the verified result, is the time its
 	// speed is observed over (Reputation.ObserveSpeed): its share of the
-	// busy slot time the verifier observed, or without one the reported
-	// time bounded by the window the verifier observed.
+	// busy slot time the verifier observed (0: not observed, no sample).
 	TimeMicros int64 `json:"time_micros,omitempty"`
 }
 
@@ -336,14 +335,7 @@ func (t *Task) judge(d *Decision, k resultKey) {
 				break
 			}
 			v.EffectiveSpeed = effectiveSpeed(rc.Work, rc.ExecMicros)
-			switch {
-			case rc.SlotMicros > 0:
-				v.TimeMicros = rc.SlotMicros
-			case rc.WindowMicros > 0:
-				v.TimeMicros = min(rc.ExecMicros, rc.WindowMicros)
-			default:
-				v.TimeMicros = rc.ExecMicros
-			}
+			v.TimeMicros = rc.SlotMicros
 			claimed := WorkOf(r.Speed, rc.ExecMicros).sub(Work{Lo: slack})
 			if claimed.mul(low).Cmp(Work{Lo: rc.Work}.mul(PPM)) > 0 {
 				v.Outcome = OutcomeTooSlow

@@ -59,7 +59,11 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 		inAsg[r] = true
 	}
 	bound := v.receiptBounds(ws, a, &rc, now)
-	slot := slotShares(v.book.TakeSlotMicros(from.String(), now), rc.Results)
+	busy := v.book.TakeSlotMicros(from.String(), now)
+	if g := v.groups[rc.Group]; g != nil && ws != nil && ws.firstOfModuleLocked(g.module) {
+		busy = 0 // it fetched and compiled the module: not a measure of its speed
+	}
+	slot := slotShares(busy, rc.Results)
 	var changed, settled []*taskState
 	seen := map[*taskState]bool{}
 	for i := range rc.Results {
@@ -85,7 +89,7 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 			v.log.Warn("receipt result refused", "worker", from.String(), "group", t.rec.Group, "task", res.Index, "err", err)
 			continue
 		}
-		if share := slot(res); ws != nil && share > 0 {
+		if share := slot(res); ws != nil && share > 0 && busy > 0 {
 			ws.noteExec(uint64(share)) // the queue depth follows observed busy time, not reports
 		}
 		if !seen[t] {

@@ -180,7 +180,6 @@ type benchRecord struct {
 	Module     string      `json:"module"`
 	Tasks      []benchTask `json:"tasks"`
 	Issued     int64       `json:"issued"`
-	LastReport int64       `json:"last_report,omitempty"` // unix ms of its latest receipt
 }
 
 type benchTask struct {
@@ -195,7 +194,7 @@ type benchTask struct {
 	WorkerResult string `json:"worker_result,omitempty"`
 	WorkerMicros int64  `json:"worker_micros,omitempty"` // reported time
 	WorkerWork   uint64 `json:"worker_work,omitempty"`
-	SlotMicros   int64  `json:"slot_micros,omitempty"` // its share of the slot time observed
+	SlotMicros   int64  `json:"slot_micros,omitempty"` // the time observed: reported, bounded by its window share
 }
 
 func taskKey(group protocol.ID, index uint32) []byte {

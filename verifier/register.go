@@ -456,8 +456,8 @@ func (v *Verifier) addrStrings() []string {
 // benchReceiptLocked judges a benchmark receipt: every result and its
 // metered work must equal the verifier's, and every reported time fit its
 // bound (receiptBounds); each job is then an observation of the worker's
-// speed, its work over its share of the slot time the verifier observed,
-// and the rated speed is their work-weighted ratio
+// speed, its work over its reported time bounded by the window, and the
+// rated speed is their work-weighted ratio
 // (market.Reputation.ObserveSpeed). A wrong result or an impossible time
 // is a strike and no rating. Called with v.mu held; unlocks.
 func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *assignmentRecord, rc *protocol.Receipt, now int64) (protocol.Message, error) {
@@ -469,20 +469,20 @@ func (v *Verifier) benchReceiptLocked(ctx context.Context, ws *workerState, a *a
 	var sumRef, sumWorker int64
 	wrong, missing := "", 0
 	bound := v.receiptBounds(ws, a, rc, now)
-	// The benchmark's replicas are not in the book: its slot time is the
-	// time since the benchmark was issued or last reported, on as many
-	// slots as the receipt has results (at most the worker's slots).
-	since := max(b.Issued, b.LastReport)
-	slots := min(max(int(ws.rec.Slots), 1), max(len(rc.Results), 1))
-	slot := slotShares(uint64(max(now-since, 1))*1000*uint64(slots), rc.Results)
-	b.LastReport = now
+	// A first rating from the benchmark: its jobs' reported times, each
+	// bounded by what the verifier observed (its window share), since the
+	// benchmark's busy time also holds the worker's first fetch and
+	// compile of the module. A worker that inflates them gains at most
+	// that transfer and compile time, and only until its real jobs, rated
+	// on busy slot time alone, outweigh the benchmark.
 	for _, r := range rc.Results {
 		for i := range b.Tasks {
 			t := &b.Tasks[i]
 			if t.Index != r.Index || t.Replica != r.Replica || t.Reported {
 				continue
 			}
-			t.Reported, t.WorkerMicros, t.WorkerWork, t.SlotMicros = true, int64(min(r.ExecMicros, 1<<40)), r.Work, slot(&r)
+			t.Reported, t.WorkerMicros, t.WorkerWork = true, int64(min(r.ExecMicros, 1<<40)), r.Work
+			t.SlotMicros = min(t.WorkerMicros, bound(&r))
 			if r.Result.Defined() {
 				t.WorkerResult = r.Result.String()
 			}

@@ -112,7 +112,27 @@ type workerState struct {
 	dirty       bool  // rec changed and is not yet queued for persistence
 	hbRating    int64 // RatingIssued last handed out on a heartbeat ack
 	benchBusy   bool  // a benchmark is being prepared
-	execMicros  int64 // average run time its receipts report (0: none yet); sets its queue depth
+	execMicros  int64 // average busy slot time per replica observed (0: none yet); sets its queue depth
+	// modules are the modules it has reported results of since the
+	// verifier started (bounded): the first receipt of a module carries
+	// its fetch and compile, which are not the worker's speed.
+	modules map[cid.Cid]struct{}
+}
+
+// maxModulesSeen bounds workerState.modules; past it the set starts over.
+const maxModulesSeen = 256
+
+// firstOfModuleLocked reports whether a receipt for module m is the
+// worker's first since the verifier started, and notes it.
+func (ws *workerState) firstOfModuleLocked(m cid.Cid) bool {
+	if _, ok := ws.modules[m]; ok {
+		return false
+	}
+	if ws.modules == nil || len(ws.modules) >= maxModulesSeen {
+		ws.modules = map[cid.Cid]struct{}{}
+	}
+	ws.modules[m] = struct{}{}
+	return true
 }
 
 type groupState struct {

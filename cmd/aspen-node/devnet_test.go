@@ -130,8 +130,11 @@ func TestDevnet(t *testing.T) {
 	}
 	for _, want := range []string{
 		"dry run: nothing was submitted",
-		"escrow per task:  6.666666 (2 replicas × 20.00/h × 10m)",
-		"at most:          26.666664",
+		// 2 replicas × (20/h × 10 min of standard work at the default min
+		// speed 0.25, rounded up, + 1 µ for carries).
+		"escrow per task:  26.66667 (2 replicas × 20.00/h × 10m of standard work",
+		"at most:          106.66668",
+		"min speed 0.25 (the node's default)",
 		"sample:           input 0 ran on this machine in ",
 		"the prices of the 3 offers seen that accept these terms",
 	} {

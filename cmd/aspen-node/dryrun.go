@@ -12,6 +12,7 @@ import (
 
 	"github.com/aspen-market/aspen/client"
 	"github.com/aspen-market/aspen/market"
+	"github.com/aspen-market/aspen/node"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/sandbox"
 )
@@ -140,7 +141,7 @@ func printDryRun(w io.Writer, r dryRunReport, per protocol.Micros, balance *prot
 		fmt.Fprintf(w, "%-17s "+format+"\n", append([]any{label + ":"}, a...)...)
 	}
 	fmt.Fprintln(w, "dry run: nothing was submitted, nothing spent")
-	speed := "any"
+	speed := node.DefaultMinSpeed.String() + " (the node's default)"
 	if r.MinSpeed != "" {
 		speed = r.MinSpeed
 	}
