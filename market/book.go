@@ -27,11 +27,8 @@ type Offer struct {
 	Owner    string          `json:"owner,omitempty"`
 	MinPrice protocol.Micros `json:"min_price"` // asking price per hour
 	Speed    protocol.Speed  `json:"speed"`     // rated speed
-	Capacity int             `json:"capacity"`  // replicas it may hold (queued included)
-	// Slots is how many replicas it runs at once (0: Capacity); the slot
-	// clock counts at most Slots held replicas as busy.
-	Slots   int   `json:"slots,omitempty"`
-	Expires int64 `json:"expires"` // unix ms; 0 = never
+	Capacity int             `json:"capacity"`  // concurrent replicas
+	Expires  int64           `json:"expires"`   // unix ms; 0 = never
 }
 
 // Validate checks the offer's fields, wrapping ErrInvalidOffer.
@@ -98,22 +95,10 @@ type TrustFunc func(worker string) (ratingPPM uint32, struckOut bool)
 type Book struct {
 	Offers   map[string]Offer `json:"offers"`
 	Reserved map[string]int   `json:"reserved"`
-	// Clocks measure each worker's busy slot time: the integral over wall
-	// time of min(slots, replicas reserved), accrued at every change.
-	Clocks map[string]SlotClock `json:"clocks,omitempty"`
-}
-
-// SlotClock is one worker's busy slot time not yet taken (TakeSlotMicros).
-type SlotClock struct {
-	Since  int64  `json:"since"`  // unix ms of the last accrual
-	Slots  int    `json:"slots"`  // the worker's slots at the last accrual
-	Micros uint64 `json:"micros"` // accrued slot-µs
 }
 
 // NewBook returns an empty book.
-func NewBook() *Book {
-	return &Book{Offers: map[string]Offer{}, Reserved: map[string]int{}, Clocks: map[string]SlotClock{}}
-}
+func NewBook() *Book { return &Book{Offers: map[string]Offer{}, Reserved: map[string]int{}} }
 
 func (b *Book) init() {
 	if b.Offers == nil {
@@ -122,41 +107,6 @@ func (b *Book) init() {
 	if b.Reserved == nil {
 		b.Reserved = map[string]int{}
 	}
-	if b.Clocks == nil {
-		b.Clocks = map[string]SlotClock{}
-	}
-}
-
-// accrue adds the worker's busy slot time up to now: min(slots, reserved)
-// × the time since the last accrual. Call it before every change of the
-// worker's reservations.
-func (b *Book) accrue(worker string, now int64) {
-	b.init()
-	c := b.Clocks[worker]
-	if o, ok := b.Offers[worker]; ok {
-		c.Slots = o.Slots
-		if c.Slots <= 0 {
-			c.Slots = o.Capacity
-		}
-	}
-	if held := min(b.Reserved[worker], max(c.Slots, 1)); held > 0 && c.Since > 0 && now > c.Since {
-		c.Micros += uint64(held) * uint64(now-c.Since) * 1000
-	}
-	c.Since = max(c.Since, now)
-	b.Clocks[worker] = c
-}
-
-// TakeSlotMicros returns the worker's busy slot time accrued up to now
-// since the previous take, and starts counting afresh. It is time the
-// verifier observed the worker holding replicas, so a worker can make it
-// longer only by really holding them longer.
-func (b *Book) TakeSlotMicros(worker string, now int64) uint64 {
-	b.accrue(worker, now)
-	c := b.Clocks[worker]
-	v := c.Micros
-	c.Micros = 0
-	b.Clocks[worker] = c
-	return v
 }
 
 // Upsert adds or replaces the worker's offer; reservations are untouched.
@@ -188,19 +138,17 @@ func (b *Book) Expire(now int64) []string {
 	return gone
 }
 
-// Reserve records one more replica held by the worker at now without
-// checking capacity: it is for rebuilding reservations from persisted
-// tasks after a restart. Select reserves by itself.
-func (b *Book) Reserve(worker string, now int64) {
-	b.accrue(worker, now)
+// Reserve records one more replica held by the worker without checking
+// capacity: it is for rebuilding reservations from persisted tasks after a
+// restart. Select reserves by itself.
+func (b *Book) Reserve(worker string) {
+	b.init()
 	b.Reserved[worker]++
 }
 
-// Release frees one replica reserved on the worker at now (when its
-// replica reports, fails or times out). Releasing with nothing reserved is
-// a no-op.
-func (b *Book) Release(worker string, now int64) {
-	b.accrue(worker, now)
+// Release frees one replica reserved on the worker (when its replica
+// reports, fails or times out). Releasing with nothing reserved is a no-op.
+func (b *Book) Release(worker string) {
 	if b.Reserved[worker] <= 1 {
 		delete(b.Reserved, worker)
 		return
@@ -359,7 +307,6 @@ func (b *Book) Select(bid Bid, n int, exclude map[string]bool, trust TrustFunc, 
 		cands = slices.Delete(cands, pick, pick+1)
 	}
 	for _, m := range out {
-		b.accrue(m.Worker, now)
 		b.Reserved[m.Worker]++
 	}
 	return out, nil

@@ -303,19 +303,38 @@ func (t *Task) failed(reason string) Decision {
 	return d
 }
 
-// judge fills the verdicts of a decision verified with result k. Each
-// replica is judged on its own evidence only, never on a partner's report:
-// a replica with another result is a culprit (wrong-result, strike); one
-// with k is paid iff its effective speed, metered work ÷ reported time,
-// is at most tol below its rated speed, i.e.
+// judge fills the verdicts of a decision verified with result k. A
+// replica with another result is a culprit (wrong-result, strike). A
+// replica with k is judged by the paper's speed rule on times the verifier
+// observed itself (Receipt.SlotMicros, its busy slot time), never on a
+// reported time and never on a partner's report. With c_i = max(t_i ×
+// s_i − slack, 0), the work its rating s_i says it would do in its
+// observed time t_i (the slack is what speed 1.0 does in SlackMicros):
 //
-//	max(t × s_rated − slack work, 0) × (10⁶ − tol) ≤ work × 10⁶
+//   - if some verified replica met its rating (c_min ≤ W), replica i is
+//     paid iff c_i × (1 − tol) ≤ W: its effective speed W ÷ t_i is at
+//     most tol below its rating;
+//   - otherwise (the job ran slower than every rating: metered units cost
+//     more time on this job's instructions than on average) it is paid
+//     iff c_i × (1 − tol) ≤ c_min: it was at most tol slower, relative to
+//     its rating, than the best replica (the paper's untrusted rule, on
+//     observed times).
 //
-// where t × s_rated is the work its rating says it would do in the time it
-// reports and the slack work is what speed 1.0 does in Terms.SlackMicros.
+// Together: c_i × (1 − tol) ≤ max(W, c_min). A replica whose time was not
+// observed (SlotMicros 0) is paid and sets no reference.
 func (t *Task) judge(d *Decision, k resultKey) {
 	low := uint64(PPM - t.Terms.TolerancePPM)
 	slack := MaxWork(t.Terms.SlackMicros)
+	claimed := func(r Replica) Work { return WorkOf(r.Speed, r.Receipt.SlotMicros).sub(Work{Lo: slack}) }
+	var cmin Work
+	have := false
+	for _, r := range t.Runs {
+		if r.State == ReplicaReported && keyOf(r.Receipt) == k && r.Receipt.SlotMicros > 0 {
+			if c := claimed(r); !have || c.Cmp(cmin) < 0 {
+				cmin, have = c, true
+			}
+		}
+	}
 	for _, r := range t.Runs {
 		v := Verdict{Worker: r.Worker}
 		switch r.State {
@@ -334,18 +353,32 @@ func (t *Task) judge(d *Decision, k resultKey) {
 				v.Outcome, v.Strike = OutcomeWrong, true
 				break
 			}
-			v.EffectiveSpeed = effectiveSpeed(rc.Work, rc.ExecMicros)
 			v.TimeMicros = rc.SlotMicros
-			claimed := WorkOf(r.Speed, rc.ExecMicros).sub(Work{Lo: slack})
-			if claimed.mul(low).Cmp(Work{Lo: rc.Work}.mul(PPM)) > 0 {
-				v.Outcome = OutcomeTooSlow
-				break
+			if rc.SlotMicros > 0 {
+				v.EffectiveSpeed = effectiveSpeed(rc.Work, rc.SlotMicros)
+				if tooSlow(claimed(r), low, Work{Lo: rc.Work}, cmin, have) {
+					v.Outcome = OutcomeTooSlow
+					break
+				}
 			}
 			v.Outcome = OutcomePaid
 			v.BilledMicros = BilledMicros(rc.Work, r.Speed)
 		}
 		d.Verdicts = append(d.Verdicts, v)
 	}
+}
+
+// tooSlow reports whether a replica that claims c (its observed time ×
+// rating, less the slack) is more than tol slow: against its own work w
+// when some verified replica met its rating (cmin ≤ w) or none was
+// observed, c × (10⁶ − tol) > w × 10⁶; against the best replica otherwise,
+// c × (10⁶ − tol) > cmin × 10⁶. Exact in 128 bits.
+func tooSlow(c Work, low uint64, w, cmin Work, have bool) bool {
+	ref := w
+	if have && cmin.Cmp(w) > 0 {
+		ref = cmin
+	}
+	return c.mul(low).Cmp(ref.mul(PPM)) > 0
 }
 
 // effectiveSpeed is work ÷ time in milli standard units (a speed s does s

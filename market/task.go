@@ -43,8 +43,9 @@ type Receipt struct {
 	// 0 = not observed (records older than metering): no bound.
 	WindowMicros int64 `json:"window_micros,omitempty"`
 	// SlotMicros is this replica's share of the busy slot time the
-	// verifier observed the worker spend (Book.TakeSlotMicros): the time
-	// its rated speed is observed over. 0 = not observed.
+	// verifier observed the worker spend on its receipt (the time the
+	// replicas spent in the worker's slots, verifier/held.go): the time
+	// it is judged and rated on. 0 = not observed.
 	SlotMicros int64 `json:"slot_micros,omitempty"`
 	// Stopped: the worker stopped the job with the wall-clock safety net;
 	// there is no result.

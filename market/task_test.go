@@ -122,6 +122,13 @@ func drive(t *rapid.T, c Config) *Task {
 				rc.ExecMicros = honest(r.Speed, "exec")
 			}
 		}
+		switch rapid.IntRange(0, 3).Draw(t, "slot") {
+		case 0: // not observed
+		case 1:
+			rc.SlotMicros = rapid.Int64Range(1, 2*maxRun).Draw(t, "slot-any")
+		default: // the run plus some transfer
+			rc.SlotMicros = max(rc.ExecMicros, 1) + rapid.Int64Range(0, 2000).Draw(t, "slot-extra")
+		}
 		switch rapid.IntRange(0, 3).Draw(t, "window") {
 		case 0: // not observed
 		case 1: // anything, often shorter than the claim
@@ -219,22 +226,45 @@ func bigOf(v ...int64) *big.Int {
 	return r
 }
 
-// oraclePaid is the speed rule, restated with big integers: a replica with
-// the verified (result, exit, work) is paid iff
-// max(t × s − slack × 1000, 0) × (10⁶ − tol) ≤ work × 10⁶.
+// oraclePaid is the speed rule, restated with big integers: with c_j =
+// max(slot_j × s_j − slack × 1000, 0) over the verified replicas whose
+// time was observed and c_min the least, replica r is paid iff it has the
+// verified (result, exit, work) and either was not observed or
+// c_r × (10⁶ − tol) ≤ max(W, c_min) × 10⁶.
 func oraclePaid(task *Task, d Decision, r Replica) bool {
-	if r.State != ReplicaReported || r.Receipt.ResultCID != d.Result || r.Receipt.ExitCode != d.ExitCode ||
-		r.Receipt.Work != d.Work {
+	verified := func(o Replica) bool {
+		return o.State == ReplicaReported && o.Receipt.ResultCID == d.Result && o.Receipt.ExitCode == d.ExitCode &&
+			o.Receipt.Work == d.Work
+	}
+	if !verified(r) {
 		return false
 	}
-	tol := int64(task.Terms.TolerancePPM)
-	l := bigOf(int64(r.Speed), r.Receipt.ExecMicros)
-	l.Sub(l, bigOf(int64(protocol.SpeedUnit), task.Terms.SlackMicros))
-	if l.Sign() < 0 {
-		l.SetInt64(0)
+	if r.Receipt.SlotMicros == 0 {
+		return true
 	}
-	w := new(big.Int).Mul(new(big.Int).SetUint64(r.Receipt.Work), big.NewInt(PPM))
-	return l.Mul(l, big.NewInt(PPM-tol)).Cmp(w) <= 0
+	claimed := func(o Replica) *big.Int {
+		c := bigOf(int64(o.Speed), o.Receipt.SlotMicros)
+		c.Sub(c, bigOf(int64(protocol.SpeedUnit), task.Terms.SlackMicros))
+		if c.Sign() < 0 {
+			c.SetInt64(0)
+		}
+		return c
+	}
+	var cmin *big.Int
+	for _, o := range task.Runs {
+		if verified(o) && o.Receipt.SlotMicros > 0 {
+			if c := claimed(o); cmin == nil || c.Cmp(cmin) < 0 {
+				cmin = c
+			}
+		}
+	}
+	ref := new(big.Int).SetUint64(d.Work)
+	if cmin.Cmp(ref) > 0 {
+		ref = cmin
+	}
+	tol := int64(task.Terms.TolerancePPM)
+	lhs := new(big.Int).Mul(claimed(r), big.NewInt(PPM-tol))
+	return lhs.Cmp(new(big.Int).Mul(ref, big.NewInt(PPM))) <= 0
 }
 
 // oracleRefused restates the impossible claims with big integers.

@@ -108,6 +108,10 @@ type Config struct {
 // interfaces with the API on 127.0.0.1:7341.
 func DefaultConfig() Config {
 	sb := sandbox.DefaultConfig()
+	// A job's limit is its assignment's work budget (up to the protocol's
+	// longest max run time); the wall clock is only the safety net above it.
+	sb.WorkBudget = protocol.WorkBudget(uint64(protocol.MaxJobTimeout.Milliseconds()))
+	sb.Timeout = protocol.WallClockFactor * protocol.MaxJobTimeout
 	return Config{
 		Listen:            []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"},
 		Role:              RoleWorker | RoleConsumer,

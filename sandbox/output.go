@@ -30,10 +30,7 @@ func (r Result) Output() protocol.Output {
 	case StatusMissingImport:
 		o.Status = protocol.StatusMissingImport
 	case StatusWorkLimit:
-		// The protocol has no work-limit status yet (it will be 9, as
-		// here): until it does, a trap whose message is "work limit N
-		// exceeded", as deterministic as the status.
-		o.Status = protocol.StatusTrap
+		o.Status = protocol.StatusWorkLimit
 	default:
 		o.Status = protocol.StatusTrap
 	}

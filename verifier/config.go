@@ -152,7 +152,9 @@ func DefaultConfig() Config {
 	// by its own niceness, and it must be able to repeat any job.
 	sb.Nice = 0
 	sb.MaxMemory = 4 << 30
-	sb.Timeout = protocol.MaxJobTimeout
+	// Any job's work budget, and the wall-clock safety net above it.
+	sb.WorkBudget = protocol.WorkBudget(uint64(protocol.MaxJobTimeout.Milliseconds()))
+	sb.Timeout = protocol.WallClockFactor * protocol.MaxJobTimeout
 	return Config{
 		Listen:           []string{"/ip4/0.0.0.0/tcp/7400", "/ip4/0.0.0.0/udp/7400/quic-v1"},
 		APIAddr:          "127.0.0.1:7340",

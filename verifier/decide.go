@@ -90,7 +90,7 @@ func (v *Verifier) settleLocked(t *taskState, now int64) {
 	// Replicas still assigned (abort, cancel) give their reservation back.
 	for _, r := range m.Runs {
 		if r.State == market.ReplicaAssigned {
-			v.book.Release(r.Worker, v.nowMs())
+			v.releaseLocked(r.Worker, t, now)
 		}
 	}
 	s, err := m.Settle(v.carries)
@@ -124,6 +124,9 @@ func (v *Verifier) settleLocked(t *taskState, now int64) {
 		v.stats.failed.Add(1)
 	}
 	v.reps.ObserveAll(d, v.cfg.Market)
+	for _, vd := range d.Verdicts {
+		v.stats.countVerdict(vd.Outcome)
+	}
 	for i, vd := range d.Verdicts {
 		ws := v.workers[peerID(vd.Worker)]
 		if ws == nil {

@@ -28,7 +28,8 @@ var (
 	mReplicas    = desc("replicas_assigned_total", "Replicas assigned to workers.")
 	mReceipts    = desc("receipts_total", "Receipts received from workers.")
 	mTasks       = desc("tasks_total", "Tasks decided, by outcome (verified, failed, canceled).", "outcome")
-	mStrikes     = desc("strikes_total", "Strikes given to workers (wrong results).")
+	mStrikes     = desc("strikes_total", "Strikes given to workers (wrong results and impossible claims).")
+	mVerdicts    = desc("replicas_judged_total", "Replicas judged when their task settled, by outcome (paid, too-slow, refused, wrong-result, failed, timed-out, unjudged).", "outcome")
 	mSpotChecks  = desc("own_runs_total", "Jobs the verifier ran itself (spot-checks and tie-breaks).")
 	mReleases    = desc("releases_total", "Release messages delivered to consumers, and retries.", "result")
 	mBenchmarks  = desc("benchmarks_total", "Worker benchmarks, by result.", "result")
@@ -43,7 +44,7 @@ var (
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mAssignments, mReplicas, mReceipts, mTasks, mStrikes, mSpotChecks, mReleases, mBenchmarks, mUndelivered, mWorkers, mOpen, mOutstanding, mGroups, mLedger, mLedgerTotal, mStore} {
+	for _, d := range []*prometheus.Desc{mAssignments, mReplicas, mReceipts, mTasks, mStrikes, mVerdicts, mSpotChecks, mReleases, mBenchmarks, mUndelivered, mWorkers, mOpen, mOutstanding, mGroups, mLedger, mLedgerTotal, mStore} {
 		ch <- d
 	}
 }
@@ -64,6 +65,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(mTasks, s.TasksFailed, "failed")
 	counter(mTasks, s.TasksCanceled, "canceled")
 	counter(mStrikes, s.Strikes)
+	for o, n := range s.Verdicts {
+		counter(mVerdicts, n, o)
+	}
 	counter(mSpotChecks, s.VerifierRuns)
 	counter(mReleases, s.Releases, "delivered")
 	counter(mReleases, s.ReleaseRetries, "retried")

@@ -38,7 +38,7 @@ func TestTinyJobsChargeExactMoney(t *testing.T) {
 	// operator's 5% = 6.67 µ.
 	exact := int64(2*n) * price * jobWork / (1000 * 3600) // picos
 	if got := int64(spent) * 1_000_000; got > exact || got <= exact-3_000_000 {
-		t.Fatalf("consumer charged %d µ for %d picos of work", spent, exact)
+		t.Fatalf("consumer charged %d µ for %d picos of work (verdicts %v)", spent, exact, v.Stats().Verdicts)
 	}
 	if cut := balance(t, v, ledger.Operator); cut != 6 {
 		t.Fatalf("operator cut %d µ, want 6 (exact %d picos)", cut, exact/20)

@@ -59,9 +59,17 @@ func (v *Verifier) handleReceipt(ctx context.Context, from peer.ID, env *protoco
 		inAsg[r] = true
 	}
 	bound := v.receiptBounds(ws, a, &rc, now)
-	busy := v.book.TakeSlotMicros(from.String(), now)
-	if g := v.groups[rc.Group]; g != nil && ws != nil && ws.firstOfModuleLocked(g.module) {
-		busy = 0 // it fetched and compiled the module: not a measure of its speed
+	var busy int64
+	if ws != nil && g != nil {
+		var ts []*taskState
+		for i := range rc.Results {
+			if t := g.tasks[rc.Results[i].Index]; t != nil {
+				ts = append(ts, t)
+			}
+		}
+		// Before its first receipt of the module the worker was fetching
+		// and compiling it: not a measure of its speed.
+		busy = v.busyLocked(ws, ts, ws.moduleSinceLocked(g.module, now), now)
 	}
 	slot := slotShares(busy, rc.Results)
 	var changed, settled []*taskState
@@ -153,20 +161,20 @@ func (v *Verifier) receiptBounds(ws *workerState, a *assignmentRecord, rc *proto
 	}
 }
 
-// slotShares splits busy slot time the verifier observed (µs) over the
-// results of a receipt in proportion to their metered work (evenly when
-// none reports work): each replica's share is the time its speed is
-// observed over (market.Receipt.SlotMicros).
-func slotShares(slot uint64, results []protocol.TaskResult) func(*protocol.TaskResult) int64 {
+// slotShares splits the busy slot time the verifier observed behind a
+// receipt (µs, market.Book.BusyFor) over its results in proportion to
+// their metered work (evenly when none reports work): each replica's share
+// is the time it is judged and rated on (market.Receipt.SlotMicros).
+func slotShares(slot int64, results []protocol.TaskResult) func(*protocol.TaskResult) int64 {
 	var total uint64
 	for i := range results {
 		total += min(results[i].Work, 1<<50)
 	}
 	return func(res *protocol.TaskResult) int64 {
 		if total == 0 {
-			return int64(min(slot/uint64(max(len(results), 1)), 1<<62))
+			return slot / int64(max(len(results), 1))
 		}
-		return int64(min(market.MulDiv(slot, min(res.Work, 1<<50), total), 1<<62))
+		return int64(min(market.MulDiv(uint64(max(slot, 0)), min(res.Work, 1<<50), total), 1<<62))
 	}
 }
 
@@ -209,7 +217,7 @@ func (v *Verifier) recordResultLocked(t *taskState, worker peer.ID, res *protoco
 	if err := t.rec.M.Receipt(w, rc, now); err != nil {
 		return err
 	}
-	v.book.Release(w, v.nowMs())
+	v.releaseLocked(w, t, now)
 	v.log.Debug("replica reported", "worker", w, "group", t.rec.Group, "task", t.rec.Index, "replica", res.Replica,
 		"status", res.Status.String(), "result", info.Result, "work", res.Work, "exec_us", res.ExecMicros, "window_us", window)
 	return nil
@@ -220,7 +228,7 @@ func (v *Verifier) failReplicaLocked(t *taskState, worker, reason string) error 
 	if err := t.rec.M.Fail(worker, reason); err != nil {
 		return err
 	}
-	v.book.Release(worker, v.nowMs())
+	v.releaseLocked(worker, t, v.nowMs())
 	v.log.Warn("replica failed", "worker", worker, "group", t.rec.Group, "task", t.rec.Index, "reason", reason)
 	return nil
 }

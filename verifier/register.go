@@ -130,7 +130,7 @@ func (v *Verifier) updateBookLocked(ws *workerState, now int64) {
 		price = ws.rec.OfferPrice
 	}
 	o := market.Offer{Worker: w, Owner: ws.rec.Owner, MinPrice: price, Speed: ws.rec.Speed,
-		Capacity: int(ws.rec.Slots) * v.queueDepth(ws.execMicros), Slots: int(ws.rec.Slots)}
+		Capacity: int(ws.rec.Slots) * v.queueDepth(ws.execMicros)}
 	if prev, ok := v.book.Offers[w]; ok && prev == o {
 		return
 	}

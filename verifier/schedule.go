@@ -143,15 +143,16 @@ func (v *Verifier) scheduleRound(ctx context.Context) {
 			// Replicas must stay aligned with M.Runs.
 			wid := peerID(mt.Worker)
 			if wid == "" {
-				v.book.Release(mt.Worker, v.nowMs())
+				v.book.Release(mt.Worker)
 				v.log.Error("book offered a worker with an invalid ID", "worker", mt.Worker, "group", t.rec.Group, "task", t.rec.Index)
 				continue
 			}
 			if _, err := m.Assign(mt, now); err != nil {
-				v.book.Release(mt.Worker, v.nowMs())
+				v.book.Release(mt.Worker)
 				v.log.Error("assignment refused by the market", "worker", mt.Worker, "group", t.rec.Group, "task", t.rec.Index, "err", err)
 				continue
 			}
+			v.holdLocked(mt.Worker, t, now)
 			replica := uint16(len(m.Runs) - 1)
 			at := protocol.AssignedTask{Index: t.rec.Index, Replica: replica, Size: t.rec.Size, Inline: t.rec.Inline}
 			at.Input = mustCID(t.rec.Input)
@@ -402,7 +403,7 @@ func (v *Verifier) failAssignments(recs []*assignmentRecord, reason string) {
 				if err := t.rec.M.Fail(wid.String(), reason); err != nil {
 					continue
 				}
-				v.book.Release(wid.String(), v.nowMs())
+				v.releaseLocked(wid.String(), t, v.nowMs())
 				if v.advanceLocked(t, v.nowMs()) {
 					settled = append(settled, t)
 				}
@@ -434,7 +435,7 @@ func (v *Verifier) failRefsLocked(wid peer.ID, g *groupState, tasks []protocol.A
 		if err := t.rec.M.Fail(wid.String(), reason); err != nil {
 			continue
 		}
-		v.book.Release(wid.String(), v.nowMs())
+		v.releaseLocked(wid.String(), t, v.nowMs())
 		if v.advanceLocked(t, v.nowMs()) {
 			*settled = append(*settled, t)
 		}

@@ -3,6 +3,7 @@ package verifier
 import (
 	"sync/atomic"
 
+	"github.com/aspen-market/aspen/market"
 	"github.com/aspen-market/aspen/store"
 )
 
@@ -13,6 +14,24 @@ type counters struct {
 	strikes, ownRuns, releases, releaseRetries atomic.Uint64
 	benchPassed, benchFailed                   atomic.Uint64
 	releasesGivenUp, undelivered, redelivered  atomic.Uint64
+	// verdicts counts judged replicas by outcome (market.Outcome order
+	// below: paid, too-slow, refused, wrong-result, failed, timed-out,
+	// unjudged).
+	verdicts [len(verdictNames)]atomic.Uint64
+}
+
+// verdictNames are the replica outcomes counted, in counters.verdicts order.
+var verdictNames = [...]market.Outcome{market.OutcomePaid, market.OutcomeTooSlow, market.OutcomeRefused,
+	market.OutcomeWrong, market.OutcomeFailed, market.OutcomeTimedOut, market.OutcomeUnjudged}
+
+// countVerdict counts one judged replica.
+func (c *counters) countVerdict(o market.Outcome) {
+	for i, n := range verdictNames {
+		if n == o {
+			c.verdicts[i].Add(1)
+			return
+		}
+	}
 }
 
 // Stats are counters since Start and current gauges, for metrics.
@@ -36,6 +55,9 @@ type Stats struct {
 	ReleasesGivenUp  uint64 `json:"releases_given_up"`
 	TasksUndelivered uint64 `json:"tasks_undelivered"`
 	TasksRedelivered uint64 `json:"tasks_redelivered"`
+	// Verdicts counts settled replicas by outcome (paid, too-slow,
+	// refused, wrong-result, failed, timed-out, unjudged).
+	Verdicts map[string]uint64 `json:"verdicts"`
 
 	Workers     int `json:"workers"`
 	LiveWorkers int `json:"live_workers"`
@@ -57,7 +79,10 @@ func (v *Verifier) Stats() Stats {
 		Strikes: c.strikes.Load(), VerifierRuns: c.ownRuns.Load(), Releases: c.releases.Load(), ReleaseRetries: c.releaseRetries.Load(),
 		BenchmarksPassed: c.benchPassed.Load(), BenchmarksFailed: c.benchFailed.Load(),
 		ReleasesGivenUp: c.releasesGivenUp.Load(), TasksUndelivered: c.undelivered.Load(), TasksRedelivered: c.redelivered.Load(),
-		Store: v.st.Stats(),
+		Store: v.st.Stats(), Verdicts: map[string]uint64{},
+	}
+	for i, n := range verdictNames {
+		s.Verdicts[string(n)] = c.verdicts[i].Load()
 	}
 	now := v.nowMs()
 	v.mu.Lock()

@@ -179,7 +179,7 @@ func (v *Verifier) handleSubmit(ctx context.Context, from peer.ID, env *protocol
 			v.unqueueLocked(t)
 			for _, r := range t.rec.M.Runs { // scheduled meanwhile: never sent
 				if r.State == market.ReplicaAssigned {
-					v.book.Release(r.Worker, v.nowMs())
+					v.releaseLocked(r.Worker, t, v.nowMs())
 				}
 			}
 			if g.tasks[t.rec.Index] == t {

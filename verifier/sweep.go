@@ -63,7 +63,7 @@ func (v *Verifier) sweep(ctx context.Context) {
 				_ = m.Heartbeat(r.Worker, min(seen, now))
 			}
 			for _, d := range m.Sweep(now, v.cfg.Market) {
-				v.book.Release(d.Worker, v.nowMs())
+				v.releaseLocked(d.Worker, t, now)
 				v.log.Warn("replica failed", "worker", d.Worker, "group", t.rec.Group, "task", t.rec.Index,
 					"state", string(d.State), "reason", d.Reason)
 				touched = true

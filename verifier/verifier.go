@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -113,26 +114,31 @@ type workerState struct {
 	hbRating    int64 // RatingIssued last handed out on a heartbeat ack
 	benchBusy   bool  // a benchmark is being prepared
 	execMicros  int64 // average busy slot time per replica observed (0: none yet); sets its queue depth
-	// modules are the modules it has reported results of since the
-	// verifier started (bounded): the first receipt of a module carries
-	// its fetch and compile, which are not the worker's speed.
-	modules map[cid.Cid]struct{}
+	// held are the replicas it holds, in assignment order, and inSlots
+	// how many of them are in its slots (held.go).
+	held    []heldReplica
+	inSlots int
+	// modules are, for the modules it has reported results of since the
+	// verifier started (bounded), when the first such receipt arrived:
+	// before it, the worker was fetching and compiling the module, which
+	// is not its speed (held.go).
+	modules map[cid.Cid]int64
 }
 
-// maxModulesSeen bounds workerState.modules; past it the set starts over.
+// maxModulesSeen bounds workerState.modules; past it the map starts over.
 const maxModulesSeen = 256
 
-// firstOfModuleLocked reports whether a receipt for module m is the
-// worker's first since the verifier started, and notes it.
-func (ws *workerState) firstOfModuleLocked(m cid.Cid) bool {
-	if _, ok := ws.modules[m]; ok {
-		return false
+// moduleSinceLocked returns when the worker's first receipt for module m
+// arrived, noting now if this is the first.
+func (ws *workerState) moduleSinceLocked(m cid.Cid, now int64) int64 {
+	if at, ok := ws.modules[m]; ok {
+		return at
 	}
 	if ws.modules == nil || len(ws.modules) >= maxModulesSeen {
-		ws.modules = map[cid.Cid]struct{}{}
+		ws.modules = map[cid.Cid]int64{}
 	}
-	ws.modules[m] = struct{}{}
-	return true
+	ws.modules[m] = now
+	return now
 }
 
 type groupState struct {
@@ -585,14 +591,30 @@ func (v *Verifier) load(ctx context.Context) error {
 		}
 	}
 	// Rebuild reservations, running counts and the work queues from the
-	// tasks.
+	// tasks; each worker's held replicas in the order they were assigned
+	// (held.go), in its slots from now.
+	type heldRun struct {
+		t      *taskState
+		worker string
+		at     int64
+	}
+	var runs []heldRun
 	for _, g := range v.groups {
 		for _, t := range g.tasks {
 			for _, r := range t.rec.M.Runs {
 				if r.State == market.ReplicaAssigned && !t.rec.M.Settled {
-					v.book.Reserve(r.Worker, v.nowMs())
+					runs = append(runs, heldRun{t, r.Worker, r.AssignedAt})
 				}
 			}
+		}
+	}
+	slices.SortStableFunc(runs, func(a, b heldRun) int { return cmp.Compare(a.at, b.at) })
+	for _, r := range runs {
+		v.book.Reserve(r.worker)
+		v.holdLocked(r.worker, r.t, now)
+	}
+	for _, g := range v.groups {
+		for _, t := range g.tasks {
 			v.trackLocked(t)
 			v.advanceLocked(t, now)
 		}
