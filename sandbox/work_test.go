@@ -225,7 +225,7 @@ func TestWorkLimitOutput(t *testing.T) {
 	s := newSandbox(t, InProcess, nil)
 	job := Job{Module: countdown(1000), WorkBudget: 10}
 	a, b := run(t, s, job).Output(), run(t, s, job).Output()
-	if a.Status != protocol.StatusTrap || a.Message != "work limit 10 exceeded" ||
+	if a.Status != protocol.StatusWorkLimit || a.Message != "work limit 10 exceeded" ||
 		!bytes.Equal(protocol.EncodeOutput(&a), protocol.EncodeOutput(&b)) {
 		t.Fatalf("outputs %+v and %+v", a, b)
 	}
