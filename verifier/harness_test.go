@@ -173,10 +173,11 @@ func testConfig(t testing.TB, dir string) Config {
 	// depends on the test machine), and no test job's claim is too fast.
 	cfg.MinRatedSpeed, cfg.MaxRatedSpeed = protocol.SpeedUnit, protocol.SpeedUnit
 	cfg.Market.MaxSpeed = 10_000_000
-	// Test workers share one sandbox and run under the race detector, so a
-	// job of a millisecond can wait on others for tens: forgive 300 ms of
-	// busy time (a slow worker in these tests holds its jobs 500 ms).
-	cfg.Market.SpeedSlack = 300 * time.Millisecond
+	// Test workers share one sandbox, run a whole assignment in turn and
+	// run under the race detector, so a job of a millisecond can wait on
+	// others for hundreds: forgive 1 s of busy time (a slow worker in these
+	// tests holds its jobs 1.5 s).
+	cfg.Market.SpeedSlack = time.Second
 	cfg.Logger = testLogger(t)
 	return cfg
 }
@@ -317,7 +318,7 @@ type addrInfoer interface{ AddrInfo() peer.AddrInfo }
 
 func startWorker(t testing.TB, sb *sandbox.Sandbox, v addrInfoer, owner string, price protocol.Micros, b workerBehaviour) *testWorker {
 	t.Helper()
-	w := &testWorker{t: t, key: newKey(t), sb: sb, ver: v.AddrInfo(), owner: owner, price: price, slots: 1, b: b,
+	w := &testWorker{t: t, key: newKey(t), sb: sb, ver: v.AddrInfo(), owner: owner, price: price, slots: 2, b: b,
 		accepted: map[protocol.ID]bool{}, modules: map[cid.Cid][]byte{}}
 	w.id, _ = peer.IDFromPrivateKey(w.key)
 	if vv, ok := v.(*Verifier); ok {

@@ -79,9 +79,9 @@ func TestSlowWorkerIsNotPaid(t *testing.T) {
 	v := startVerifier(t, testConfig(t, t.TempDir()), false)
 	sb := workersSandbox
 	a := startWorker(t, sb, v, "alice", workerPrice, workerBehaviour{})
-	// Holds each real job 5 × 100 ms: its busy time, less the tests' 300 ms
-	// slack, is 2 × the work's 100 ms at its rating of 1.0.
-	s := startWorker(t, sb, v, "sloth", workerPrice, workerBehaviour{Slow: 5})
+	// Holds each real job 15 × 100 ms: its busy time, less the tests' 1 s
+	// slack, is 5 × the work's 100 ms at its rating of 1.0.
+	s := startWorker(t, sb, v, "sloth", workerPrice, workerBehaviour{Slow: 15})
 	waitRated(t, v, a, s)
 	if r := s.Rating(); r.Speed != 1000 {
 		t.Fatalf("slow worker rated %v on its (honest) benchmark", r.Speed)
