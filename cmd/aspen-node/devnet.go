@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,27 +23,32 @@ import (
 	"github.com/aspen-market/aspen/verifier"
 )
 
-// exampleInputs are the devnet's inputs for each example job.
-var exampleInputs = map[string]func(n int) [][]byte{
-	"primes": func(n int) [][]byte {
+// exampleInputs are the devnet's inputs for each example job: n inputs
+// of the given size (the primes range width, the montecarlo samples, the
+// hashchain rounds), or the example's default size when size is 0.
+var exampleInputs = map[string]func(n, size int) [][]byte{
+	"primes": func(n, size int) [][]byte {
+		size = cmp.Or(size, 10_000_000)
 		out := make([][]byte, n)
 		for i := range out {
-			lo := i * 10_000_000
-			out[i] = fmt.Appendf(nil, "%d %d", lo, lo+10_000_000)
+			lo := i * size
+			out[i] = fmt.Appendf(nil, "%d %d", lo, lo+size)
 		}
 		return out
 	},
-	"montecarlo": func(n int) [][]byte {
+	"montecarlo": func(n, size int) [][]byte {
+		size = cmp.Or(size, 2_000_000)
 		out := make([][]byte, n)
 		for i := range out {
-			out[i] = fmt.Appendf(nil, "%d 2000000", i+1)
+			out[i] = fmt.Appendf(nil, "%d %d", i+1, size)
 		}
 		return out
 	},
-	"hashchain": func(n int) [][]byte {
+	"hashchain": func(n, size int) [][]byte {
+		size = cmp.Or(size, 200_000)
 		out := make([][]byte, n)
 		for i := range out {
-			out[i] = fmt.Appendf(nil, "200000\ninput-%d", i)
+			out[i] = fmt.Appendf(nil, "%d\ninput-%d", size, i)
 		}
 		return out
 	},
@@ -69,10 +75,10 @@ func (d *devnet) close() {
 }
 
 type devnetFlags struct {
-	workers, tasks                 int
-	example, dir, credit, maxPrice string
-	keep, verbose                  bool
-	spot, tolerance                float64
+	workers, tasks, size                        int
+	example, dir, credit, maxPrice, workerPrice string
+	keep, verbose                               bool
+	spot, tolerance                             float64
 }
 
 func devnetCommand() *cobra.Command {
@@ -93,6 +99,9 @@ map command to try in another shell.`,
 			if f.workers < 2 {
 				return cli.Usagef("--workers %d: at least 2 workers are needed (every job runs on two)", f.workers)
 			}
+			if f.size < 0 {
+				return cli.Usagef("--size %d: want 0 (the example's default) or more", f.size)
+			}
 			if f.tasks < 1 {
 				return cli.Usagef("--tasks %d: want at least 1", f.tasks)
 			}
@@ -104,6 +113,9 @@ map command to try in another shell.`,
 			}
 			if a, err := protocol.ParseAmount(f.maxPrice); err != nil || a <= 0 {
 				return cli.Usagef("--max-price %q: want a positive decimal amount per hour", f.maxPrice)
+			}
+			if a, err := protocol.ParseAmount(f.workerPrice); err != nil || a <= 0 {
+				return cli.Usagef("--worker-price %q: want a positive decimal amount per hour", f.workerPrice)
 			}
 			if f.spot < 0 || f.spot > 1 {
 				return cli.Usagef("--spot-check %v: want a fraction between 0 and 1", f.spot)
@@ -121,10 +133,12 @@ map command to try in another shell.`,
 	fs.IntVar(&f.workers, "workers", 3, "number of workers")
 	fs.StringVar(&f.example, "example", "primes", "example job to run: "+strings.Join(examples.Names(), ", "))
 	fs.IntVar(&f.tasks, "tasks", 10, "number of inputs of the example job")
+	fs.IntVar(&f.size, "size", 0, "size of each input: the primes range width (default 10000000), the montecarlo samples (2000000) or the hashchain rounds (200000; 2000 is a job of about 3 ms)")
 	fs.BoolVar(&f.keep, "keep", false, "keep the network running after the example, print its dashboards and a map command to try (Ctrl-C stops it)")
 	fs.StringVar(&f.dir, "dir", "", "directory for the network's data (default: a temporary directory, removed at exit)")
 	fs.StringVar(&f.credit, "credit", "100", "credit given to the consumer")
 	fs.StringVar(&f.maxPrice, "max-price", "20", "consumer's max price per hour (devnet workers ask 5.00, 7.50, 10.00 … per hour; the default takes up to seven of them)")
+	fs.StringVar(&f.workerPrice, "worker-price", "5", "the first worker's asking price per hour; each next one asks half of it more (5.00, 7.50, 10.00 …)")
 	fs.Float64Var(&f.spot, "spot-check", 0.1, "fraction of tasks the verifier also runs itself")
 	fs.Float64Var(&f.tolerance, "speed-tolerance", 0.5, "speed rule tolerance (production default 0.15; all devnet nodes share this machine's cores, so timings are noisier)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "log every node's decisions to stderr")
@@ -159,7 +173,8 @@ func runDevnet(ctx context.Context, f devnetFlags, stdout, stderr io.Writer) int
 	d := &devnet{dir: root, log: slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	defer d.close()
 	start := time.Now()
-	if err := d.start(ctx, *workers, f.spot, f.tolerance); err != nil {
+	workerPrice, _ := protocol.ParseAmount(f.workerPrice)
+	if err := d.start(ctx, *workers, workerPrice, f.spot, f.tolerance); err != nil {
 		fmt.Fprintln(stderr, "aspen-node devnet:", err)
 		return 1
 	}
@@ -180,7 +195,7 @@ func runDevnet(ctx context.Context, f devnetFlags, stdout, stderr io.Writer) int
 	fmt.Fprintf(stdout, "devnet: consumer credited %s\n\n", creditAmt)
 
 	cl := client.New("http://"+d.consumer.APIAddr(), d.consumer.Token())
-	inputs := inputsOf(*tasks)
+	inputs := inputsOf(*tasks, f.size)
 	fmt.Fprintf(stdout, "running example %q: %d inputs, 2 replicas each, max price %s/h\n", *example, len(inputs), price)
 	jobStart := time.Now()
 	var groupID string
@@ -236,7 +251,7 @@ func runDevnet(ctx context.Context, f devnetFlags, stdout, stderr io.Writer) int
 	return 0
 }
 
-func (d *devnet) start(ctx context.Context, workers int, spot, tolerance float64) error {
+func (d *devnet) start(ctx context.Context, workers int, price protocol.Micros, spot, tolerance float64) error {
 	vcfg := verifier.DefaultConfig()
 	vcfg.DataDir = filepath.Join(d.dir, "verifier")
 	vcfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -264,9 +279,9 @@ func (d *devnet) start(ctx context.Context, workers int, spot, tolerance float64
 		cfg.APIAddr = "127.0.0.1:0"
 		cfg.Verifier = vinfo
 		cfg.Role = node.RoleWorker
-		// Devnet prices are high so that jobs of a fraction of a second
-		// cost visible amounts: 5.00, 7.50, 10.00 … per hour.
-		cfg.MinPrice = protocol.Micros(5_000_000 + 2_500_000*i)
+		// Devnet prices are high by default so that jobs of a fraction of
+		// a second cost visible amounts: 5.00, 7.50, 10.00 … per hour.
+		cfg.MinPrice = price + price/2*protocol.Micros(i)
 		cfg.Owner = fmt.Sprintf("owner-%d", i+1)
 		cfg.OfferInterval = 2 * time.Second
 		cfg.HeartbeatInterval = 500 * time.Millisecond
