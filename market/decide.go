@@ -160,23 +160,7 @@ func (t *Task) Decide() Decision {
 		return Decision{Kind: DecisionWait, Reason: "verifier run pending"}
 	}
 
-	var reported []int
-	var groups []*group
-	for i, r := range t.Runs {
-		if r.State != ReplicaReported {
-			continue
-		}
-		reported = append(reported, i)
-		k := keyOf(r.Receipt)
-		j := slices.IndexFunc(groups, func(g *group) bool { return g.key == k })
-		if j < 0 {
-			groups = append(groups, &group{key: k, owners: map[string]bool{}})
-			j = len(groups) - 1
-		}
-		groups[j].count++
-		groups[j].owners[ownerOf(r)] = true
-	}
-	n := len(reported)
+	groups, n := t.reportedGroups()
 	need, reason := 0, ""
 	if n < t.Replicas {
 		need = t.Replicas - n
@@ -216,21 +200,10 @@ func (t *Task) Decide() Decision {
 	return t.failed(fmt.Sprintf("no verified result after %d replica(s): %s", len(t.Runs), reason))
 }
 
-// decideAborted judges the work already reported when a task is stopped
-// (canceled by its consumer, or out of queue time): a valid verifier run,
-// or a result reported by replicas of two owners forming a strict majority
-// of the reported ones, with at least Replicas reported, is verified and
-// its replicas judged and paid as the consumer agreed; replicas still
-// running are dropped unjudged (not paid, not held against their worker).
-// Otherwise the task fails and the whole escrow is refunded.
-func (t *Task) decideAborted() Decision {
-	if v := t.Verifier; v != nil && !v.Stopped {
-		d := t.verifiedTrusted(*v)
-		d.Reason = "aborted after the verifier's run: " + t.Aborted
-		return d
-	}
-	var groups []*group
-	n := 0
+// reportedGroups groups the reported replicas by result (CID, exit,
+// work), with their counts and owners, in order of first report; n is the
+// number of reported replicas.
+func (t *Task) reportedGroups() (groups []*group, n int) {
 	for _, r := range t.Runs {
 		if r.State != ReplicaReported {
 			continue
@@ -245,6 +218,23 @@ func (t *Task) decideAborted() Decision {
 		groups[j].count++
 		groups[j].owners[ownerOf(r)] = true
 	}
+	return groups, n
+}
+
+// decideAborted judges the work already reported when a task is stopped
+// (canceled by its consumer, or out of queue time): a valid verifier run,
+// or a result reported by replicas of two owners forming a strict majority
+// of the reported ones, with at least Replicas reported, is verified and
+// its replicas judged and paid as the consumer agreed; replicas still
+// running are dropped unjudged (not paid, not held against their worker).
+// Otherwise the task fails and the whole escrow is refunded.
+func (t *Task) decideAborted() Decision {
+	if v := t.Verifier; v != nil && !v.Stopped {
+		d := t.verifiedTrusted(*v)
+		d.Reason = "aborted after the verifier's run: " + t.Aborted
+		return d
+	}
+	groups, n := t.reportedGroups()
 	for _, g := range groups {
 		if n >= t.Replicas && len(g.owners) >= 2 && 2*g.count > n {
 			d := t.verifiedUntrusted(g.key)
