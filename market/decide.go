@@ -295,11 +295,13 @@ func (t *Task) failed(reason string) Decision {
 
 // judge fills the verdicts of a decision verified with result k. A
 // replica with another result is a culprit (wrong-result, strike). A
-// replica with k is judged by the paper's speed rule on times the verifier
-// observed itself (Receipt.SlotMicros, its busy slot time), never on a
-// reported time and never on a partner's report. With c_i = max(t_i ×
-// s_i − slack, 0), the work its rating s_i says it would do in its
-// observed time t_i (the slack is what speed 1.0 does in SlackMicros):
+// replica with k is judged by the paper's speed rule on its run time t_i:
+// the time it reports (CPU time, which the machine's other load does not
+// lengthen), bounded by the window the verifier observed. No lie about t_i
+// pays: pay follows the metered work at the rating, and the rating the
+// busy time the verifier observed (TimeMicros), never t_i. With c_i =
+// max(t_i × s_i − slack, 0), the work its rating s_i says it would do in
+// t_i (the slack is what speed 1.0 does in SlackMicros):
 //
 //   - if some verified replica met its rating (c_min ≤ W), replica i is
 //     paid iff c_i × (1 − tol) ≤ W: its effective speed W ÷ t_i is at
@@ -307,19 +309,18 @@ func (t *Task) failed(reason string) Decision {
 //   - otherwise (the job ran slower than every rating: metered units cost
 //     more time on this job's instructions than on average) it is paid
 //     iff c_i × (1 − tol) ≤ c_min: it was at most tol slower, relative to
-//     its rating, than the best replica (the paper's untrusted rule, on
-//     observed times).
+//     its rating, than the best replica (the paper's untrusted rule).
 //
-// Together: c_i × (1 − tol) ≤ max(W, c_min). A replica whose time was not
-// observed (SlotMicros 0) is paid and sets no reference.
+// Together: c_i × (1 − tol) ≤ max(W, c_min). A partner that under-reports
+// can only lower c_min, which holds everyone to their own rating.
 func (t *Task) judge(d *Decision, k resultKey) {
 	low := uint64(PPM - t.Terms.TolerancePPM)
 	slack := MaxWork(t.Terms.SlackMicros)
-	claimed := func(r Replica) Work { return WorkOf(r.Speed, r.Receipt.SlotMicros).sub(Work{Lo: slack}) }
+	claimed := func(r Replica) Work { return WorkOf(r.Speed, runMicros(r.Receipt)).sub(Work{Lo: slack}) }
 	var cmin Work
 	have := false
 	for _, r := range t.Runs {
-		if r.State == ReplicaReported && keyOf(r.Receipt) == k && r.Receipt.SlotMicros > 0 {
+		if r.State == ReplicaReported && keyOf(r.Receipt) == k {
 			if c := claimed(r); !have || c.Cmp(cmin) < 0 {
 				cmin, have = c, true
 			}
@@ -344,18 +345,25 @@ func (t *Task) judge(d *Decision, k resultKey) {
 				break
 			}
 			v.TimeMicros = rc.SlotMicros
-			if rc.SlotMicros > 0 {
-				v.EffectiveSpeed = effectiveSpeed(rc.Work, rc.SlotMicros)
-				if tooSlow(claimed(r), low, Work{Lo: rc.Work}, cmin, have) {
-					v.Outcome = OutcomeTooSlow
-					break
-				}
+			v.EffectiveSpeed = effectiveSpeed(rc.Work, runMicros(rc))
+			if tooSlow(claimed(r), low, Work{Lo: rc.Work}, cmin, have) {
+				v.Outcome = OutcomeTooSlow
+				break
 			}
 			v.Outcome = OutcomePaid
 			v.BilledMicros = BilledMicros(rc.Work, r.Speed)
 		}
 		d.Verdicts = append(d.Verdicts, v)
 	}
+}
+
+// runMicros is the run time a receipt is judged on: the reported time,
+// bounded by the window the verifier observed.
+func runMicros(rc *Receipt) int64 {
+	if rc.WindowMicros > 0 {
+		return min(rc.ExecMicros, rc.WindowMicros)
+	}
+	return rc.ExecMicros
 }
 
 // tooSlow reports whether a replica that claims c (its observed time ×

@@ -227,9 +227,9 @@ func bigOf(v ...int64) *big.Int {
 }
 
 // oraclePaid is the speed rule, restated with big integers: with c_j =
-// max(slot_j × s_j − slack × 1000, 0) over the verified replicas whose
-// time was observed and c_min the least, replica r is paid iff it has the
-// verified (result, exit, work) and either was not observed or
+// max(t_j × s_j − slack × 1000, 0), t_j the reported time bounded by the
+// window, over the verified replicas and c_min the least, replica r is
+// paid iff it has the verified (result, exit, work) and
 // c_r × (10⁶ − tol) ≤ max(W, c_min) × 10⁶.
 func oraclePaid(task *Task, d Decision, r Replica) bool {
 	verified := func(o Replica) bool {
@@ -239,11 +239,12 @@ func oraclePaid(task *Task, d Decision, r Replica) bool {
 	if !verified(r) {
 		return false
 	}
-	if r.Receipt.SlotMicros == 0 {
-		return true
-	}
 	claimed := func(o Replica) *big.Int {
-		c := bigOf(int64(o.Speed), o.Receipt.SlotMicros)
+		t := o.Receipt.ExecMicros
+		if o.Receipt.WindowMicros > 0 && o.Receipt.WindowMicros < t {
+			t = o.Receipt.WindowMicros
+		}
+		c := bigOf(int64(o.Speed), t)
 		c.Sub(c, bigOf(int64(protocol.SpeedUnit), task.Terms.SlackMicros))
 		if c.Sign() < 0 {
 			c.SetInt64(0)
@@ -252,7 +253,7 @@ func oraclePaid(task *Task, d Decision, r Replica) bool {
 	}
 	var cmin *big.Int
 	for _, o := range task.Runs {
-		if verified(o) && o.Receipt.SlotMicros > 0 {
+		if verified(o) {
 			if c := claimed(o); cmin == nil || c.Cmp(cmin) < 0 {
 				cmin = c
 			}
