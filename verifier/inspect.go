@@ -85,21 +85,28 @@ func (v *Verifier) Worker(id peer.ID) (WorkerInfo, error) {
 
 // ReplicaView is one replica of a task and its verdict.
 type ReplicaView struct {
-	Worker         string                `json:"worker"`
-	Assignment     string                `json:"assignment,omitempty"`
-	State          string                `json:"state"`             // assigned, reported, failed, timed-out
-	Verdict        string                `json:"verdict,omitempty"` // paid, too-slow, wrong-result, failed, timed-out, unjudged
-	Reason         string                `json:"reason,omitempty"`
-	Status         protocol.ResultStatus `json:"status"`
-	Result         string                `json:"result,omitempty"`
-	ExecMicros     uint64                `json:"exec_us,omitempty"`
-	Price          protocol.Micros       `json:"price"`
-	RatedSpeed     protocol.Speed        `json:"rated_speed"`
-	EffectiveSpeed protocol.Speed        `json:"effective_speed,omitempty"`
-	Paid           protocol.Micros       `json:"paid"` // worker's pay (after the operator's cut)
-	Charged        protocol.Micros       `json:"charged"`
-	Strike         bool                  `json:"strike,omitempty"`
-	Agreed         bool                  `json:"agreed"` // reported the verified result
+	Worker     string                `json:"worker"`
+	Assignment string                `json:"assignment,omitempty"`
+	State      string                `json:"state"`             // assigned, reported, failed, timed-out
+	Verdict    string                `json:"verdict,omitempty"` // paid, too-slow, wrong-result, failed, timed-out, unjudged
+	Reason     string                `json:"reason,omitempty"`
+	Status     protocol.ResultStatus `json:"status"`
+	Result     string                `json:"result,omitempty"`
+	ExecMicros uint64                `json:"exec_us,omitempty"`
+	// Work is the metered work the replica reported; WindowMicros the
+	// window the verifier observed for its receipt (the longest time it
+	// may claim); SlotMicros its busy slot time, the observed time its
+	// speed is judged and rated on (docs/market.md §2, §3, §10).
+	Work           uint64          `json:"work,omitempty"`
+	WindowMicros   int64           `json:"window_us,omitempty"`
+	SlotMicros     int64           `json:"slot_us,omitempty"`
+	Price          protocol.Micros `json:"price"`
+	RatedSpeed     protocol.Speed  `json:"rated_speed"`
+	EffectiveSpeed protocol.Speed  `json:"effective_speed,omitempty"`
+	Paid           protocol.Micros `json:"paid"` // worker's pay (after the operator's cut)
+	Charged        protocol.Micros `json:"charged"`
+	Strike         bool            `json:"strike,omitempty"`
+	Agreed         bool            `json:"agreed"` // reported the verified result
 }
 
 // TaskInfo is the verification outcome of one task.
@@ -109,6 +116,7 @@ type TaskInfo struct {
 	Reason      string          `json:"reason,omitempty"`
 	Result      string          `json:"result,omitempty"`
 	ExitCode    uint32          `json:"exit_code"`
+	Work        uint64          `json:"work,omitempty"` // the verified result's metered work
 	Replicas    []ReplicaView   `json:"replicas"`
 	Agreed      int             `json:"agreed"`
 	SpotChecked bool            `json:"spot_checked"` // the verifier ran it too (spot check or tie-break)
@@ -306,7 +314,7 @@ func taskInfo(r *taskRecord) TaskInfo {
 	pay := map[int]market.Payout{}
 	if s := r.Settlement; s != nil {
 		ti.Charged, ti.OperatorCut, ti.Refund = s.Charged, s.OperatorCut, s.Refund
-		ti.Result, ti.ExitCode, ti.Trusted = s.Decision.Result, uint32(s.Decision.ExitCode), s.Decision.Trusted
+		ti.Result, ti.ExitCode, ti.Trusted, ti.Work = s.Decision.Result, uint32(s.Decision.ExitCode), s.Decision.Trusted, s.Decision.Work
 		verdicts = s.Decision.Verdicts
 		j := 0
 		for i, vd := range verdicts {
@@ -321,6 +329,9 @@ func taskInfo(r *taskRecord) TaskInfo {
 		if i < len(r.Replicas) {
 			info := r.Replicas[i]
 			rv.Assignment, rv.Status, rv.Result, rv.ExecMicros = info.Assignment, info.Status, info.Result, info.ExecMicros
+		}
+		if rc := run.Receipt; rc != nil {
+			rv.Work, rv.WindowMicros, rv.SlotMicros = rc.Work, rc.WindowMicros, rc.SlotMicros
 		}
 		if i < len(verdicts) {
 			vd := verdicts[i]
