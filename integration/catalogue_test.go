@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aspen-market/aspen/market"
 )
 
 // row is one line of the attack catalogue's table.
@@ -36,10 +38,12 @@ var catalogue = []scenario{
 	{id: "Baseline", name: "honest network (baseline, via `aspen-node map`)", run: scBaseline},
 	{id: "AlwaysWrong", name: "worker always returns wrong results", run: scAlwaysWrong},
 	{id: "WrongFraction", name: "worker wrong on 1 task in 2", run: scWrongFraction},
-	{id: "SlowReport", name: "correct, but reports 2× slower than rated", run: scSlowReport},
-	{id: "BenchFastJobSlow", name: "fast on benchmarks, slow on real jobs", run: scBenchFastJobSlow},
+	{id: "Sandbag", name: "reports 10× its real time, on its benchmark and every job (sandbagger)", run: scSandbag},
+	{id: "Creep", name: "reports +14% on every job, over 40 tasks (creep)", run: scCreep},
+	{id: "UnderReport", name: "reports 1 µs for every job (under-reporter)", run: scUnderReport},
+	{id: "BeyondWindow", name: "claims more time than the verifier saw pass", run: scBeyondWindow},
+	{id: "SlowJobs", name: "fast on its benchmark, holds every job 3× longer (really slow, reports honestly)", run: scSlowJobs},
 	{id: "BenchLie", name: "fakes a 3× faster benchmark", run: scBenchLie},
-	{id: "Inflate", name: "claims more time than it took (+20%)", run: scInflate},
 	{id: "Guess", name: "copies/guesses a result without running", run: scGuess},
 	{id: "Ring", name: "colluding pair agrees on wrong results", run: scRing},
 	{id: "Vanish", name: "accepts tasks and vanishes", run: scVanish},
@@ -100,8 +104,15 @@ func TestAttackCatalogue(t *testing.T) {
 		rows = append(rows, r)
 	}
 	table := renderTable(rows, time.Since(start))
-	table += fmt.Sprintf("\nHonest worker processes (h1–h3) reported the verified result %d times; the speed rule refused to pay %d of them as too slow (tolerance %d%%).\n",
-		n.honestAgreed, n.honestTooSlow, tolerancePPM/10_000)
+	h := n.honest
+	table += fmt.Sprintf("\nHonest replicas refused pay: the honest worker processes (h1–h3) had %d replicas judged (paid, too slow or refused); %s were not paid (%d too slow, %d of them against their own rating; %d refused; tolerance %d%%, slack %d ms). Busy slot time beyond the reported run time: %s.\n",
+		h.judged, h.fraction(), h.tooSlow, h.tooSlowOwn, h.refused, tolerancePPM/10_000, slackMicros/1000, h.overheads())
+	for _, note := range h.notes {
+		t.Logf("honest replica not paid: %s", note)
+	}
+	if len(rows) == len(catalogue) && !testing.Short() && h.tooMany() {
+		t.Errorf("honest replicas refused pay: %s, more than 1%%", h.fraction())
+	}
 	t.Logf("attack catalogue:\n%s", table)
 	if *reportFlag {
 		fmt.Println(table)
@@ -110,7 +121,7 @@ func TestAttackCatalogue(t *testing.T) {
 		}
 	}
 	if t.Failed() {
-		for _, p := range append([]*proc{n.v.proc}, procs(n.honest)...) {
+		for _, p := range append([]*proc{n.v.proc}, procs(n.honestProcs)...) {
 			t.Logf("---- %s log tail ----\n%s", p.name, p.tail(40))
 		}
 	}
@@ -154,7 +165,7 @@ func (n *network) repair(t *testing.T) {
 	if !n.v.running() {
 		n.v.start()
 	}
-	for _, p := range n.honest {
+	for _, p := range n.honestProcs {
 		p.thaw()
 		if !p.running() {
 			p.start()
@@ -237,7 +248,7 @@ func workerRuns(v verdict, id string) (runs, paid, strikes int) {
 				continue
 			}
 			runs++
-			if rp.Paid > 0 {
+			if rp.Verdict == string(market.OutcomePaid) {
 				paid++
 			}
 			if rp.Strike {

@@ -2,7 +2,7 @@ package integration
 
 import (
 	"fmt"
-	"math/bits"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,202 +87,343 @@ func scWrongFraction(t *testing.T, n *network, r *row) {
 	r.Outcome = fmt.Sprintf("lied on %d of %d: each caught by tie-break (%d strikes); paid only for honest answers", lies, runs, strikes)
 }
 
-// A timing cheat is judged by the speed rule against the smallest work on
-// its task, and work is rated speed × reported time. On a shared 2-core
-// machine both factors are noisy: a benchmark taken while another test
-// package loads the machine can rate the cheat at half its speed, and a
-// busy moment can double one run. Noise of that size can hide a 2× lie or
-// convict an honest report, so a group shows the lie caught only on the
-// tasks where the lie, not the noise, decided: where the cheat's honest
-// work (its honest rating × the time it really measured, which the test
-// knows) would have been paid, within the tolerance of h1's work, and the
-// work it reported is beyond it. On such a decisive task the cheat must be
-// unpaid. The tasks the verifier spot-checked are judged against its own
-// run, not h1's, and are left out.
+// Timing cheats. Work is metered, so a worker's only free number is the
+// time it reports, and the rules (docs/market.md §2, §3, §10) give that
+// number no power: a claim longer than the window the verifier observed,
+// or implying a speed beyond any machine, is refused and struck; pay is
+// price × metered work ÷ rated speed; the speed rule and the rating use
+// the busy time the verifier observed the worker hold each replica, never
+// its report. Every group's verdicts and charges are checked against a
+// restatement of those rules (checkMoney); the scenarios below add what
+// each lie must not buy, with figures.
 
-// timingTasks is the size of a timing cheat's group: more tasks than the
-// other cheats' six, so that a group has decisive tasks under load.
-const timingTasks = 8
+// cheatWidth sizes the timing cheats' primes jobs: about 40 ms of
+// standard work, well above the speed slack (10 ms) so the speed rule
+// judges them, and long enough that transfer is a small part of the busy
+// time the verifier observes.
+const cheatWidth = 40_000_000
 
-// timing is the comparison of a timing cheat with h1 over one group.
-type timing struct {
-	tasks    int // verified, untrusted tasks run by both the cheat and h1
-	decisive int // of those, where an honest report would have been paid and the lie's is not
-	paid     int // decisive tasks on which the cheat was paid anyway
+// sandbagWidth sizes the sandbagger's jobs: about 150 ms of standard work,
+// so that 10× its run time is more than the input transfer and queueing
+// a window also holds.
+const sandbagWidth = 150_000_000
+
+// stats sums one worker's replicas of a group.
+type stats struct {
+	runs, paid, tooSlow, refused, wrong, strikes int
+	work                                         uint64  // metered work of its paid replicas
+	exact                                        uint64  // their exact charge, picos
+	claimed, slot                                uint64  // Σ reported and Σ observed time of its reported replicas, µs
+	claimedWork                                  uint64  // Σ work of those replicas
+	slots                                        []int64 // busy slot time of each observed replica, µs
+	why                                          []string
 }
 
-// compareTiming compares the cheat's replicas of v with h1's. honestSpeed
-// is the rating an honest benchmark would have given the replica.
-func (n *network) compareTiming(v verdict, e *evilWorker, honestSpeed func(verifier.ReplicaView) uint64) timing {
-	var tm timing
-	tol := uint64(tolerancePPM)
+// medianSlot is the median busy slot time of its observed replicas, ms.
+func (st stats) medianSlot() float64 {
+	if len(st.slots) == 0 {
+		return 0
+	}
+	o := slices.Clone(st.slots)
+	slices.Sort(o)
+	return float64(o[len(o)/2]) / 1000
+}
+
+func workerStats(v verdict, id string) stats {
+	var st stats
 	for _, ti := range v.vg.Tasks {
-		if ti.State != "verified" || ti.Trusted {
-			continue
-		}
-		var cheat, h1 *verifier.ReplicaView
-		for i, rp := range ti.Replicas {
-			if !rp.Agreed || rp.State != string(market.ReplicaReported) {
+		for _, r := range ti.Replicas {
+			if r.Worker != id {
 				continue
 			}
-			switch rp.Worker {
-			case e.id.String():
-				cheat = &ti.Replicas[i]
-			case n.h1.id.String():
-				h1 = &ti.Replicas[i]
+			st.runs++
+			if r.Strike {
+				st.strikes++
 			}
-		}
-		if cheat == nil || h1 == nil {
-			continue
-		}
-		us, ok := e.honestMicros(cheat.Assignment, ti.Index)
-		if !ok {
-			continue
-		}
-		tm.tasks++
-		honest := honestSpeed(*cheat) * us
-		lied := uint64(cheat.RatedSpeed) * cheat.ExecMicros
-		ref := uint64(h1.RatedSpeed) * h1.ExecMicros
-		// L ≤ L_ref × (1 + tol): an honest report would have been paid
-		// (below h1's work it would have been the reference itself).
-		wouldPay := mulLE(honest, market.PPM, ref, market.PPM+tol)
-		beyond := !mulLE(lied, market.PPM, ref, market.PPM+tol)
-		if wouldPay && beyond {
-			tm.decisive++
-			if cheat.Paid > 0 {
-				tm.paid++
+			switch market.Outcome(r.Verdict) {
+			case market.OutcomePaid:
+				st.paid++
+				st.work += r.Work
+				st.exact += uint64(market.ChargePicos(r.Price, r.Work, r.RatedSpeed))
+			case market.OutcomeTooSlow:
+				st.tooSlow++
+			case market.OutcomeRefused:
+				st.refused++
+				if len(st.why) < 2 {
+					st.why = append(st.why, impossible(r, v.vg.TimeoutMillis))
+				}
+			case market.OutcomeWrong:
+				st.wrong++
+			}
+			if r.SlotMicros > 0 {
+				st.slots = append(st.slots, r.SlotMicros)
+			}
+			if r.ExecMicros > 0 {
+				st.claimed += r.ExecMicros
+				st.slot += uint64(max(r.SlotMicros, 0))
+				st.claimedWork += r.Work
 			}
 		}
 	}
-	return tm
+	return st
 }
 
-// mulLE reports whether a×b ≤ c×d, exactly (128-bit products).
-func mulLE(a, b, c, d uint64) bool {
-	hi1, lo1 := bits.Mul64(a, b)
-	hi2, lo2 := bits.Mul64(c, d)
-	return hi1 < hi2 || hi1 == hi2 && lo1 <= lo2
+// perStdHour is what a worker was paid per standard hour of work (1.0 ×
+// 1 h) on its paid replicas: its asking price ÷ its rated speed, in
+// micro-units; 0 when it was paid for nothing.
+func (st stats) perStdHour() protocol.Micros {
+	if st.work == 0 {
+		return 0
+	}
+	return protocol.Micros(market.MulDiv(st.exact, uint64(market.StandardHour), st.work) / market.PicosPerMicro)
 }
 
-// timingResult is a timing cheat's last group.
-type timingResult struct {
-	e      *evilWorker
-	v      verdict
-	groups int
-	bench  protocol.Speed // the cheat's rating by its benchmark
-	tm     timing
+// claimSpeed is the speed its claims would rate it at: work ÷ reported
+// time.
+func (st stats) claimSpeed() protocol.Speed {
+	if st.claimed == 0 {
+		return 0
+	}
+	return protocol.Speed(st.claimedWork / st.claimed / protocol.WorkPerMicroPerMilli)
 }
 
-// timingRun runs a primes group with a fresh timing cheat next to h1 until
-// a group has a decisive task, at most three groups. Each retry starts a
-// new cheat, benchmarked afresh, since a rating skewed by the machine's
-// load stays with the worker. honestSpeed is given the cheat's benchmark
-// rating and a replica.
-func timingRun(t *testing.T, n *network, b behaviour, honestSpeed func(bench protocol.Speed, rp verifier.ReplicaView) uint64) timingResult {
+func (st stats) String() string {
+	return fmt.Sprintf("paid %d of %d (%d too slow, %d refused, %d strikes)", st.paid, st.runs, st.tooSlow, st.refused, st.strikes)
+}
+
+// timingGroup runs a primes group of cheatWidth jobs at price with the
+// cheats (and whoever else the price admits) and checks that every task
+// was verified and no wrong result released.
+func timingGroup(t *testing.T, n *network, tasks, width int, price string, es ...*evilWorker) verdict {
 	t.Helper()
-	for groups := 1; ; groups++ {
-		e := n.evil(t, "evil", "owner-evil", priceCheap, b)
-		n.waitRated(t, e)
-		w0, _ := n.v.worker(e.id)
-		h1, _ := n.v.worker(n.h1.id)
-		v := cheatRun(t, n, timingTasks, e)
-		tm := n.compareTiming(v, e, func(rp verifier.ReplicaView) uint64 { return honestSpeed(w0.Speed, rp) })
-		if tm.decisive > 0 || groups == 3 {
-			return timingResult{e: e, v: v, groups: groups, bench: w0.Speed, tm: tm}
+	n.waitRated(t, es...)
+	j := primesJob(tasks, width, price)
+	gid := n.submit(t, j)
+	n.waitDone(t, gid, 3*time.Minute)
+	v := n.judge(t, gid, j)
+	for _, e := range es {
+		if real, _ := e.counts(); real == 0 {
+			t.Fatalf("%s was never given a task", e.label)
 		}
-		t.Logf("group %d inconclusive: on none of its %d tasks run by both would an honest report have been paid and the lie refused (tolerance %d%%; benchmark ratings %v and h1's %v); a fresh cheat, benchmarked again",
-			groups, tm.tasks, tolerancePPM/10_000, w0.Speed, h1.Speed)
-		e.close()
-		// The closed cheat must leave the book before the next group, or
-		// it is assigned replicas it never runs.
-		waitFor(t, 30*time.Second, "the closed cheat out of the book", func() (bool, error) {
-			wi, ok := n.v.worker(e.id)
-			return !ok || !wi.InBook, nil
-		})
 	}
-}
-
-// timingCheat runs a worker that lies about time (or is slow) and reports
-// how the speed rule judged it. Its benchmark is honest, so an honest
-// report is judged at the rating each replica carries.
-func timingCheat(t *testing.T, n *network, r *row, b behaviour, what string) {
-	res := timingRun(t, n, b, func(_ protocol.Speed, rp verifier.ReplicaView) uint64 { return uint64(rp.RatedSpeed) })
-	defer res.e.close()
-	v := res.v
-	n.fill(r, v)
-	runs, paid, _ := workerRuns(v, res.e.id.String())
 	if v.wrongAccepted != 0 || v.verified != v.tasks {
 		t.Errorf("verified %d of %d, %d wrong", v.verified, v.tasks, v.wrongAccepted)
 	}
-	checkTiming(t, what, res)
-	r.Outcome = fmt.Sprintf("%s: unpaid (too-slow) on %d of %d replicas by the speed rule, on %d of %d decisive; results correct%s",
-		what, runs-paid, runs, res.tm.decisive-res.tm.paid, res.tm.decisive, retried(res.groups))
+	return v
 }
 
-// checkTiming fails the scenario if the cheat was paid on a decisive task,
-// or if three groups had none.
-func checkTiming(t *testing.T, what string, res timingResult) {
+// honestPartners sums h1–h3's replicas of a group.
+func (n *network) honestPartners(v verdict) stats {
+	var all stats
+	for _, h := range []*nodeProc{n.h1, n.h2, n.h3} {
+		st := workerStats(v, h.id.String())
+		all.runs += st.runs
+		all.paid += st.paid
+		all.tooSlow += st.tooSlow
+		all.refused += st.refused
+		all.work += st.work
+		all.exact += st.exact
+	}
+	return all
+}
+
+// benchOutcome waits until the verifier has rated w or refused its
+// benchmark, and returns its record.
+func (n *network) benchOutcome(t *testing.T, w *evilWorker) verifier.WorkerInfo {
 	t.Helper()
-	if res.tm.paid > 0 {
-		t.Errorf("%s was paid on %d of %d decisive tasks (where its reported work exceeds h1's by more than %d%%)", what, res.tm.paid, res.tm.decisive, tolerancePPM/10_000)
-	}
-	if res.tm.decisive == 0 {
-		t.Errorf("%s: no decisive task in %d groups: the machine's load moved the cheat's honest work or h1's by more than the lie",
-			what, res.groups)
-	}
+	var wi verifier.WorkerInfo
+	waitFor(t, 90*time.Second, w.label+"'s benchmark judged", func() (bool, error) {
+		var ok bool
+		wi, ok = n.v.worker(w.id)
+		return ok && (wi.Rated || wi.BenchFailures > 0), nil
+	})
+	return wi
 }
 
-// retried says in a catalogue outcome that inconclusive groups were rerun.
-func retried(groups int) string {
-	if groups == 1 {
-		return ""
-	}
-	return fmt.Sprintf(" (group %d, with a cheat benchmarked afresh; %d before it had no decisive task under machine load)", groups, groups-1)
-}
-
-func scSlowReport(t *testing.T, n *network, r *row) {
-	timingCheat(t, n, r, behaviour{reportX: 2}, "reports 2× its real time")
-}
-
-func scBenchFastJobSlow(t *testing.T, n *network, r *row) {
-	timingCheat(t, n, r, behaviour{slowX: 3}, "benchmarks honestly, runs real jobs 3× slower")
-}
-
-// scBenchLie: the cheat's rating is its lie. An honest benchmark would
-// have rated it a third of what it was rated; spot checks re-rate it.
-func scBenchLie(t *testing.T, n *network, r *row) {
-	const lie = 3
-	res := timingRun(t, n, behaviour{benchLie: lie}, func(bench protocol.Speed, _ verifier.ReplicaView) uint64 { return uint64(bench) / lie })
-	defer res.e.close()
-	v := res.v
-	n.fill(r, v)
-	runs, paid, _ := workerRuns(v, res.e.id.String())
-	h1, _ := n.v.worker(n.h1.id)
-	w1, _ := n.v.worker(res.e.id)
-	if v.wrongAccepted != 0 {
-		t.Errorf("%d wrong", v.wrongAccepted)
-	}
-	checkTiming(t, "a faked benchmark", res)
-	r.Outcome = fmt.Sprintf("rated %v by its faked benchmark (h1: %v); on real jobs its work exceeds the reference: unpaid on %d of %d, on %d of %d decisive; %d spot checks re-rated it %v%s",
-		res.bench, h1.Speed, runs-paid, runs, res.tm.decisive-res.tm.paid, res.tm.decisive, spotChecked(v.vg), w1.Speed, retried(res.groups))
-}
-
-func scInflate(t *testing.T, n *network, r *row) {
-	e := n.evil(t, "evil", "owner-evil", priceCheap, behaviour{reportX: 1.2})
-	defer e.close()
-	v := cheatRun(t, n, 6, e)
-	n.fill(r, v)
-	runs, paid, _ := workerRuns(v, e.id.String())
-	var over protocol.Micros
+// checkRatedOnObserved: a worker's rating is metered work over the busy
+// time the verifier observed (docs/market.md §10), a work-weighted mean of
+// its rating before the group and the speeds observed on its replicas of
+// the group with the verified result, W ÷ busy slot time; so it lies
+// between the least and the greatest of those (to a milli-unit of
+// rounding, within the rating's clamp). A rating read from reported times
+// would follow the claims instead. It returns that range.
+func (n *network) checkRatedOnObserved(t *testing.T, v verdict, e *evilWorker, before, after protocol.Speed) (lo, hi protocol.Speed) {
+	t.Helper()
+	lo, hi = before, before
 	for _, ti := range v.vg.Tasks {
-		for _, rp := range ti.Replicas {
-			if rp.Worker == e.id.String() && rp.Paid > 0 {
-				over += rp.Charged
+		if ti.State != "verified" {
+			continue
+		}
+		for _, r := range ti.Replicas {
+			if r.Worker != e.id.String() || r.State != string(market.ReplicaReported) || !agreed(ti, r) || r.SlotMicros <= 0 {
+				continue
 			}
+			s := protocol.Speed(r.Work / uint64(r.SlotMicros) / protocol.WorkPerMicroPerMilli)
+			lo, hi = min(lo, s), max(hi, s)
 		}
 	}
-	r.Outcome = fmt.Sprintf("claims +20%%: paid on %d of %d only where within the %d%% tolerance of the reference (billed %v); never beyond",
-		paid, runs, tolerancePPM/10_000, over)
+	cfg := market.DefaultConfig()
+	lo, hi = min(max(lo, cfg.MinRatedSpeed), cfg.MaxSpeed), min(max(hi, cfg.MinRatedSpeed), cfg.MaxSpeed)
+	if after+1 < lo || after > hi+1 {
+		t.Errorf("%s rated %v after the group: not between its rating before (%v) and the speeds the verifier observed (%v … %v)", e.label, after, before, lo, hi)
+	}
+	return lo, hi
+}
+
+// scSandbag: a sandbagger reports 10× its real time, on its benchmark (to
+// be rated slower, and so paid more per unit of work) and on every job.
+// Its benchmark claims exceed what the verifier saw pass: refused, struck,
+// never rated. The same lie on real jobs (told by a second sandbagger that
+// benchmarked honestly, since the first is never given one) is refused on
+// every receipt whose claim exceeds its window, each replica replaced on
+// an honest worker; whatever is accepted is paid at its rating, which the
+// claims do not enter.
+func scSandbag(t *testing.T, n *network, r *row) {
+	const lie = 10
+	a := n.evil(t, "sandbagger", "owner-sandbag", priceCheap, behaviour{benchX: lie, reportX: lie})
+	defer a.close()
+	b := n.evil(t, "sandbagger-2", "owner-sandbag-2", priceCheap, behaviour{reportX: lie})
+	defer b.close()
+	wa := n.benchOutcome(t, a)
+	var benchNote string
+	if wa.Rated {
+		// Its benchmark claims fit their windows (a loaded machine can
+		// stretch them): rated from them, bounded by what was observed.
+		benchNote = fmt.Sprintf("its benchmark claims fit their windows (rated %v, at most the time observed)", wa.Speed)
+	} else {
+		if wa.Strikes == 0 || wa.InBook {
+			t.Errorf("benchmark refused but %d strikes, in the book: %v", wa.Strikes, wa.InBook)
+		}
+		benchNote = fmt.Sprintf("benchmark claims 10× refused (more time than its window): %d strike, never rated, never given a task", wa.Strikes)
+	}
+	n.waitRated(t, b)
+	before, _ := n.v.worker(b.id)
+	v := timingGroup(t, n, 6, sandbagWidth, priceAll, b)
+	n.fill(r, v)
+	after, _ := n.v.worker(b.id)
+	st := workerStats(v, b.id.String())
+	if after.Strikes < st.refused && after.Strikes < market.DefaultConfig().StrikesToExclude {
+		t.Errorf("%d refusals, %d strikes", st.refused, after.Strikes)
+	}
+	n.checkRatedOnObserved(t, v, b, before.Speed, after.Speed)
+	hp := n.honestPartners(v)
+	ran, claimed := b.claims()
+	r.Outcome = fmt.Sprintf("%s. On jobs (claimed %.1f s for %.2f s of run time): %d of %d receipts refused and struck (%s), replaced on honest workers, all %d tasks verified; %d accepted, paid %v per standard hour (its asking price at its rating, %v before and %v after; its claims would rate it %v); honest workers paid on %d of %d",
+		benchNote, float64(claimed)/1e6, float64(ran)/1e6, st.refused, st.runs, strings.Join(st.why, "; "), v.verified, st.paid, st.perStdHour(), before.Speed, after.Speed, st.claimSpeed(), hp.paid, hp.runs)
+}
+
+// scCreep: reports 14% more time than it ran, on every job, over 40 tasks.
+// On jobs of milliseconds its claims fit their windows (which hold input
+// transfer and queueing) and are accepted; they change nothing: it is paid
+// its asking price × work ÷ its rating (checked exactly), and its rating
+// is work over the busy time the verifier observed. Its pay per unit of
+// work is printed next to h1's at the same asking price; the two differ by
+// their ratings, i.e. by how fast the verifier saw each hold its jobs.
+func scCreep(t *testing.T, n *network, r *row) {
+	e := n.evil(t, "creep", "owner-creep", priceCheap, behaviour{reportX: 1.14})
+	defer e.close()
+	n.waitRated(t, e)
+	before, _ := n.v.worker(e.id)
+	j := primesJob(40, primesWidth, priceAll)
+	gid := n.submit(t, j)
+	n.waitDone(t, gid, 3*time.Minute)
+	v := n.judge(t, gid, j)
+	n.fill(r, v)
+	if v.wrongAccepted != 0 || v.verified != v.tasks {
+		t.Errorf("verified %d of %d, %d wrong", v.verified, v.tasks, v.wrongAccepted)
+	}
+	st := workerStats(v, e.id.String())
+	h1 := workerStats(v, n.h1.id.String())
+	if st.paid == 0 || h1.paid == 0 {
+		t.Fatalf("creep %s, h1 %s: nothing to compare", st, h1)
+	}
+	// Both ask 1.00/h: per unit of work each is paid 1.00 ÷ its rating
+	// (checkMoney: exactly), and the creep's rating follows the busy time
+	// the verifier observed, not its claims.
+	after, _ := n.v.worker(e.id)
+	n.checkRatedOnObserved(t, v, e, before.Speed, after.Speed)
+	hi, _ := n.v.worker(n.h1.id)
+	ran, claimed := e.claims()
+	r.Outcome = fmt.Sprintf("claimed %d ms for %d ms of run time on %d replicas: %d refused (beyond their window), %d accepted; paid on %d, %v per standard hour of work, h1 %v: asking 1.00/h each, each paid 1.00 ÷ its rating, and the ratings follow the busy time the verifier saw (median per replica %.0f ms, h1 %.0f ms): rated %v → %v, h1 %v; its claims would rate it %v; h1 %s",
+		claimed/1000, ran/1000, st.runs, st.refused, st.runs-st.refused, st.paid, st.perStdHour(), h1.perStdHour(), st.medianSlot(), h1.medianSlot(), before.Speed, after.Speed, hi.Speed, st.claimSpeed(), h1)
+}
+
+// refusedCheat runs a cheat whose every claim is impossible: each receipt
+// refused and struck (struck out after three), each replica replaced on an
+// honest worker, every task verified; the cheat is paid nothing.
+func refusedCheat(t *testing.T, n *network, r *row, b behaviour, what string) {
+	e := n.evil(t, "liar", "owner-liar", priceCheap, b)
+	defer e.close()
+	v := timingGroup(t, n, 6, cheatWidth, priceAll, e)
+	n.fill(r, v)
+	st := workerStats(v, e.id.String())
+	if st.refused != st.runs || st.paid != 0 {
+		t.Errorf("%s: %s; want every receipt refused", what, st)
+	}
+	wi, _ := n.v.worker(e.id)
+	hp := n.honestPartners(v)
+	r.Outcome = fmt.Sprintf("%s: %d of %d receipts refused and struck (%s), paid nothing, struck out: %v; replicas replaced, all %d tasks verified; honest partners paid on %d of %d",
+		what, st.refused, st.runs, strings.Join(st.why, "; "), wi.StruckOut, v.verified, hp.paid, hp.runs)
+}
+
+// scUnderReport: reports 1 µs for every job. The paper's rule made it the
+// reference and left its honest partner unpaid; here its claim implies a
+// speed beyond any machine (100.0).
+func scUnderReport(t *testing.T, n *network, r *row) {
+	refusedCheat(t, n, r, behaviour{reportMicros: 1}, "reports 1 µs")
+}
+
+// scBeyondWindow: claims more time than passed between the verifier
+// sending the assignment and receiving the receipt.
+func scBeyondWindow(t *testing.T, n *network, r *row) {
+	refusedCheat(t, n, r, behaviour{beyondWindow: true}, "claims a minute more than it held each job")
+}
+
+// scSlowJobs: benchmarks at full speed, then holds every real job 3×
+// longer than it runs and reports the time it held it (honest about
+// being slow). The verifier sees the busy time: its rating falls towards
+// what it delivers, it is unpaid while its observed speed is more than
+// 15% below its current rating, and paid, once it is rated slow, its
+// asking price × work ÷ that rating, no more.
+func scSlowJobs(t *testing.T, n *network, r *row) {
+	e := n.evil(t, "slow", "owner-slow", priceCheap, behaviour{slowX: 3})
+	defer e.close()
+	n.waitRated(t, e)
+	before, _ := n.v.worker(e.id)
+	v := timingGroup(t, n, 8, cheatWidth, priceCheap, e)
+	n.fill(r, v)
+	after, _ := n.v.worker(e.id)
+	st := workerStats(v, e.id.String())
+	h1 := workerStats(v, n.h1.id.String())
+	if 4*uint64(after.Speed) > 3*uint64(before.Speed) {
+		t.Errorf("rated %v by its benchmark and %v after holding 8 jobs 3× longer", before.Speed, after.Speed)
+	}
+	n.checkRatedOnObserved(t, v, e, before.Speed, after.Speed)
+	r.Outcome = fmt.Sprintf("rated %v by its benchmark, %v after 8 jobs held 3× longer; %s by the speed rule on observed time; paid %v per standard hour of work, its asking price at its rating (h1 %v)",
+		before.Speed, after.Speed, st, st.perStdHour(), h1.perStdHour())
+}
+
+// scBenchLie: reports its benchmark 3× faster than it ran (the claims fit
+// their windows: they are shorter). Rated 3× too fast, it is judged on
+// the busy time the verifier observes: unpaid as too slow until its
+// rating, fed by that time, comes down; paid per unit of work at the
+// inflated rating, which is less, not more.
+func scBenchLie(t *testing.T, n *network, r *row) {
+	e := n.evil(t, "evil", "owner-evil", priceCheap, behaviour{benchLie: 3})
+	defer e.close()
+	n.waitRated(t, e)
+	before, _ := n.v.worker(e.id)
+	v := timingGroup(t, n, 8, cheatWidth, priceCheap, e)
+	n.fill(r, v)
+	after, _ := n.v.worker(e.id)
+	st := workerStats(v, e.id.String())
+	h1 := workerStats(v, n.h1.id.String())
+	if 4*uint64(after.Speed) > 3*uint64(before.Speed) {
+		t.Errorf("rated %v by its faked benchmark and still %v after 8 jobs", before.Speed, after.Speed)
+	}
+	n.checkRatedOnObserved(t, v, e, before.Speed, after.Speed)
+	r.Outcome = fmt.Sprintf("rated %v by its faked benchmark, %v after 8 jobs judged on observed time; %s; paid %v per standard hour of work (h1 %v)",
+		before.Speed, after.Speed, st, st.perStdHour(), h1.perStdHour())
 }
 
 func scGuess(t *testing.T, n *network, r *row) {

@@ -36,16 +36,26 @@ type behaviour struct {
 	// wrongEvery: every wrongEvery-th task (by index, from the first) gets
 	// a wrong result; 1 = all of them; 0 = none.
 	wrongEvery int
-	// ring: do not run anything; report the output a colluding ring agreed
-	// on (the same wrong output for the same input on every member).
+	// ring: do not run anything; report the output and work a colluding
+	// ring agreed on (the same wrong answer for the same input on every
+	// member) and, as run time, the time it really held the replica (the
+	// most it can claim without exceeding the verifier's window).
 	ring bool
 	// guess: do not run anything; report a guessed result (it cannot see
 	// the other replicas' receipts).
 	guess bool
-	// reportX: report the measured time × reportX (claims more time).
+	// reportX: report the measured time × reportX.
 	reportX float64
+	// benchX: report benchmark times × benchX (a sandbagger also lies
+	// on its benchmark, to be rated slower).
+	benchX float64
+	// reportMicros: report this run time, whatever the job took.
+	reportMicros uint64
+	// beyondWindow: report the time since the assignment arrived plus a
+	// minute: more than the verifier can have seen pass.
+	beyondWindow bool
 	// slowX: really take slowX × the job's time (idle waiting) and report
-	// the wall time it took.
+	// the wall time it took (honest about being slow).
 	slowX float64
 	// vanish: accept the first real assignment, then disappear (no
 	// heartbeats, no receipts, connections closed).
@@ -86,12 +96,23 @@ type evilWorker struct {
 	accepted map[protocol.ID]bool
 	sealed   map[protocol.ID][]byte // verifier-signed assignment envelopes received
 	receipts []*protocol.Receipt    // receipts sent for real jobs
-	// honest is the run time, in µs, an honest report of a real task
-	// would have given (before any timing lie), by assignment and index.
-	honest  map[string]uint64
-	real    int      // real tasks accepted
-	lies    int      // real tasks answered with a lie
-	refused []string // receipts the verifier refused
+	// ranMicros and claimedMicros sum, over the real tasks it answered,
+	// the run time its sandbox measured (an honest report) and the time it
+	// reported.
+	ranMicros, claimedMicros uint64
+	real                     int      // real tasks accepted
+	lies                     int      // real tasks answered with a lie
+	refused                  []string // receipts the verifier refused
+	// queue holds accepted assignments: one slot, run in the order they
+	// came, as the verifier assumes of a worker with one slot.
+	queue chan queued
+}
+
+// queued is an accepted assignment and when it arrived.
+type queued struct {
+	asg     *protocol.Assignment
+	bench   bool
+	arrived time.Time
 }
 
 func startEvil(t testing.TB, label string, ver peer.AddrInfo, desk peer.ID, owner string, price protocol.Micros, slots uint32, b behaviour) *evilWorker {
@@ -100,8 +121,8 @@ func startEvil(t testing.TB, label string, ver peer.AddrInfo, desk peer.ID, owne
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &evilWorker{t: t, label: label, key: key, sb: sharedSandbox(t), ver: ver, desk: desk, owner: owner, price: price, slots: slots, b: b,
-		accepted: map[protocol.ID]bool{}, sealed: map[protocol.ID][]byte{}, honest: map[string]uint64{}}
+	w := &evilWorker{t: t, label: label, key: key, sb: evilSandbox(t), ver: ver, desk: desk, owner: owner, price: price, slots: slots, b: b,
+		accepted: map[protocol.ID]bool{}, sealed: map[protocol.ID][]byte{}, queue: make(chan queued, 256)}
 	w.id, _ = peer.IDFromPrivateKey(key)
 	scfg := store.DefaultConfig()
 	scfg.Dir = filepath.Join(tmpRoot, "evil", w.id.String())
@@ -125,9 +146,23 @@ func startEvil(t testing.TB, label string, ver peer.AddrInfo, desk peer.ID, owne
 	if err := w.register(ctx); err != nil {
 		t.Fatalf("%s: register: %v", label, err)
 	}
-	w.wg.Add(1)
+	w.wg.Add(2)
 	go w.heartbeatLoop()
+	go w.runLoop()
 	return w
+}
+
+// runLoop runs the accepted assignments one task at a time, in order.
+func (w *evilWorker) runLoop() {
+	defer w.wg.Done()
+	for {
+		select {
+		case <-w.ctx.Done():
+			return
+		case q := <-w.queue:
+			w.runAssignment(q)
+		}
+	}
 }
 
 // testHost is a libp2p host on loopback that pins (and so redials) the
@@ -280,11 +315,11 @@ func (w *evilWorker) handleAssign(ctx context.Context, from peer.ID, env *protoc
 		}()
 		return &protocol.Ack{Ref: asg.ID, OK: true, Count: uint32(len(asg.Tasks))}, nil
 	}
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		w.runAssignment(&asg, bench)
-	}()
+	select {
+	case w.queue <- queued{asg: &asg, bench: bench, arrived: time.Now()}:
+	default:
+		return nil, p2p.Refuse(protocol.AckBusy, "queue full")
+	}
 	return &protocol.Ack{Ref: asg.ID, OK: true, Count: uint32(len(asg.Tasks))}, nil
 }
 
@@ -318,10 +353,11 @@ func addAddrs(h *p2p.Host, id peer.ID, addrs []string) {
 }
 
 // ringOutput is what a colluding ring reports for an input: the same wrong
-// output on every member, so their result CIDs agree.
-func ringOutput(in []byte) protocol.Output {
+// output and work on every member, so their results agree.
+func ringOutput(in []byte) (protocol.Output, uint64) {
 	h := sha256.Sum256(in)
-	return protocol.Output{Status: protocol.StatusOK, Stdout: fmt.Appendf(nil, "%d\n", binary.BigEndian.Uint32(h[:4])%100000)}
+	return protocol.Output{Status: protocol.StatusOK, Stdout: fmt.Appendf(nil, "%d\n", binary.BigEndian.Uint32(h[:4])%100000)},
+		1_000_000 + uint64(binary.BigEndian.Uint32(h[4:8])%10_000_000)
 }
 
 // guessedOutput is the guesser's answer: something plausible for primes.
@@ -330,7 +366,8 @@ func guessedOutput() protocol.Output {
 }
 
 // runAssignment runs each task and sends one receipt per task.
-func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
+func (w *evilWorker) runAssignment(q queued) {
+	asg, bench := q.asg, q.bench
 	for _, at := range asg.Tasks {
 		if w.ctx.Err() != nil || w.vanished.Load() {
 			return
@@ -346,9 +383,10 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 		lie := false
 		switch {
 		case !bench && w.b.ring:
-			out, d, lie = ringOutput(in), 50*time.Millisecond, true
+			out, work = ringOutput(in)
+			d, lie = time.Since(q.arrived), true
 		case !bench && w.b.guess:
-			out, d, lie = guessedOutput(), 50*time.Millisecond, true
+			out, d, lie = guessedOutput(), time.Since(q.arrived), true
 		default:
 			var mod []byte
 			if err == nil {
@@ -370,8 +408,14 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 			out.Stdout = append([]byte("tampered "), out.Stdout...)
 			lie = true
 		}
-		honestUs := uint64(max(d.Microseconds(), 1))
-		if !bench && w.b.slowX > 1 {
+		runUs := uint64(max(d.Microseconds(), 1))
+		switch {
+		case bench && w.b.benchLie > 1:
+			d = time.Duration(float64(d) / w.b.benchLie)
+		case bench && w.b.benchX > 0:
+			d = time.Duration(float64(d) * w.b.benchX)
+		case bench:
+		case w.b.slowX > 1:
 			extra := time.Duration(float64(d) * (w.b.slowX - 1))
 			select {
 			case <-time.After(extra):
@@ -379,14 +423,12 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 				return
 			}
 			d += extra
-			lie = true
-		}
-		if !bench && w.b.reportX > 0 {
-			d = time.Duration(float64(d) * w.b.reportX)
-			lie = true
-		}
-		if bench && w.b.benchLie > 1 {
-			d = time.Duration(float64(d) / w.b.benchLie)
+		case w.b.reportX > 0:
+			d, lie = time.Duration(float64(d)*w.b.reportX), true
+		case w.b.reportMicros > 0:
+			d, lie = time.Duration(w.b.reportMicros)*time.Microsecond, true
+		case w.b.beyondWindow:
+			d, lie = time.Since(q.arrived)+time.Minute, true
 		}
 		enc := protocol.EncodeOutput(&out)
 		c, _ := w.st.PutBlob(enc)
@@ -399,13 +441,19 @@ func (w *evilWorker) runAssignment(asg *protocol.Assignment, bench bool) {
 		if !bench {
 			w.mu.Lock()
 			w.receipts = append(w.receipts, rc)
-			w.honest[honestKey(asg.ID.String(), at.Index)] = honestUs
+			w.ranMicros += runUs
+			w.claimedMicros += res.ExecMicros
 			if lie {
 				w.lies++
 			}
 			w.mu.Unlock()
 		}
-		w.sendReceipt(rc)
+		// As a node does, report in the background and run the next task.
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			w.sendReceipt(rc)
+		}()
 	}
 }
 
@@ -434,17 +482,12 @@ func (w *evilWorker) sendReceipt(rc *protocol.Receipt) {
 	}
 }
 
-// honestMicros is the run time the worker measured for a real task, before
-// any timing lie: what an honest report would have said.
-func (w *evilWorker) honestMicros(assignment string, index uint32) (uint64, bool) {
+// claims returns the run time the worker's sandbox measured over its
+// real tasks and the time it reported for them, µs.
+func (w *evilWorker) claims() (ran, claimed uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	us, ok := w.honest[honestKey(assignment, index)]
-	return us, ok
-}
-
-func honestKey(assignment string, index uint32) string {
-	return fmt.Sprintf("%s/%d", assignment, index)
+	return w.ranMicros, w.claimedMicros
 }
 
 func (w *evilWorker) counts() (real, lies int) {

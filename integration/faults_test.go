@@ -88,7 +88,7 @@ func replicaStates(v verdict, id string) (states map[string]int, paid int) {
 		for _, rp := range ti.Replicas {
 			if rp.Worker == id {
 				states[rp.State]++
-				if rp.Paid > 0 {
+				if rp.Verdict == string(market.OutcomePaid) {
 					paid++
 				}
 			}

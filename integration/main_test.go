@@ -39,8 +39,10 @@ func TestMain(m *testing.M) {
 	}
 	tmpRoot = dir
 	code := m.Run()
-	if testSB != nil {
-		testSB.Close()
+	for _, sb := range []*sandbox.Sandbox{testSB, workerSB} {
+		if sb != nil {
+			sb.Close()
+		}
 	}
 	if *keepLogs {
 		fmt.Fprintln(os.Stderr, "integration: kept", dir)
@@ -113,6 +115,10 @@ var (
 	sbOnce sync.Once
 	testSB *sandbox.Sandbox
 	sbErr  error
+
+	wsbOnce  sync.Once
+	workerSB *sandbox.Sandbox
+	wsbErr   error
 )
 
 // sharedSandbox is the sandbox of the test process: the adversarial
@@ -151,4 +157,33 @@ func sharedCache() string {
 	d := filepath.Join(tmpRoot, "wasm-cache")
 	_ = os.MkdirAll(d, 0o700)
 	return d
+}
+
+// evilSandbox is the sandbox the adversarial workers run their jobs in:
+// like the test's, but its executors run at the niceness a node's do (19),
+// so an in-test worker competes for the CPU as the worker processes do and
+// is rated like them.
+func evilSandbox(t testing.TB) *sandbox.Sandbox {
+	t.Helper()
+	wsbOnce.Do(func() {
+		cfg := sandbox.DefaultConfig()
+		cfg.Executable = nodeBin(t)
+		cfg.CacheDir = sharedCache()
+		cfg.Slots = 2
+		cfg.Timeout = 2 * time.Minute
+		s, err := sandbox.New(cfg)
+		if err != nil {
+			wsbErr = err
+			return
+		}
+		if err := s.Start(context.Background()); err != nil {
+			wsbErr = err
+			return
+		}
+		workerSB = s
+	})
+	if wsbErr != nil {
+		t.Fatal(wsbErr)
+	}
+	return workerSB
 }
