@@ -519,22 +519,27 @@ func (n *network) checkRefusals(t testing.TB, vg verifier.GroupInfo, ti verifier
 }
 
 // checkSpeedRule restates docs/market.md §3 for a verified task: each
-// replica with the verified result is judged on its busy slot time t_i
-// (SlotMicros), never on the time it reports. With c_i = max(t_i × s_i −
-// slack, 0) and c_min the least c_j of the agreeing replicas whose time
-// was observed, replica i is paid iff
+// replica with the verified result is judged on its run time t_i, the time
+// it reports bounded by the window the verifier observed. With c_i =
+// max(t_i × s_i − slack, 0) and c_min the least c_j of the agreeing
+// replicas, replica i is paid iff
 //
 //	c_i × (10⁶ − tol) ≤ max(W, c_min) × 10⁶
 //
-// (max(W, c_min) = W when no time was observed); a replica whose time was
-// not observed is paid. It also counts the honest worker processes'
-// judged replicas.
+// It also counts the honest worker processes' judged replicas.
 func (n *network) checkSpeedRule(t testing.TB, vg verifier.GroupInfo, ti verifier.TaskInfo) {
 	t.Helper()
 	w := new(big.Int).SetUint64(ti.Work)
 	slack := big.NewInt(int64(slackMicros) * int64(protocol.SpeedUnit) * protocol.WorkPerMicroPerMilli)
+	run := func(r verifier.ReplicaView) int64 {
+		t := int64(min(r.ExecMicros, 1<<62))
+		if r.WindowMicros > 0 {
+			t = min(t, r.WindowMicros)
+		}
+		return t
+	}
 	claimed := func(r verifier.ReplicaView) *big.Int {
-		c := new(big.Int).Mul(big.NewInt(r.SlotMicros), big.NewInt(int64(r.RatedSpeed)*protocol.WorkPerMicroPerMilli))
+		c := new(big.Int).Mul(big.NewInt(run(r)), big.NewInt(int64(r.RatedSpeed)*protocol.WorkPerMicroPerMilli))
 		c.Sub(c, slack)
 		if c.Sign() < 0 {
 			c.SetInt64(0)
@@ -543,7 +548,7 @@ func (n *network) checkSpeedRule(t testing.TB, vg verifier.GroupInfo, ti verifie
 	}
 	var cmin *big.Int
 	for _, r := range ti.Replicas {
-		if r.State == string(market.ReplicaReported) && agreed(ti, r) && r.SlotMicros > 0 {
+		if r.State == string(market.ReplicaReported) && agreed(ti, r) {
 			if c := claimed(r); cmin == nil || c.Cmp(cmin) < 0 {
 				cmin = c
 			}
@@ -559,12 +564,9 @@ func (n *network) checkSpeedRule(t testing.TB, vg verifier.GroupInfo, ti verifie
 			continue
 		}
 		want := market.OutcomePaid
-		if r.SlotMicros > 0 {
-			lhs := new(big.Int).Mul(claimed(r), big.NewInt(market.PPM-tolerancePPM))
-			rhs := new(big.Int).Mul(ref, big.NewInt(market.PPM))
-			if lhs.Cmp(rhs) > 0 {
-				want = market.OutcomeTooSlow
-			}
+		lhs := new(big.Int).Mul(claimed(r), big.NewInt(market.PPM-tolerancePPM))
+		if lhs.Cmp(new(big.Int).Mul(ref, big.NewInt(market.PPM))) > 0 {
+			want = market.OutcomeTooSlow
 		}
 		if r.Verdict != string(want) {
 			t.Errorf("task %d: %s judged %s, the rule says %s (work %d, rated %v, busy slot time %dµs, reported %dµs)",
