@@ -15,12 +15,15 @@ import (
 // Role says what a node does in the market.
 type Role uint8
 
-// DefaultMinSpeed is the min speed of a group submitted without one: 0.25,
-// a quarter of the reference machine. Real machines rate near 1.0 (their
-// metered work over the busy time the verifier sees), so it refuses only
-// the very slow, and it bounds what the consumer pays per standard hour of
-// work (max price ÷ min speed) and its escrow (the budget at that speed).
-const DefaultMinSpeed protocol.Speed = 250
+// DefaultMinSpeed is the min speed of a group submitted without one: 0.1,
+// the lowest speed the verifier rates (market MinRatedSpeed), so a default
+// bid never passes a worker over for its speed. Ratings follow the busy
+// time the verifier sees, which load and bursts of tiny jobs can lower
+// for a while, and a worker no bid takes gets no observations to recover
+// from. The consumer still pays for work at each worker's rating, at most
+// max price ÷ min speed per standard hour; its escrow is the budget at
+// that speed.
+const DefaultMinSpeed protocol.Speed = 100
 
 const (
 	RoleWorker   Role = 1 << iota // sells cycles

@@ -131,10 +131,10 @@ func TestDevnet(t *testing.T) {
 	for _, want := range []string{
 		"dry run: nothing was submitted",
 		// 2 replicas × (20/h × 10 min of standard work at the default min
-		// speed 0.25, rounded up, + 1 µ for carries).
-		"escrow per task:  26.66667 (2 replicas × 20.00/h × 10m of standard work",
-		"at most:          106.66668",
-		"min speed 0.25 (the node's default)",
+		// speed 0.1, rounded up, + 1 µ for carries).
+		"escrow per task:  66.66667 (2 replicas × 20.00/h × 10m of standard work",
+		"at most:          266.66668",
+		"min speed 0.1 (the node's default)",
 		"sample:           input 0 ran on this machine in ",
 		"the prices of the 3 offers seen that accept these terms",
 	} {

@@ -82,7 +82,7 @@ func mapCommand() *cobra.Command {
 	fs := cmd.Flags()
 	f.api.register(fs)
 	fs.StringVar(&f.maxPrice, "max-price", os.Getenv("ASPEN_MAX_PRICE"), "maximum price per hour of a worker's machine, e.g. 0.04 (required; env ASPEN_MAX_PRICE)")
-	fs.StringVar(&f.minSpeed, "min-speed", os.Getenv("ASPEN_MIN_SPEED"), "minimum worker speed, 1.0 = 1e9 standard work units per second (the paper's 1 GHz machine); real machines rate near 1.0 (default 0.25; you pay at most max price ÷ min speed per standard hour of work; env ASPEN_MIN_SPEED)")
+	fs.StringVar(&f.minSpeed, "min-speed", os.Getenv("ASPEN_MIN_SPEED"), "minimum worker speed, 1.0 = 1e9 standard work units per second (the paper's 1 GHz machine); real machines rate near 1.0 (default 0.1, the lowest rating; you pay at most max price ÷ min speed per standard hour of work; env ASPEN_MIN_SPEED)")
 	fs.IntVar(&f.replicas, "replicas", 2, "workers per input (at least 2)")
 	fs.DurationVar(&f.timeout, "timeout", defaultMapTimeout, "running time limit per job, e.g. 30s or 2h; the escrow held per task is replicas × max price × this")
 	fs.StringVar(&f.maxMemory, "max-memory", "", "memory cap per job, e.g. 256MiB (default the node's)")
