@@ -285,7 +285,11 @@ func figLatency(ctx context.Context, e *env) ([]Row, error) {
 	}
 	defer d.close()
 	var lat durations
+	var v0 map[string]uint64
 	for i := range n + warm {
+		if i == warm {
+			v0 = d.v.Stats().Verdicts
+		}
 		l, err := d.submitAndWait(ctx, mod, [][]byte{spinInput(spin, fmt.Sprintf("task-%d", i))}, 30*time.Second)
 		if err != nil {
 			return nil, fmt.Errorf("job %d: %w", i, err)
@@ -301,7 +305,8 @@ func figLatency(ctx context.Context, e *env) ([]Row, error) {
 			note("%d single-task groups one after another; latency p50 %.1f ms, mean %.1f ms, min %.1f ms", len(lat), ms(lat.pct(0.5)), ms(lat.mean()), ms(lat.min())),
 		Row{Figure: "3 end-to-end overhead p99", Value: over(0.99), Unit: "ms"}.
 			withBaseline(ms(own), "ms", "job's own run time").target("value", "<=", 25).
-			note("latency p99 %.1f ms, max %.1f ms", ms(lat.pct(0.99)), ms(slices.Max(lat))),
+			note("latency p99 %.1f ms, max %.1f ms", ms(lat.pct(0.99)), ms(slices.Max(lat))).
+			note("replicas %s; workers rated %s", fmtVerdicts(verdictDelta(v0, d.v.Stats().Verdicts)), ratedSpeeds(d.v)),
 	}
 	return rows, nil
 }
@@ -343,7 +348,7 @@ func devnetThroughput(ctx context.Context, e *env, groups, per int, alone float6
 	if _, err := d.submitAndWait(ctx, mod, [][]byte{spinInput(0, "a"), spinInput(0, "b"), spinInput(0, "c"), spinInput(0, "d")}, time.Minute); err != nil {
 		return Row{}, err
 	}
-	s0 := d.storeStats()
+	s0, v0 := d.storeStats(), d.v.Stats().Verdicts
 	t0, c0 := time.Now(), cpuTime()
 	var ids []protocol.ID
 	for g := range groups {
@@ -371,7 +376,8 @@ func devnetThroughput(ctx context.Context, e *env, groups, per int, alone float6
 	row := Row{Figure: "4 devnet throughput: verified tasks/s (verifier, 4 workers, consumer in one process; tiny job, 2 replicas)", Value: rate, Unit: "tasks/s"}.
 		withBaseline(alone, "tasks/s", "verifier alone").target("value", ">=", 1000).
 		note("%d tasks in %d groups in %.1f s (submits took %.1f s); this process used %.0f µs CPU per task (executors not included); fsyncs per task: verifier %.2f, workers %.2f, consumer %.2f",
-			tasks, groups, took.Seconds(), submitted.Seconds(), us(cpu)/float64(tasks), fsyncs("verifier"), fsyncs("workers"), fsyncs("consumer"))
+			tasks, groups, took.Seconds(), submitted.Seconds(), us(cpu)/float64(tasks), fsyncs("verifier"), fsyncs("workers"), fsyncs("consumer")).
+		note("replicas %s; workers rated %s", fmtVerdicts(verdictDelta(v0, d.v.Stats().Verdicts)), ratedSpeeds(d.v))
 	return row, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/aspen-market/aspen/market"
 	"github.com/aspen-market/aspen/node/p2p"
 	"github.com/aspen-market/aspen/protocol"
 	"github.com/aspen-market/aspen/sandbox"
@@ -299,6 +301,7 @@ func verifierAlone(ctx context.Context, e *env) (float64, Row, error) {
 	}
 	c.verified.Store(0)
 	total := groups * per
+	v0 := v.Stats().Verdicts
 	t0, c0 := time.Now(), cpuTime()
 	errc := make(chan error, groups)
 	for g := range groups {
@@ -317,12 +320,78 @@ func verifierAlone(ctx context.Context, e *env) (float64, Row, error) {
 	if err != nil {
 		return 0, Row{}, err
 	}
+	// The figure measures the path of honest, paid work: a replica the
+	// market's rules did not pay (too slow, an impossible claim) would
+	// settle differently, and means the fake workers no longer pass as
+	// honest ones.
+	verdicts := verdictDelta(v0, v.Stats().Verdicts)
+	if unpaid := sumVerdicts(verdicts) - verdicts[string(market.OutcomePaid)]; unpaid > 0 {
+		return 0, Row{}, fmt.Errorf("%d of %d replicas not paid (%s): the fake workers' receipts no longer pass the market's rules",
+			unpaid, 2*total, fmtVerdicts(verdicts))
+	}
 	rate := float64(total) / took.Seconds()
 	row := Row{Figure: "4 verifier alone: tasks/s submitted, assigned (signed), settled (durable ledger), released", Value: rate, Unit: "tasks/s"}.
 		target("value", ">=", 5000).
 		note("%d tasks in %d concurrent groups, %d fake workers over loopback, %.1f s; %.0f µs CPU per task in this process (verifier + fakes)",
-			total, groups, workers, took.Seconds(), us(cpu)/float64(total))
+			total, groups, workers, took.Seconds(), us(cpu)/float64(total)).
+		note("replicas %s; fake workers rated %s", fmtVerdicts(verdicts), ratedSpeeds(v))
 	return rate, row, nil
+}
+
+// verdictDelta is the replicas judged between two readings of a
+// verifier's Stats().Verdicts, by outcome.
+func verdictDelta(before, after map[string]uint64) map[string]uint64 {
+	d := map[string]uint64{}
+	for k, n := range after {
+		if n > before[k] {
+			d[k] = n - before[k]
+		}
+	}
+	return d
+}
+
+func sumVerdicts(m map[string]uint64) (n uint64) {
+	for _, x := range m {
+		n += x
+	}
+	return n
+}
+
+// fmtVerdicts lists the outcomes counted, in the market's order.
+func fmtVerdicts(m map[string]uint64) string {
+	var parts []string
+	for _, o := range []market.Outcome{market.OutcomePaid, market.OutcomeTooSlow, market.OutcomeRefused, market.OutcomeWrong,
+		market.OutcomeFailed, market.OutcomeTimedOut, market.OutcomeUnjudged} {
+		if n := m[string(o)]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", o, n))
+		}
+	}
+	if len(parts) == 0 {
+		return "none judged"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ratedSpeeds is the range of the speeds the verifier rated its workers at.
+func ratedSpeeds(v *verifier.Verifier) string {
+	var lo, hi protocol.Speed
+	n := 0
+	for _, w := range v.Workers() {
+		if !w.Rated {
+			continue
+		}
+		if n == 0 || w.Speed < lo {
+			lo = w.Speed
+		}
+		if n == 0 || w.Speed > hi {
+			hi = w.Speed
+		}
+		n++
+	}
+	if n == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d at speed %s–%s", n, lo, hi)
 }
 
 func waitCount(ctx context.Context, n *atomic.Int64, want int64, timeout time.Duration) error {
