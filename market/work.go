@@ -2,9 +2,7 @@ package market
 
 import (
 	"math"
-	"math/big"
 	"math/bits"
-	"strings"
 
 	"github.com/aspen-market/aspen/protocol"
 )
@@ -38,29 +36,6 @@ func (w Work) Cmp(v Work) int {
 		return 1
 	}
 	return 0
-}
-
-// String formats w in standard-unit hours (the paper's "1 GHz × 1 h" is
-// "1.0"), truncated to six decimals.
-func (w Work) String() string {
-	v := new(big.Int).Lsh(new(big.Int).SetUint64(w.Hi), 64)
-	v.Or(v, new(big.Int).SetUint64(w.Lo))
-	v.Quo(v, big.NewInt(3_600_000)) // micro standard-unit hours
-	q, r := new(big.Int).QuoRem(v, big.NewInt(1_000_000), new(big.Int))
-	frac := strings.TrimRight(pad6(r.Uint64()), "0")
-	if frac == "" {
-		frac = "0"
-	}
-	return q.String() + "." + frac
-}
-
-func pad6(v uint64) string {
-	s := []byte("000000")
-	for i := 5; i >= 0 && v > 0; i-- {
-		s[i] = byte('0' + v%10)
-		v /= 10
-	}
-	return string(s)
 }
 
 // mul returns w × m, saturating at the 128-bit maximum.
